@@ -1,0 +1,95 @@
+//! Server side of the admin socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use super::{Envelope, MAX_LINE, Outcome, Reply};
+use crate::service::{Error, Services};
+
+/// Binds the socket (replacing a stale one: the caller holds the data dir
+/// lock, so no live server can own it) with mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+pub async fn serve(listener: UnixListener, services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    let me = rustix::process::geteuid().as_raw();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => { tracing::warn!(error = %e, "admin socket accept failed"); continue; }
+            },
+        };
+        let allowed = stream.peer_cred().is_ok_and(|c| c.uid() == me || c.uid() == 0);
+        if !allowed {
+            tracing::warn!("admin socket: refused a peer with another user id");
+            continue;
+        }
+        let services = services.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session(stream, &services).await {
+                tracing::debug!(error = %e, "admin session ended");
+            }
+        });
+    }
+}
+
+async fn session(stream: UnixStream, services: &Services) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = (&mut lines).take(MAX_LINE as u64 + 1).read_line(&mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let outcome = if n > MAX_LINE {
+            Outcome::Error { kind: "invalid".into(), message: "request line too long".into() }
+        } else {
+            match serde_json::from_str::<Envelope>(line.trim_end()) {
+                Err(e) => Outcome::Error { kind: "invalid".into(), message: format!("malformed request: {e}") },
+                Ok(env) => match services.admin(env.request).await {
+                    Ok(result) => Outcome::Ok { result },
+                    Err(e) => render(&e),
+                },
+            }
+        };
+        let reply = Reply { version: env!("CARGO_PKG_VERSION").into(), outcome };
+        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+        out.push(b'\n');
+        w.write_all(&out).await?;
+        if n > MAX_LINE {
+            return Ok(());
+        }
+    }
+}
+
+/// The admin socket's one mapping of service errors.
+pub fn render(e: &Error) -> Outcome {
+    let kind = match e {
+        Error::NotFound { .. } => "not_found",
+        Error::Conflict { .. } => "conflict",
+        Error::Unauthenticated { .. } => "unauthenticated",
+        Error::Forbidden { .. } => "forbidden",
+        Error::Invalid { .. } => "invalid",
+        Error::RateLimited { .. } => "rate_limited",
+        Error::Unavailable { .. } => "unavailable",
+        Error::Internal { .. } => "internal",
+    };
+    Outcome::Error { kind: kind.into(), message: e.to_string() }
+}

@@ -1,0 +1,193 @@
+//! The composition root: opens the data dir, store and keys, builds the
+//! services, and spawns every long-running task under a name. `AppHandle`
+//! owns them and shuts them down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::crypto::SecretKey;
+use crate::datadir::{DataDir, DataDirError, DirLock};
+use crate::domain::Clock;
+use crate::http::dispatch::{self, ConnInfo, HttpState};
+use crate::http::tls::{self, CertFiles, CertResolver, TlsError};
+use crate::http::{HttpOptions, redirect, server};
+use crate::service::{Mode, Services};
+use crate::store::{self, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// A running server.
+pub struct AppHandle {
+    /// The address the main listener is bound to (the real port for `:0`).
+    pub local_addr: SocketAddr,
+    /// `https` or `http` (with `--insecure-http`).
+    pub scheme: &'static str,
+    /// The plain-HTTP redirect listener's address, when configured.
+    pub redirect_addr: Option<SocketAddr>,
+    /// The one-time bootstrap token, on the first start of a data dir only.
+    pub bootstrap_token: Option<String>,
+    /// Warnings to show the operator (e.g. data dir permissions).
+    pub warnings: Vec<String>,
+    pub services: Arc<Services>,
+    data_dir: DataDir,
+    resolver: Option<Arc<CertResolver>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    grace: Duration,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for AppHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppHandle").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+/// Starts the server on `listener` with time from `clock`.
+pub async fn start(config: &Config, listener: TcpListener, clock: Clock) -> Result<AppHandle, StartError> {
+    let (data_dir, dir_warning) = DataDir::create(&config.data_dir)?;
+    let lock = data_dir.lock()?;
+    let secret_path = data_dir.secret_key();
+    let secret = SecretKey::load_or_create(&secret_path).map_err(io(format!("cannot use {}", secret_path.display())))?;
+    let db_path = data_dir.db();
+    let opened = tokio::task::spawn_blocking(move || Store::open(&db_path))
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))??;
+    if let Some(from) = opened.migrated_from {
+        tracing::info!(from, to = store::migrate::CURRENT, "database schema migrated");
+    }
+    let services = Arc::new(Services::new(
+        opened.store,
+        clock.clone(),
+        secret,
+        Mode::Server,
+        data_dir.root().to_path_buf(),
+    ));
+    let bootstrap_token = if opened.created {
+        Some(
+            services
+                .issue_bootstrap_token()
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+
+    let (resolver, acceptor) = if config.insecure_http {
+        (None, None)
+    } else {
+        let files = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => CertFiles { cert: cert.clone(), key: key.clone() },
+            _ => {
+                let ip = config.listen.ip();
+                let extra = if ip.is_unspecified() || ip.is_loopback() { vec![] } else { vec![ip.to_string()] };
+                tls::ensure_self_signed(&data_dir.tls_dir(), &extra, clock.now().0 / 1000)?
+            }
+        };
+        let resolver = Arc::new(CertResolver::new(files)?);
+        let cfg = tls::server_config(resolver.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+        (Some(resolver), Some(TlsAcceptor::from(Arc::new(cfg))))
+    };
+
+    let opts = HttpOptions::from_config(config);
+    let local_addr = listener.local_addr().map_err(io("cannot read the listening address"))?;
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let socket = crate::admin::server::bind(&data_dir.socket())
+        .map_err(io(format!("cannot create admin socket {}", data_dir.socket().display())))?;
+    tasks.push(("admin-socket", tokio::spawn(crate::admin::server::serve(socket, services.clone(), rx.clone()))));
+
+    let mut redirect_addr = None;
+    if let Some(addr) = config.http_redirect_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(io(format!("cannot listen on {addr} (--http-redirect-listen / SIKKER_HTTP_REDIRECT_LISTEN)")))?;
+        redirect_addr = Some(l.local_addr().map_err(io("cannot read the redirect address"))?);
+        let public = opts.public_url.clone();
+        let handler = move |req: http::Request<hyper::body::Incoming>, _conn: ConnInfo| {
+            let public = public.clone();
+            async move { redirect::answer(&req, local_addr, public.as_deref()) }
+        };
+        tasks.push((
+            "http-redirect",
+            tokio::spawn(server::serve(l, None, handler, opts.limits.clone(), rx.clone(), config.shutdown_grace)),
+        ));
+    }
+
+    let state = Arc::new(HttpState { services: services.clone(), opts: opts.clone() });
+    let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
+    tasks.push((
+        "https",
+        tokio::spawn(server::serve(listener, acceptor, handler, opts.limits.clone(), rx, config.shutdown_grace)),
+    ));
+
+    let mut warnings = Vec::new();
+    warnings.extend(dir_warning);
+    Ok(AppHandle {
+        local_addr,
+        scheme: if config.insecure_http { "http" } else { "https" },
+        redirect_addr,
+        bootstrap_token,
+        warnings,
+        services,
+        data_dir,
+        resolver,
+        shutdown,
+        tasks,
+        grace: config.shutdown_grace,
+        _lock: lock,
+    })
+}
+
+impl AppHandle {
+    /// Re-reads operator certificate files (SIGHUP). The self-signed
+    /// certificate is reloaded too, which is harmless.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        match &self.resolver {
+            Some(r) => r.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting, drains in-flight requests (up to the grace period),
+    /// stops every task, and releases the data dir.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + self.grace + Duration::from_secs(5);
+        for (name, task) in self.tasks {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(())) => tracing::debug!(task = name, "task stopped"),
+                Ok(Err(e)) => tracing::error!(task = name, error = %e, "task failed"),
+                Err(_) => tracing::warn!(task = name, "task did not stop in time"),
+            }
+        }
+        let _ = std::fs::remove_file(self.data_dir.socket());
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,529 @@
+//! One `Config` for the server: clap flags, `SIKKER_*` environment variables
+//! and an optional TOML file, with precedence flag > env > file > default.
+//!
+//! File values are applied by parsing the command line again with the file's
+//! keys added as flags wherever neither a flag nor an env var set them, so a
+//! value from the file goes through exactly the same validation as a flag.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches};
+use ipnet::IpNet;
+
+use crate::cli::Cli;
+use crate::domain::LogIpMode;
+
+/// Every server option. Doc comments are the help text and the comments of
+/// `sikker config example`; each states its default.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Server options")]
+pub struct Config {
+    /// TOML configuration file; flags and SIKKER_* variables override its values.
+    #[arg(long, env = "SIKKER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the database, keys and certificates; created with mode 0700.
+    #[arg(long, env = "SIKKER_DATA_DIR", value_name = "DIR", default_value = "./sikker-data")]
+    pub data_dir: PathBuf,
+
+    /// Address to serve HTTPS on (plain HTTP with --insecure-http); port 0 picks a free port.
+    #[arg(long, env = "SIKKER_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain to serve instead of the self-signed one; reloaded on SIGHUP.
+    #[arg(long, env = "SIKKER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key belonging to --tls-cert; reloaded on SIGHUP.
+    #[arg(long, env = "SIKKER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve plain HTTP instead of HTTPS, for use behind a TLS-terminating reverse proxy only.
+    #[arg(long, env = "SIKKER_INSECURE_HTTP")]
+    pub insecure_http: bool,
+
+    /// Proxy addresses (CIDRs, comma-separated) whose X-Forwarded-For header is believed; none by default.
+    #[arg(long, env = "SIKKER_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxy: Vec<IpNet>,
+
+    /// Also listen on this address for plain HTTP and answer every request with 308 to HTTPS.
+    #[arg(long, env = "SIKKER_HTTP_REDIRECT_LISTEN", value_name = "ADDR")]
+    pub http_redirect_listen: Option<SocketAddr>,
+
+    /// Public base URL (https://host[:port]) used in links and redirects; derived from the request when unset.
+    #[arg(long, env = "SIKKER_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. "info" or "sikker=debug".
+    #[arg(long, env = "SIKKER_LOG", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    pub log: String,
+
+    /// Log line format.
+    #[arg(long, env = "SIKKER_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// How client addresses appear in logs: truncated to /24 and /48, or omitted. Never raw.
+    #[arg(long, env = "SIKKER_LOG_CLIENT_IP", value_name = "MODE", default_value = "truncate")]
+    pub log_client_ip: LogIpMode,
+
+    /// Maximum simultaneous client connections; further ones are closed at once.
+    #[arg(long, env = "SIKKER_MAX_CONNECTIONS", value_name = "N", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Maximum size of a request's header section in bytes (answered with 431 beyond).
+    #[arg(long, env = "SIKKER_MAX_HEADER_BYTES", value_name = "BYTES", default_value = "16384",
+          value_parser = clap::value_parser!(u32).range(8192..=1_048_576))]
+    pub max_header_bytes: u32,
+
+    /// Maximum request body in bytes for ordinary JSON endpoints (bulk endpoints have their own documented limits).
+    #[arg(long, env = "SIKKER_MAX_BODY_BYTES", value_name = "BYTES", default_value = "65536",
+          value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub max_body_bytes: u32,
+
+    /// Time allowed for a whole request, body included (408 for a slow body, 503 for a slow answer).
+    #[arg(long, env = "SIKKER_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Time allowed for a client to send a request's headers once it has started.
+    #[arg(long, env = "SIKKER_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A connection with no traffic for this long is closed; must not be shorter than --request-timeout.
+    #[arg(long, env = "SIKKER_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
+    #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.trim()
+        .parse::<IpNet>()
+        .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| "expected an IP address or CIDR such as 10.0.0.0/8".into())
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("must start with https:// (or http:// behind a proxy)")?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err("must be a scheme and host with an optional port, without a path".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Why the command line, environment or config file could not be used.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Help, version, or a usage error clap renders itself.
+    Clap(clap::Error),
+    /// A value that was syntactically fine but not acceptable, already worded.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Clap(e) => write!(f, "{}", e.render()),
+            Self::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The clap `Command` describing the server options alone.
+pub fn options_command() -> clap::Command {
+    <Config as clap::Args>::augment_args(clap::Command::new("sikker-options"))
+}
+
+/// Server options that can be set, with their file key and env var.
+pub fn option_args() -> Vec<clap::Arg> {
+    options_command()
+        .get_arguments()
+        .filter(|a| a.get_id() != "help" && a.get_id() != "version")
+        .cloned()
+        .collect()
+}
+
+fn env_name(a: &clap::Arg) -> String {
+    a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn key_of(a: &clap::Arg) -> String {
+    a.get_id().as_str().to_owned()
+}
+
+/// "flag --listen, env SIKKER_LISTEN, or `listen` in the config file".
+pub fn describe_option(id: &str) -> String {
+    option_args()
+        .iter()
+        .find(|a| a.get_id() == id)
+        .map_or_else(
+            || id.to_owned(),
+            |a| {
+                format!(
+                    "--{} (env {}, or `{}` in the config file)",
+                    a.get_long().unwrap_or(id),
+                    env_name(a),
+                    key_of(a)
+                )
+            },
+        )
+}
+
+/// Parses the whole command line, applying a config file where one is named.
+pub fn parse_cli<I, T>(args: I) -> Result<Cli, ParseError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let root = Cli::command();
+    let matches = root.clone().try_get_matches_from(&args).map_err(|e| annotate(e, None))?;
+    if let Some((file, sub_cmd, sub_matches)) = config_scope(&root, &matches) {
+        let extra = file_args(&file, &sub_cmd, sub_matches)?;
+        if !extra.is_empty() {
+            args.extend(extra);
+            let matches = root.try_get_matches_from(&args).map_err(|e| annotate(e, Some(&file)))?;
+            return finish(&matches);
+        }
+    }
+    finish(&matches)
+}
+
+fn finish(matches: &clap::ArgMatches) -> Result<Cli, ParseError> {
+    let cli = Cli::from_arg_matches(matches).map_err(|e| annotate(e, None))?;
+    if let Some(cfg) = cli.command.config() {
+        cfg.validate().map_err(ParseError::Invalid)?;
+    }
+    Ok(cli)
+}
+
+/// The subcommand whose arguments a config file applies to, if a file is named.
+fn config_scope<'m>(
+    root: &clap::Command,
+    matches: &'m clap::ArgMatches,
+) -> Option<(PathBuf, clap::Command, &'m clap::ArgMatches)> {
+    let mut cmd = root.clone();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        cmd = cmd.find_subcommand(name)?.clone();
+        m = sub;
+        if cmd.get_arguments().any(|a| a.get_id() == "config") {
+            let file = m.get_one::<PathBuf>("config")?.clone();
+            return Some((file, cmd, m));
+        }
+    }
+    None
+}
+
+/// The file's keys as extra flags, for every key the subcommand takes and
+/// that neither a flag nor an env var already set.
+fn file_args(file: &PathBuf, sub: &clap::Command, m: &clap::ArgMatches) -> Result<Vec<OsString>, ParseError> {
+    let where_ = file.display();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ParseError::Invalid(format!("cannot read config file {where_} (--config / SIKKER_CONFIG): {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ParseError::Invalid(format!("config file {where_} is not valid TOML: {e}")))?;
+    let known = option_args();
+    let mut out = Vec::new();
+    for (raw_key, value) in &table {
+        let key = raw_key.replace('-', "_");
+        let Some(arg) = known.iter().find(|a| a.get_id() == key.as_str() && key != "config") else {
+            return Err(ParseError::Invalid(format!(
+                "config file {where_}: unknown key `{raw_key}` (see `sikker config example`)"
+            )));
+        };
+        let Some(sub_arg) = sub.get_arguments().find(|a| a.get_id() == key.as_str()) else {
+            continue; // an option this subcommand does not use
+        };
+        if matches!(m.value_source(&key), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+            continue;
+        }
+        let long = format!("--{}", sub_arg.get_long().unwrap_or(&key));
+        let bad = |why: &str| ParseError::Invalid(format!("config file {where_}: `{raw_key}` {why} ({})", describe_option(&key)));
+        let is_flag = matches!(arg.get_action(), ArgAction::SetTrue);
+        match value {
+            toml::Value::Boolean(b) if is_flag => {
+                if *b {
+                    out.push(long.into());
+                }
+            }
+            _ if is_flag => return Err(bad("must be true or false")),
+            toml::Value::Array(items) => {
+                for item in items {
+                    out.push(long.clone().into());
+                    out.push(scalar(item).ok_or_else(|| bad("must be a list of strings"))?.into());
+                }
+            }
+            other => {
+                out.push(long.into());
+                out.push(scalar(other).ok_or_else(|| bad("must be a string or number"))?.into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Adds which flag, env var and file key a bad value belongs to.
+fn annotate(e: clap::Error, file: Option<&PathBuf>) -> ParseError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return ParseError::Clap(e);
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => return ParseError::Clap(e),
+    };
+    let long = arg.trim_start_matches('-').split([' ', '=']).next().unwrap_or_default().to_owned();
+    let id = option_args()
+        .iter()
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .map(key_of);
+    let mut msg = e.render().to_string().trim_end().to_owned();
+    if let Some(id) = id {
+        let _ = write!(msg, "\n  this value is set by {}", describe_option(&id));
+    }
+    if let Some(f) = file {
+        let _ = write!(msg, "\n  (config file in use: {})", f.display());
+    }
+    ParseError::Invalid(msg)
+}
+
+impl Config {
+    /// Checks that span several options.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.idle_timeout < self.request_timeout {
+            return Err(format!(
+                "{} must not be shorter than {}",
+                describe_option("idle_timeout"),
+                describe_option("request_timeout")
+            ));
+        }
+        if self.insecure_http && self.tls_cert.is_some() {
+            return Err(format!(
+                "{} cannot be combined with {}",
+                describe_option("insecure_http"),
+                describe_option("tls_cert")
+            ));
+        }
+        if self.insecure_http && self.http_redirect_listen.is_some() {
+            return Err(format!(
+                "{} cannot be combined with {}",
+                describe_option("insecure_http"),
+                describe_option("http_redirect_listen")
+            ));
+        }
+        Ok(())
+    }
+
+    /// A config from explicit arguments after `sikker serve`, ignoring no
+    /// environment: used by tests and by commands that only know a data dir.
+    pub fn from_serve_args<I, T>(args: I) -> Result<Self, ParseError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let argv = ["sikker".into(), "serve".into()]
+            .into_iter()
+            .chain(args.into_iter().map(Into::into))
+            .collect::<Vec<OsString>>();
+        match parse_cli(argv)?.command {
+            crate::cli::Command::Serve(c) => Ok(*c),
+            _ => Err(ParseError::Invalid("not a serve command".into())),
+        }
+    }
+}
+
+/// `SIKKER_*` variables in `vars` that no option reads.
+pub fn unknown_env_vars(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
+    let known: Vec<String> = option_args().iter().map(env_name).collect();
+    let mut unknown: Vec<String> = vars
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("SIKKER_") && !known.contains(k))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// A commented TOML file listing every option with its default.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# sikker configuration file (TOML). Pass it with --config FILE or SIKKER_CONFIG.\n\
+         # Precedence: command-line flag > SIKKER_* environment variable > this file > default.\n\
+         # Every option is shown commented out with its default; durations accept 30s, 2m, 1h.\n",
+    );
+    for a in option_args() {
+        if a.get_id() == "config" {
+            continue;
+        }
+        out.push('\n');
+        if let Some(h) = a.get_help() {
+            for line in h.to_string().lines() {
+                let _ = writeln!(out, "# {line}");
+            }
+        }
+        let _ = writeln!(out, "# flag: --{}   env: {}", a.get_long().unwrap_or_default(), env_name(&a));
+        let key = key_of(&a);
+        let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        let value = if matches!(a.get_action(), ArgAction::SetTrue) {
+            "false".to_owned()
+        } else if a.get_value_delimiter().is_some() {
+            "[]".to_owned()
+        } else if let Some(d) = defaults.first() {
+            toml_literal(d)
+        } else {
+            let _ = writeln!(out, "# (no default)");
+            format!("\"{}\"", a.get_value_names().and_then(|v| v.first()).map_or("VALUE".to_owned(), ToString::to_string))
+        };
+        let _ = writeln!(out, "# {key} = {value}");
+    }
+    out
+}
+
+fn toml_literal(s: &str) -> String {
+    if s.parse::<i64>().is_ok() || s == "true" || s == "false" {
+        s.to_owned()
+    } else {
+        toml::Value::String(s.to_owned()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_mentions_every_option_and_is_valid_toml_when_uncommented() {
+        let ex = example();
+        let mut uncommented = String::new();
+        for a in option_args() {
+            if a.get_id() == "config" {
+                continue;
+            }
+            let key = key_of(&a);
+            assert!(ex.contains(&format!("# {key} = ")), "example lacks {key}");
+            assert!(ex.contains(&env_name(&a)), "example lacks env of {key}");
+        }
+        for line in ex.lines() {
+            if let Some(rest) = line.strip_prefix("# ") {
+                if rest.contains(" = ") && !rest.starts_with("flag:") && !rest.contains("(no default)") {
+                    let key = rest.split(' ').next().unwrap();
+                    if option_args().iter().any(|a| a.get_id() == key) && a_has_default(key) {
+                        uncommented.push_str(rest);
+                        uncommented.push('\n');
+                    }
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, &uncommented).unwrap();
+        let from_file = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap();
+        let defaults = Config::from_serve_args(Vec::<String>::new()).unwrap();
+        assert_eq!(format!("{:?}", Config { config: None, ..from_file }), format!("{defaults:?}"));
+    }
+
+    fn a_has_default(key: &str) -> bool {
+        option_args().iter().any(|a| {
+            a.get_id() == key
+                && (!a.get_default_values().is_empty()
+                    || matches!(a.get_action(), ArgAction::SetTrue)
+                    || a.get_value_delimiter().is_some())
+        })
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\nmax-connections = 7\ntrusted_proxy = [\"10.0.0.0/8\", \"::1\"]\ninsecure_http = true\n",
+        )
+        .unwrap();
+        let f = p.to_str().unwrap();
+        let c = Config::from_serve_args(["--config", f]).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.trusted_proxy.len(), 2);
+        assert!(c.insecure_http);
+        let c = Config::from_serve_args(["--config", f, "--listen", "127.0.0.1:9100"]).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+    }
+
+    #[test]
+    fn bad_values_name_flag_and_env() {
+        let e = Config::from_serve_args(["--listen", "nowhere"]).unwrap_err().to_string();
+        assert!(e.contains("--listen") && e.contains("SIKKER_LISTEN"), "{e}");
+        let e = Config::from_serve_args(["--request-timeout", "soon"]).unwrap_err().to_string();
+        assert!(e.contains("SIKKER_REQUEST_TIMEOUT"), "{e}");
+        let e = Config::from_serve_args(["--idle-timeout", "1s"]).unwrap_err().to_string();
+        assert!(e.contains("SIKKER_IDLE_TIMEOUT") && e.contains("SIKKER_REQUEST_TIMEOUT"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "max_connections = 0\n").unwrap();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("SIKKER_MAX_CONNECTIONS") && e.contains("c.toml"), "{e}");
+        std::fs::write(&p, "lissten = 1\n").unwrap();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown key `lissten`"), "{e}");
+        std::fs::write(&p, "listen = [").unwrap();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn unknown_env_vars_are_found() {
+        let vars = [
+            ("SIKKER_LISTEN".into(), "x".into()),
+            ("SIKKER_LISTNE".into(), "x".into()),
+            ("PATH".into(), "x".into()),
+        ];
+        assert_eq!(unknown_env_vars(vars.into_iter()), vec!["SIKKER_LISTNE".to_owned()]);
+    }
+}

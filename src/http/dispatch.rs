@@ -1,0 +1,120 @@
+//! One request from arrival to answer: host and path checks, routing, body
+//! limit, deadline, handler, security headers and the access-log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::error::{Dialect, HttpError};
+use super::response::{self, Resp};
+use super::router::{self, Matched, Route};
+use super::{HttpOptions, body, client_ip, ui};
+use crate::service::Services;
+
+/// Shared by every connection.
+#[derive(Debug)]
+pub struct HttpState {
+    pub services: Arc<Services>,
+    pub opts: HttpOptions,
+}
+
+/// What the accept loop knows about a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// A request whose body has been read within limits.
+pub struct Ctx<'a> {
+    pub state: &'a HttpState,
+    pub method: Method,
+    pub headers: http::HeaderMap,
+    pub path: String,
+    pub query: Option<String>,
+    pub params: Vec<String>,
+    pub body: bytes::Bytes,
+    pub client: std::net::IpAddr,
+}
+
+pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let deadline = started + state.opts.limits.request_timeout;
+    let method = req.method().clone();
+    let version = req.version();
+    let dialect = Dialect::for_path(req.uri().path());
+    let client = client_ip::resolve(conn.peer.ip(), req.headers(), &state.opts.trusted_proxies);
+    let routed = check_host(&req).and_then(|()| router::route(&method, req.uri().path()));
+    let template = routed.as_ref().map_or("(unmatched)", |m| m.route.template());
+
+    let mut resp = match routed {
+        Err(e) => e.into_response(dialect),
+        Ok(matched) => match run(&state, req, matched, client, deadline).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(dialect),
+        },
+    };
+    if method == Method::HEAD {
+        *resp.body_mut() = response::empty();
+    }
+    response::add_security_headers(resp.headers_mut());
+    tracing::info!(
+        target: "sikker::access",
+        method = %method,
+        route = template,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        client = %state.opts.log_ip.render(client),
+        proto = ?version,
+        tls = conn.tls,
+    );
+    resp
+}
+
+/// HTTP/1.1 requires Host; we also refuse HTTP/1.0 requests without one so
+/// that every answer (and every redirect) knows which name it serves.
+fn check_host<B>(req: &Request<B>) -> Result<(), HttpError> {
+    if req.uri().authority().is_some() || req.headers().contains_key(http::header::HOST) {
+        Ok(())
+    } else {
+        Err(HttpError::MissingHost)
+    }
+}
+
+async fn run(
+    state: &HttpState,
+    req: Request<Incoming>,
+    matched: Matched,
+    client: std::net::IpAddr,
+    deadline: Instant,
+) -> Result<Resp, HttpError> {
+    let (parts, incoming) = req.into_parts();
+    let limit = matched.route.body_limit(state.opts.limits.max_body_bytes);
+    let body = body::read(&parts.headers, incoming, limit, deadline).await?;
+    let ctx = Ctx {
+        state,
+        method: parts.method,
+        headers: parts.headers,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        params: matched.params,
+        body,
+        client,
+    };
+    tokio::time::timeout_at(deadline, handle(matched.route, ctx))
+        .await
+        .map_err(|_| HttpError::HandlerTimeout)?
+}
+
+async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
+    match route {
+        Route::Healthz => {
+            ctx.state.services.health().await?;
+            Ok(response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+        }
+        Route::Ui => Ok(ui::serve(&ctx.path, &ctx.headers)),
+    }
+}

@@ -1,0 +1,142 @@
+//! Every error a request can end in, mapped to a status and a stable message
+//! in one exhaustive `match`, then rendered in the dialect of the API the
+//! request addressed.
+
+use http::header::{self, HeaderValue};
+use http::StatusCode;
+use serde_json::json;
+
+use super::response::{self, Resp};
+use crate::service;
+
+/// The API family a path belongs to; each renders errors its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `/v1/...`, `/healthz` and everything else: `{"error": "..."}`.
+    Sikker,
+    /// `/api/v2/...`: `{"errors":[{"detail","status","source":{"parameter"}}]}`.
+    AbuseIpdb,
+    /// `/taxii2/...`: TAXII 2.1 error message object.
+    Taxii,
+}
+
+impl Dialect {
+    pub fn for_path(path: &str) -> Self {
+        if path.starts_with("/api/") {
+            Self::AbuseIpdb
+        } else if path.starts_with("/taxii2") {
+            Self::Taxii
+        } else {
+            Self::Sikker
+        }
+    }
+}
+
+/// Why a request failed at the HTTP layer, or the service error it carried.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Service(#[from] service::Error),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("missing Host header")]
+    MissingHost,
+    #[error("request path is not valid UTF-8 after percent-decoding")]
+    BadPath,
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body not received within the time limit")]
+    BodyTimeout,
+    #[error("request body could not be read")]
+    BodyRead,
+    #[error("the server did not finish the request within the time limit")]
+    HandlerTimeout,
+}
+
+struct Rendered {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+}
+
+impl HttpError {
+    fn classify(&self) -> Rendered {
+        let plain = |status: StatusCode, message: String| Rendered {
+            status,
+            message,
+            field: None,
+            retry_after: None,
+            allow: None,
+        };
+        match self {
+            Self::Service(e) => match e {
+                service::Error::NotFound { what } => plain(StatusCode::NOT_FOUND, format!("{what} not found")),
+                service::Error::Conflict { reason } => plain(StatusCode::CONFLICT, reason.clone()),
+                service::Error::Unauthenticated { reason } => plain(StatusCode::UNAUTHORIZED, reason.clone()),
+                service::Error::Forbidden { reason } => plain(StatusCode::FORBIDDEN, reason.clone()),
+                service::Error::Invalid { field, reason } => Rendered {
+                    field: Some(field.clone()),
+                    ..plain(StatusCode::BAD_REQUEST, format!("{field}: {reason}"))
+                },
+                service::Error::RateLimited { retry_after_secs, reason } => Rendered {
+                    retry_after: Some(*retry_after_secs),
+                    ..plain(StatusCode::TOO_MANY_REQUESTS, reason.clone())
+                },
+                service::Error::Unavailable { reason } => plain(StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
+                service::Error::Internal { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+            },
+            Self::NotFound => plain(StatusCode::NOT_FOUND, self.to_string()),
+            Self::MethodNotAllowed { allow } => Rendered {
+                allow: Some(allow),
+                ..plain(StatusCode::METHOD_NOT_ALLOWED, self.to_string())
+            },
+            Self::MissingHost | Self::BadPath | Self::BodyRead => plain(StatusCode::BAD_REQUEST, self.to_string()),
+            Self::PayloadTooLarge { .. } => plain(StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
+            Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
+            Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.classify().status
+    }
+
+    /// The response for this error in `dialect`.
+    pub fn into_response(self, dialect: Dialect) -> Resp {
+        if let Self::Service(service::Error::Internal { detail }) = &self {
+            tracing::error!(detail = %detail, "internal error");
+        }
+        let r = self.classify();
+        let mut resp = match dialect {
+            Dialect::Sikker => response::json(r.status, &json!({ "error": r.message })),
+            Dialect::AbuseIpdb => {
+                let mut e = json!({ "detail": r.message, "status": r.status.as_u16() });
+                if let Some(f) = &r.field {
+                    e["source"] = json!({ "parameter": f });
+                }
+                response::json(r.status, &json!({ "errors": [e] }))
+            }
+            Dialect::Taxii => response::json_as(
+                r.status,
+                "application/taxii+json;version=2.1",
+                &json!({
+                    "title": r.status.canonical_reason().unwrap_or("error"),
+                    "description": r.message,
+                    "http_status": r.status.as_u16().to_string(),
+                    "error": r.message,
+                }),
+            ),
+        };
+        if let Some(secs) = r.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = r.allow {
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}

@@ -1,0 +1,121 @@
+//! Path routing. Each route has a template (used in the access log instead of
+//! the raw path, which may hold an IP, an e-mail or a username), the methods
+//! it takes and its body limit.
+
+use http::Method;
+
+use super::error::HttpError;
+
+/// Every endpoint the server has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    /// The embedded web UI (static files and page fallback).
+    Ui,
+}
+
+/// A route with its decoded path parameters.
+#[derive(Debug)]
+pub struct Matched {
+    pub route: Route,
+    pub params: Vec<String>,
+}
+
+impl Route {
+    /// The path template written to logs.
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::Healthz => "/healthz",
+            Self::Ui => "/ui",
+        }
+    }
+
+    /// Methods accepted, for the `Allow` header.
+    fn allow(self) -> &'static str {
+        match self {
+            Self::Healthz | Self::Ui => "GET, HEAD",
+        }
+    }
+
+    fn accepts(self, m: &Method) -> bool {
+        match self {
+            Self::Healthz | Self::Ui => m == Method::GET || m == Method::HEAD,
+        }
+    }
+
+    /// Largest body this route reads, given the general JSON limit.
+    pub fn body_limit(self, _general: usize) -> usize {
+        match self {
+            Self::Healthz | Self::Ui => 0,
+        }
+    }
+}
+
+/// Percent-decodes one path segment; `+` stays a plus (paths are not forms).
+pub fn decode_segment(s: &str) -> Result<String, HttpError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(HttpError::BadPath)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| HttpError::BadPath)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| HttpError::BadPath)?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| HttpError::BadPath)
+}
+
+/// Segments of `path` with empty ones dropped, so `//v1/key` and trailing
+/// slashes route like their canonical form.
+pub fn segments(path: &str) -> Result<Vec<String>, HttpError> {
+    path.split('/').filter(|s| !s.is_empty()).map(decode_segment).collect()
+}
+
+fn is_api_prefix(first: Option<&str>) -> bool {
+    matches!(first, Some("v1" | "api" | "taxii2" | "healthz"))
+}
+
+pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
+    let segs = segments(path)?;
+    let parts: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let (route, params): (Route, Vec<String>) = match parts.as_slice() {
+        ["healthz"] => (Route::Healthz, vec![]),
+        _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
+        _ => return Err(HttpError::NotFound),
+    };
+    if !route.accepts(method) {
+        return Err(HttpError::MethodNotAllowed { allow: route.allow() });
+    }
+    Ok(Matched { route, params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_templates() {
+        assert_eq!(route(&Method::GET, "/healthz").unwrap().route, Route::Healthz);
+        assert_eq!(route(&Method::GET, "//healthz/").unwrap().route, Route::Healthz);
+        assert_eq!(route(&Method::GET, "/").unwrap().route, Route::Ui);
+        assert_eq!(route(&Method::GET, "/ip/1.2.3.4").unwrap().route, Route::Ui);
+        assert!(matches!(route(&Method::GET, "/v1/nothing"), Err(HttpError::NotFound)));
+        assert!(matches!(
+            route(&Method::POST, "/healthz"),
+            Err(HttpError::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(decode_segment("a%40b+c").unwrap(), "a@b+c");
+        assert!(matches!(decode_segment("%ff"), Err(HttpError::BadPath)));
+        assert!(matches!(decode_segment("%4"), Err(HttpError::BadPath)));
+        assert!(matches!(decode_segment("%zz"), Err(HttpError::BadPath)));
+    }
+}

@@ -1,0 +1,66 @@
+//! The embedded web UI, served through this one handler: content types,
+//! ETag/304, cache headers and the page fallback. Release builds embed
+//! `assets/`; debug builds read it from disk so edits show without a rebuild.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::response::{self, Resp};
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "assets/"]
+struct Assets;
+
+/// Serves `path` from the embedded assets; paths without a file extension
+/// that match no file get `index.html` (client-side pages).
+pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    let (file, name) = match Assets::get(rel) {
+        Some(f) => (f, rel),
+        None => {
+            let last = rel.rsplit('/').next().unwrap_or_default();
+            if last.contains('.') {
+                return response::text(StatusCode::NOT_FOUND, "not found\n");
+            }
+            match Assets::get("index.html") {
+                Some(f) => (f, "index.html"),
+                None => return response::text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        }
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    let mut resp = if req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        let mut r = Response::new(response::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(response::full(file.data.into_owned()));
+        let mime = mime_for(name);
+        if let Ok(v) = HeaderValue::from_str(&mime) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn mime_for(name: &str) -> String {
+    let m = Assets::get(name).map(|f| f.metadata.mimetype().to_owned()).unwrap_or_default();
+    if m.starts_with("text/") || m == "application/javascript" || m == "image/svg+xml" {
+        format!("{m}; charset=utf-8")
+    } else if m.is_empty() {
+        "application/octet-stream".to_owned()
+    } else {
+        m
+    }
+}

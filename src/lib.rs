@@ -1,0 +1,17 @@
+//! sikker: a self-hosted threat-intelligence appliance. The library holds
+//! everything; `main.rs` only parses the command line and calls `cli::run`.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod datadir;
+pub mod domain;
+pub mod http;
+pub mod logging;
+pub mod service;
+pub mod store;
+pub mod systemd;

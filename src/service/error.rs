@@ -1,0 +1,43 @@
+//! The errors use cases return. Each surface maps them once (`http/error.rs`,
+//! the admin socket) and clients see a stable message; details go to the log.
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{reason}")]
+    Conflict { reason: String },
+    #[error("{reason}")]
+    Unauthenticated { reason: String },
+    #[error("{reason}")]
+    Forbidden { reason: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{reason}")]
+    RateLimited { retry_after_secs: u64, reason: String },
+    #[error("{reason}")]
+    Unavailable { reason: String },
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound { what: what.into() }
+    }
+}
+
+impl From<crate::store::Error> for Error {
+    fn from(e: crate::store::Error) -> Self {
+        Self::Internal { detail: e.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

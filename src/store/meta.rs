@@ -1,0 +1,58 @@
+//! The `meta` table: schema version and the one-time bootstrap token hash.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::tables::META;
+use super::{Error, Result};
+
+const SCHEMA_VERSION: &str = "schema_version";
+const BOOTSTRAP: &str = "bootstrap_token";
+
+pub fn schema_version(txn: &ReadTransaction) -> Result<Option<u32>> {
+    let t = txn.open_table(META)?;
+    read_version(&t)
+}
+
+pub(crate) fn read_version(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<u32>> {
+    match t.get(SCHEMA_VERSION)? {
+        None => Ok(None),
+        Some(v) => {
+            let b: [u8; 4] = v
+                .value()
+                .try_into()
+                .map_err(|_| Error::Corrupt("meta.schema_version".into()))?;
+            Ok(Some(u32::from_le_bytes(b)))
+        }
+    }
+}
+
+pub fn set_schema_version(txn: &WriteTransaction, v: u32) -> Result<()> {
+    let mut t = txn.open_table(META)?;
+    t.insert(SCHEMA_VERSION, v.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// The pending bootstrap token, stored only as its keyed hash with an expiry.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum DbBootstrap {
+    V1 { hash: [u8; 32], expires_ms: i64 },
+}
+
+pub fn set_bootstrap(txn: &WriteTransaction, rec: &DbBootstrap) -> Result<()> {
+    let mut t = txn.open_table(META)?;
+    t.insert(BOOTSTRAP, super::codec::encode(rec).as_slice())?;
+    Ok(())
+}
+
+pub fn bootstrap(txn: &ReadTransaction) -> Result<Option<DbBootstrap>> {
+    let t = txn.open_table(META)?;
+    t.get(BOOTSTRAP)?
+        .map(|v| super::codec::decode("meta.bootstrap_token", v.value()))
+        .transpose()
+}
+
+/// Removes the bootstrap token (used once, or replaced).
+pub fn clear_bootstrap(txn: &WriteTransaction) -> Result<bool> {
+    let mut t = txn.open_table(META)?;
+    Ok(t.remove(BOOTSTRAP)?.is_some())
+}

@@ -1,0 +1,163 @@
+//! The redb store: opening, schema version and migrations, and the only
+//! doorway to transactions. Every call from async code goes through
+//! `read`/`write`, which run on the blocking pool, never on the reactor.
+
+pub mod codec;
+pub mod error;
+pub mod meta;
+pub mod migrate;
+pub mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+pub use error::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "sikker.redb";
+
+/// A cheap-to-clone handle on the one database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// What `Store::open` found.
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Store,
+    /// The file did not exist before.
+    pub created: bool,
+    /// The schema version the file had before migrations ran, when it was older.
+    pub migrated_from: Option<u32>,
+}
+
+impl Store {
+    /// Opens or creates the database, creating every table and running
+    /// migrations. Blocking: call from `spawn_blocking` or a CLI.
+    pub fn open(path: &Path) -> Result<Opened> {
+        let created = !path.exists();
+        let db = Database::create(path).map_err(|e| Error::open(path, e))?;
+        if created {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::Corrupt(format!("cannot restrict {}: {e}", path.display())))?;
+        }
+        let store = Self {
+            db: Arc::new(db),
+            path: Arc::new(path.to_path_buf()),
+        };
+        let migrated_from = store.write_blocking(|txn| {
+            migrate::refuse_foreign(txn)?;
+            tables::create_all(txn)?;
+            migrate::run(txn, created)
+        })?;
+        Ok(Opened {
+            store,
+            created,
+            migrated_from,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read transaction on the calling thread (CLI, jobs already off the reactor).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        f(&txn)
+    }
+
+    /// A write transaction on the calling thread; committed when `f` succeeds,
+    /// dropped (rolled back) when it fails.
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        let out = f(&txn)?;
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(out)
+    }
+
+    /// A read transaction on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// A write transaction on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.write_blocking(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_gets_current_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(DB_FILE);
+        let opened = Store::open(&p).unwrap();
+        assert!(opened.created);
+        assert_eq!(opened.migrated_from, None);
+        let v = opened.store.read_blocking(meta::schema_version).unwrap();
+        assert_eq!(v, Some(migrate::CURRENT));
+        drop(opened);
+        let again = Store::open(&p).unwrap();
+        assert!(!again.created);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(DB_FILE);
+        let opened = Store::open(&p).unwrap();
+        opened
+            .store
+            .write_blocking(|txn| meta::set_schema_version(txn, migrate::CURRENT + 1))
+            .unwrap();
+        drop(opened);
+        let err = Store::open(&p).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::NewerSchema { .. }), "{msg}");
+        assert!(msg.contains("newer version of sikker"), "{msg}");
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Store::open(&dir.path().join(DB_FILE)).unwrap();
+        let r: Result<()> = opened.store.write_blocking(|txn| {
+            meta::set_schema_version(txn, 77)?;
+            Err(Error::Corrupt("forced".into()))
+        });
+        assert!(r.is_err());
+        let v = opened.store.read_blocking(meta::schema_version).unwrap();
+        assert_eq!(v, Some(migrate::CURRENT));
+    }
+}
