@@ -30,7 +30,10 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -63,22 +66,36 @@ pub struct AppHandle {
 
 impl std::fmt::Debug for AppHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppHandle").field("local_addr", &self.local_addr).finish_non_exhaustive()
+        f.debug_struct("AppHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
 /// Starts the server on `listener` with time from `clock`.
-pub async fn start(config: &Config, listener: TcpListener, clock: Clock) -> Result<AppHandle, StartError> {
+pub async fn start(
+    config: &Config,
+    listener: TcpListener,
+    clock: Clock,
+) -> Result<AppHandle, StartError> {
     let (data_dir, dir_warning) = DataDir::create(&config.data_dir)?;
     let lock = data_dir.lock()?;
+    // TLS first: a bad certificate must fail before a bootstrap token is
+    // issued, or the token would be stored but never shown.
+    let (resolver, acceptor) = tls_setup(config, &data_dir, &clock)?;
     let secret_path = data_dir.secret_key();
-    let secret = SecretKey::load_or_create(&secret_path).map_err(io(format!("cannot use {}", secret_path.display())))?;
+    let secret = SecretKey::load_or_create(&secret_path)
+        .map_err(io(format!("cannot use {}", secret_path.display())))?;
     let db_path = data_dir.db();
     let opened = tokio::task::spawn_blocking(move || Store::open(&db_path))
         .await
         .map_err(|e| StartError::Other(e.to_string()))??;
     if let Some(from) = opened.migrated_from {
-        tracing::info!(from, to = store::migrate::CURRENT, "database schema migrated");
+        tracing::info!(
+            from,
+            to = store::migrate::CURRENT,
+            "database schema migrated"
+        );
     }
     let services = Arc::new(Services::new(
         opened.store,
@@ -98,60 +115,57 @@ pub async fn start(config: &Config, listener: TcpListener, clock: Clock) -> Resu
         None
     };
 
-    let (resolver, acceptor) = if config.insecure_http {
-        (None, None)
-    } else {
-        let files = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => CertFiles { cert: cert.clone(), key: key.clone() },
-            _ => {
-                let ip = config.listen.ip();
-                let extra = if ip.is_unspecified() || ip.is_loopback() { vec![] } else { vec![ip.to_string()] };
-                tls::ensure_self_signed(&data_dir.tls_dir(), &extra, clock.now().0 / 1000)?
-            }
-        };
-        let resolver = Arc::new(CertResolver::new(files)?);
-        let cfg = tls::server_config(resolver.clone()).map_err(|e| StartError::Other(e.to_string()))?;
-        (Some(resolver), Some(TlsAcceptor::from(Arc::new(cfg))))
-    };
-
     let opts = HttpOptions::from_config(config);
-    let local_addr = listener.local_addr().map_err(io("cannot read the listening address"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(io("cannot read the listening address"))?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let socket = crate::admin::server::bind(&data_dir.socket())
-        .map_err(io(format!("cannot create admin socket {}", data_dir.socket().display())))?;
-    tasks.push(("admin-socket", tokio::spawn(crate::admin::server::serve(socket, services.clone(), rx.clone()))));
+    let socket = crate::admin::server::bind(&data_dir.socket()).map_err(io(format!(
+        "cannot create admin socket {}",
+        data_dir.socket().display()
+    )))?;
+    tasks.push((
+        "admin-socket",
+        tokio::spawn(crate::admin::server::serve(
+            socket,
+            services.clone(),
+            rx.clone(),
+        )),
+    ));
 
-    let mut redirect_addr = None;
-    if let Some(addr) = config.http_redirect_listen {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(io(format!("cannot listen on {addr} (--http-redirect-listen / SIKKER_HTTP_REDIRECT_LISTEN)")))?;
-        redirect_addr = Some(l.local_addr().map_err(io("cannot read the redirect address"))?);
-        let public = opts.public_url.clone();
-        let handler = move |req: http::Request<hyper::body::Incoming>, _conn: ConnInfo| {
-            let public = public.clone();
-            async move { redirect::answer(&req, local_addr, public.as_deref()) }
-        };
-        tasks.push((
-            "http-redirect",
-            tokio::spawn(server::serve(l, None, handler, opts.limits.clone(), rx.clone(), config.shutdown_grace)),
-        ));
-    }
+    let redirect_addr = match config.http_redirect_listen {
+        Some(addr) => Some(spawn_redirect(addr, local_addr, config, &opts, &rx, &mut tasks).await?),
+        None => None,
+    };
 
-    let state = Arc::new(HttpState { services: services.clone(), opts: opts.clone() });
+    let state = Arc::new(HttpState {
+        services: services.clone(),
+        opts: opts.clone(),
+    });
     let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
     tasks.push((
         "https",
-        tokio::spawn(server::serve(listener, acceptor, handler, opts.limits.clone(), rx, config.shutdown_grace)),
+        tokio::spawn(server::serve(
+            listener,
+            acceptor,
+            handler,
+            opts.limits.clone(),
+            rx,
+            config.shutdown_grace,
+        )),
     ));
 
     let mut warnings = Vec::new();
     warnings.extend(dir_warning);
     Ok(AppHandle {
         local_addr,
-        scheme: if config.insecure_http { "http" } else { "https" },
+        scheme: if config.insecure_http {
+            "http"
+        } else {
+            "https"
+        },
         redirect_addr,
         bootstrap_token,
         warnings,
@@ -163,6 +177,64 @@ pub async fn start(config: &Config, listener: TcpListener, clock: Clock) -> Resu
         grace: config.shutdown_grace,
         _lock: lock,
     })
+}
+
+type Tls = (Option<Arc<CertResolver>>, Option<TlsAcceptor>);
+
+/// The certificate resolver and acceptor, or neither for `--insecure-http`.
+fn tls_setup(config: &Config, data_dir: &DataDir, clock: &Clock) -> Result<Tls, StartError> {
+    if config.insecure_http {
+        return Ok((None, None));
+    }
+    let files = if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }
+    } else {
+        let ip = config.listen.ip();
+        let extra = if ip.is_unspecified() || ip.is_loopback() {
+            vec![]
+        } else {
+            vec![ip.to_string()]
+        };
+        tls::ensure_self_signed(&data_dir.tls_dir(), &extra, clock.now().0 / 1000)?
+    };
+    let resolver = Arc::new(CertResolver::new(files)?);
+    let cfg = tls::server_config(resolver.clone()).map_err(|e| StartError::Other(e.to_string()))?;
+    Ok((Some(resolver), Some(TlsAcceptor::from(Arc::new(cfg)))))
+}
+
+/// Binds the plain-HTTP listener that redirects to `https_addr`.
+async fn spawn_redirect(
+    addr: SocketAddr,
+    https_addr: SocketAddr,
+    config: &Config,
+    opts: &HttpOptions,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) -> Result<SocketAddr, StartError> {
+    let l = TcpListener::bind(addr).await.map_err(io(format!(
+        "cannot listen on {addr} (--http-redirect-listen / SIKKER_HTTP_REDIRECT_LISTEN)"
+    )))?;
+    let bound = l
+        .local_addr()
+        .map_err(io("cannot read the redirect address"))?;
+    let public = opts.public_url.clone();
+    let handler = move |req: http::Request<hyper::body::Incoming>, _conn: ConnInfo| {
+        let public = public.clone();
+        async move { redirect::answer(&req, https_addr, public.as_deref()) }
+    };
+    let task = server::serve(
+        l,
+        None,
+        handler,
+        opts.limits.clone(),
+        rx.clone(),
+        config.shutdown_grace,
+    );
+    tasks.push(("http-redirect", tokio::spawn(task)));
+    Ok(bound)
 }
 
 impl AppHandle {

@@ -28,19 +28,39 @@ pub struct Config {
     pub config: Option<PathBuf>,
 
     /// Directory for the database, keys and certificates; created with mode 0700.
-    #[arg(long, env = "SIKKER_DATA_DIR", value_name = "DIR", default_value = "./sikker-data")]
+    #[arg(
+        long,
+        env = "SIKKER_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./sikker-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Address to serve HTTPS on (plain HTTP with --insecure-http); port 0 picks a free port.
-    #[arg(long, env = "SIKKER_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    #[arg(
+        long,
+        env = "SIKKER_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8443"
+    )]
     pub listen: SocketAddr,
 
     /// PEM certificate chain to serve instead of the self-signed one; reloaded on SIGHUP.
-    #[arg(long, env = "SIKKER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "SIKKER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key belonging to --tls-cert; reloaded on SIGHUP.
-    #[arg(long, env = "SIKKER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "SIKKER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Serve plain HTTP instead of HTTPS, for use behind a TLS-terminating reverse proxy only.
@@ -64,11 +84,21 @@ pub struct Config {
     pub log: String,
 
     /// Log line format.
-    #[arg(long, env = "SIKKER_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        env = "SIKKER_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 
     /// How client addresses appear in logs: truncated to /24 and /48, or omitted. Never raw.
-    #[arg(long, env = "SIKKER_LOG_CLIENT_IP", value_name = "MODE", default_value = "truncate")]
+    #[arg(
+        long,
+        env = "SIKKER_LOG_CLIENT_IP",
+        value_name = "MODE",
+        default_value = "truncate"
+    )]
     pub log_client_ip: LogIpMode,
 
     /// Maximum simultaneous client connections; further ones are closed at once.
@@ -179,7 +209,9 @@ pub fn option_args() -> Vec<clap::Arg> {
 }
 
 fn env_name(a: &clap::Arg) -> String {
-    a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
+    a.get_env()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn key_of(a: &clap::Arg) -> String {
@@ -188,20 +220,17 @@ fn key_of(a: &clap::Arg) -> String {
 
 /// "flag --listen, env SIKKER_LISTEN, or `listen` in the config file".
 pub fn describe_option(id: &str) -> String {
-    option_args()
-        .iter()
-        .find(|a| a.get_id() == id)
-        .map_or_else(
-            || id.to_owned(),
-            |a| {
-                format!(
-                    "--{} (env {}, or `{}` in the config file)",
-                    a.get_long().unwrap_or(id),
-                    env_name(a),
-                    key_of(a)
-                )
-            },
-        )
+    option_args().iter().find(|a| a.get_id() == id).map_or_else(
+        || id.to_owned(),
+        |a| {
+            format!(
+                "--{} (env {}, or `{}` in the config file)",
+                a.get_long().unwrap_or(id),
+                env_name(a),
+                key_of(a)
+            )
+        },
+    )
 }
 
 /// Parses the whole command line, applying a config file where one is named.
@@ -212,12 +241,17 @@ where
 {
     let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let root = Cli::command();
-    let matches = root.clone().try_get_matches_from(&args).map_err(|e| annotate(e, None))?;
+    let matches = root
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| annotate(e, None))?;
     if let Some((file, sub_cmd, sub_matches)) = config_scope(&root, &matches) {
         let extra = file_args(&file, &sub_cmd, sub_matches)?;
         if !extra.is_empty() {
             args.extend(extra);
-            let matches = root.try_get_matches_from(&args).map_err(|e| annotate(e, Some(&file)))?;
+            let matches = root
+                .try_get_matches_from(&args)
+                .map_err(|e| annotate(e, Some(&file)))?;
             return finish(&matches);
         }
     }
@@ -252,10 +286,17 @@ fn config_scope<'m>(
 
 /// The file's keys as extra flags, for every key the subcommand takes and
 /// that neither a flag nor an env var already set.
-fn file_args(file: &PathBuf, sub: &clap::Command, m: &clap::ArgMatches) -> Result<Vec<OsString>, ParseError> {
+fn file_args(
+    file: &PathBuf,
+    sub: &clap::Command,
+    m: &clap::ArgMatches,
+) -> Result<Vec<OsString>, ParseError> {
     let where_ = file.display();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ParseError::Invalid(format!("cannot read config file {where_} (--config / SIKKER_CONFIG): {e}")))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ParseError::Invalid(format!(
+            "cannot read config file {where_} (--config / SIKKER_CONFIG): {e}"
+        ))
+    })?;
     let table: toml::Table = text
         .parse()
         .map_err(|e| ParseError::Invalid(format!("config file {where_} is not valid TOML: {e}")))?;
@@ -263,7 +304,10 @@ fn file_args(file: &PathBuf, sub: &clap::Command, m: &clap::ArgMatches) -> Resul
     let mut out = Vec::new();
     for (raw_key, value) in &table {
         let key = raw_key.replace('-', "_");
-        let Some(arg) = known.iter().find(|a| a.get_id() == key.as_str() && key != "config") else {
+        let Some(arg) = known
+            .iter()
+            .find(|a| a.get_id() == key.as_str() && key != "config")
+        else {
             return Err(ParseError::Invalid(format!(
                 "config file {where_}: unknown key `{raw_key}` (see `sikker config example`)"
             )));
@@ -271,11 +315,19 @@ fn file_args(file: &PathBuf, sub: &clap::Command, m: &clap::ArgMatches) -> Resul
         let Some(sub_arg) = sub.get_arguments().find(|a| a.get_id() == key.as_str()) else {
             continue; // an option this subcommand does not use
         };
-        if matches!(m.value_source(&key), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        if matches!(
+            m.value_source(&key),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
             continue;
         }
         let long = format!("--{}", sub_arg.get_long().unwrap_or(&key));
-        let bad = |why: &str| ParseError::Invalid(format!("config file {where_}: `{raw_key}` {why} ({})", describe_option(&key)));
+        let bad = |why: &str| {
+            ParseError::Invalid(format!(
+                "config file {where_}: `{raw_key}` {why} ({})",
+                describe_option(&key)
+            ))
+        };
         let is_flag = matches!(arg.get_action(), ArgAction::SetTrue);
         match value {
             toml::Value::Boolean(b) if is_flag => {
@@ -287,12 +339,20 @@ fn file_args(file: &PathBuf, sub: &clap::Command, m: &clap::ArgMatches) -> Resul
             toml::Value::Array(items) => {
                 for item in items {
                     out.push(long.clone().into());
-                    out.push(scalar(item).ok_or_else(|| bad("must be a list of strings"))?.into());
+                    out.push(
+                        scalar(item)
+                            .ok_or_else(|| bad("must be a list of strings"))?
+                            .into(),
+                    );
                 }
             }
             other => {
                 out.push(long.into());
-                out.push(scalar(other).ok_or_else(|| bad("must be a string or number"))?.into());
+                out.push(
+                    scalar(other)
+                        .ok_or_else(|| bad("must be a string or number"))?
+                        .into(),
+                );
             }
         }
     }
@@ -312,14 +372,22 @@ fn scalar(v: &toml::Value) -> Option<String> {
 /// Adds which flag, env var and file key a bad value belongs to.
 fn annotate(e: clap::Error, file: Option<&PathBuf>) -> ParseError {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
         return ParseError::Clap(e);
     }
     let arg = match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => s.clone(),
         _ => return ParseError::Clap(e),
     };
-    let long = arg.trim_start_matches('-').split([' ', '=']).next().unwrap_or_default().to_owned();
+    let long = arg
+        .trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let id = option_args()
         .iter()
         .find(|a| a.get_long() == Some(long.as_str()))
@@ -361,18 +429,18 @@ impl Config {
         Ok(())
     }
 
-    /// A config from explicit arguments after `sikker serve`, ignoring no
-    /// environment: used by tests and by commands that only know a data dir.
+    /// A config from the arguments that would follow `sikker serve`
+    /// (SIKKER_* variables still apply, as on the real command line).
     pub fn from_serve_args<I, T>(args: I) -> Result<Self, ParseError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        let argv = ["sikker".into(), "serve".into()]
+        let full: Vec<OsString> = ["sikker".into(), "serve".into()]
             .into_iter()
             .chain(args.into_iter().map(Into::into))
-            .collect::<Vec<OsString>>();
-        match parse_cli(argv)?.command {
+            .collect();
+        match parse_cli(full)?.command {
             crate::cli::Command::Serve(c) => Ok(*c),
             _ => Err(ParseError::Invalid("not a serve command".into())),
         }
@@ -407,9 +475,18 @@ pub fn example() -> String {
                 let _ = writeln!(out, "# {line}");
             }
         }
-        let _ = writeln!(out, "# flag: --{}   env: {}", a.get_long().unwrap_or_default(), env_name(&a));
+        let _ = writeln!(
+            out,
+            "# flag: --{}   env: {}",
+            a.get_long().unwrap_or_default(),
+            env_name(&a)
+        );
         let key = key_of(&a);
-        let defaults: Vec<String> = a.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+        let defaults: Vec<String> = a
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
         let value = if matches!(a.get_action(), ArgAction::SetTrue) {
             "false".to_owned()
         } else if a.get_value_delimiter().is_some() {
@@ -418,7 +495,12 @@ pub fn example() -> String {
             toml_literal(d)
         } else {
             let _ = writeln!(out, "# (no default)");
-            format!("\"{}\"", a.get_value_names().and_then(|v| v.first()).map_or("VALUE".to_owned(), ToString::to_string))
+            format!(
+                "\"{}\"",
+                a.get_value_names()
+                    .and_then(|v| v.first())
+                    .map_or("VALUE".to_owned(), ToString::to_string)
+            )
         };
         let _ = writeln!(out, "# {key} = {value}");
     }
@@ -450,13 +532,15 @@ mod tests {
             assert!(ex.contains(&env_name(&a)), "example lacks env of {key}");
         }
         for line in ex.lines() {
-            if let Some(rest) = line.strip_prefix("# ") {
-                if rest.contains(" = ") && !rest.starts_with("flag:") && !rest.contains("(no default)") {
-                    let key = rest.split(' ').next().unwrap();
-                    if option_args().iter().any(|a| a.get_id() == key) && a_has_default(key) {
-                        uncommented.push_str(rest);
-                        uncommented.push('\n');
-                    }
+            let Some(rest) = line.strip_prefix("# ") else {
+                continue;
+            };
+            if rest.contains(" = ") && !rest.starts_with("flag:") && !rest.contains("(no default)")
+            {
+                let key = rest.split(' ').next().unwrap();
+                if option_args().iter().any(|a| a.get_id() == key) && a_has_default(key) {
+                    uncommented.push_str(rest);
+                    uncommented.push('\n');
                 }
             }
         }
@@ -465,7 +549,16 @@ mod tests {
         std::fs::write(&p, &uncommented).unwrap();
         let from_file = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap();
         let defaults = Config::from_serve_args(Vec::<String>::new()).unwrap();
-        assert_eq!(format!("{:?}", Config { config: None, ..from_file }), format!("{defaults:?}"));
+        assert_eq!(
+            format!(
+                "{:?}",
+                Config {
+                    config: None,
+                    ..from_file
+                }
+            ),
+            format!("{defaults:?}")
+        );
     }
 
     fn a_has_default(key: &str) -> bool {
@@ -498,22 +591,40 @@ mod tests {
 
     #[test]
     fn bad_values_name_flag_and_env() {
-        let e = Config::from_serve_args(["--listen", "nowhere"]).unwrap_err().to_string();
+        let e = Config::from_serve_args(["--listen", "nowhere"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--listen") && e.contains("SIKKER_LISTEN"), "{e}");
-        let e = Config::from_serve_args(["--request-timeout", "soon"]).unwrap_err().to_string();
+        let e = Config::from_serve_args(["--request-timeout", "soon"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SIKKER_REQUEST_TIMEOUT"), "{e}");
-        let e = Config::from_serve_args(["--idle-timeout", "1s"]).unwrap_err().to_string();
-        assert!(e.contains("SIKKER_IDLE_TIMEOUT") && e.contains("SIKKER_REQUEST_TIMEOUT"), "{e}");
+        let e = Config::from_serve_args(["--idle-timeout", "1s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SIKKER_IDLE_TIMEOUT") && e.contains("SIKKER_REQUEST_TIMEOUT"),
+            "{e}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "max_connections = 0\n").unwrap();
-        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
-        assert!(e.contains("SIKKER_MAX_CONNECTIONS") && e.contains("c.toml"), "{e}");
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SIKKER_MAX_CONNECTIONS") && e.contains("c.toml"),
+            "{e}"
+        );
         std::fs::write(&p, "lissten = 1\n").unwrap();
-        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown key `lissten`"), "{e}");
         std::fs::write(&p, "listen = [").unwrap();
-        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not valid TOML"), "{e}");
     }
 
@@ -524,6 +635,9 @@ mod tests {
             ("SIKKER_LISTNE".into(), "x".into()),
             ("PATH".into(), "x".into()),
         ];
-        assert_eq!(unknown_env_vars(vars.into_iter()), vec!["SIKKER_LISTNE".to_owned()]);
+        assert_eq!(
+            unknown_env_vars(vars.into_iter()),
+            vec!["SIKKER_LISTNE".to_owned()]
+        );
     }
 }

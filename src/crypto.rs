@@ -90,7 +90,8 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// defined once so no call site can weaken it.
 fn argon2() -> argon2::Argon2<'static> {
     #[allow(clippy::expect_used)]
-    let params = argon2::Params::new(19 * 1024, 2, 1, None).expect("constant argon2 parameters are valid");
+    let params =
+        argon2::Params::new(19 * 1024, 2, 1, None).expect("constant argon2 parameters are valid");
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
@@ -108,7 +109,11 @@ pub fn hash_password(password: &str) -> String {
 
 /// Whether `password` matches the stored PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(phc).is_ok_and(|parsed| {
+        argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]

@@ -8,13 +8,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     #[error("cannot create data dir {path} (--data-dir / SIKKER_DATA_DIR): {source}")]
-    Create { path: String, source: std::io::Error },
-    #[error("no data dir at {path}; start `sikker serve` once or pass --data-dir / SIKKER_DATA_DIR")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "no data dir at {path}; start `sikker serve` once or pass --data-dir / SIKKER_DATA_DIR"
+    )]
     Missing { path: String },
     #[error("another sikker process is already running on data dir {path}")]
     AlreadyRunning { path: String },
     #[error("cannot lock data dir {path}: {source}")]
-    Lock { path: String, source: std::io::Error },
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -46,16 +54,27 @@ impl DataDir {
                 ));
             }
         } else {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(err)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(err)?;
             fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(err)?;
         }
-        Ok((Self { root: path.to_path_buf() }, warning))
+        Ok((
+            Self {
+                root: path.to_path_buf(),
+            },
+            warning,
+        ))
     }
 
     /// Opens an existing directory without creating anything.
     pub fn existing(path: &Path) -> Result<Self, DataDirError> {
         if path.is_dir() {
-            Ok(Self { root: path.to_path_buf() })
+            Ok(Self {
+                root: path.to_path_buf(),
+            })
         } else {
             Err(DataDirError::Missing {
                 path: path.display().to_string(),
@@ -113,7 +132,10 @@ mod tests {
         let p = t.path().join("d");
         let (d, warn) = DataDir::create(&p).unwrap();
         assert!(warn.is_none());
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let l = d.lock().unwrap();
         assert!(matches!(d.lock(), Err(DataDirError::AlreadyRunning { .. })));
         drop(l);

@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     for var in config::unknown_env_vars(std::env::vars_os()) {
         tracing::warn!(variable = %var, "unknown SIKKER_* environment variable ignored");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -4,7 +4,9 @@
 use std::os::unix::net::UnixDatagram;
 
 pub fn notify(state: &str) {
-    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let target = target.to_string_lossy().into_owned();
     let sent = (|| -> std::io::Result<()> {
         let sock = UnixDatagram::unbound()?;

@@ -24,8 +24,13 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-pub async fn serve(listener: UnixListener, services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    services: Arc<Services>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let me = rustix::process::geteuid().as_raw();
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
             _ = shutdown.changed() => break,
@@ -34,18 +39,27 @@ pub async fn serve(listener: UnixListener, services: Arc<Services>, mut shutdown
                 Err(e) => { tracing::warn!(error = %e, "admin socket accept failed"); continue; }
             },
         };
-        let allowed = stream.peer_cred().is_ok_and(|c| c.uid() == me || c.uid() == 0);
+        let allowed = stream
+            .peer_cred()
+            .is_ok_and(|c| c.uid() == me || c.uid() == 0);
         if !allowed {
             tracing::warn!("admin socket: refused a peer with another user id");
             continue;
         }
         let services = services.clone();
-        tokio::spawn(async move {
-            if let Err(e) = session(stream, &services).await {
-                tracing::debug!(error = %e, "admin session ended");
+        let mut stop = shutdown.clone();
+        sessions.spawn(async move {
+            // Sessions end with the server so nothing keeps the database open.
+            tokio::select! {
+                r = session(stream, &services) => if let Err(e) = r {
+                    tracing::debug!(error = %e, "admin session ended");
+                },
+                _ = stop.changed() => {}
             }
         });
+        while sessions.try_join_next().is_some() {}
     }
+    while sessions.join_next().await.is_some() {}
 }
 
 async fn session(stream: UnixStream, services: &Services) -> std::io::Result<()> {
@@ -54,22 +68,34 @@ async fn session(stream: UnixStream, services: &Services) -> std::io::Result<()>
     let mut line = String::new();
     loop {
         line.clear();
-        let n = (&mut lines).take(MAX_LINE as u64 + 1).read_line(&mut line).await?;
+        let n = (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }
         let outcome = if n > MAX_LINE {
-            Outcome::Error { kind: "invalid".into(), message: "request line too long".into() }
+            Outcome::Error {
+                kind: "invalid".into(),
+                message: "request line too long".into(),
+            }
         } else {
             match serde_json::from_str::<Envelope>(line.trim_end()) {
-                Err(e) => Outcome::Error { kind: "invalid".into(), message: format!("malformed request: {e}") },
+                Err(e) => Outcome::Error {
+                    kind: "invalid".into(),
+                    message: format!("malformed request: {e}"),
+                },
                 Ok(env) => match services.admin(env.request).await {
                     Ok(result) => Outcome::Ok { result },
                     Err(e) => render(&e),
                 },
             }
         };
-        let reply = Reply { version: env!("CARGO_PKG_VERSION").into(), outcome };
+        let reply = Reply {
+            version: env!("CARGO_PKG_VERSION").into(),
+            outcome,
+        };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
         w.write_all(&out).await?;
@@ -91,5 +117,8 @@ pub fn render(e: &Error) -> Outcome {
         Error::Unavailable { .. } => "unavailable",
         Error::Internal { .. } => "internal",
     };
-    Outcome::Error { kind: kind.into(), message: e.to_string() }
+    Outcome::Error {
+        kind: kind.into(),
+        message: e.to_string(),
+    }
 }

@@ -21,7 +21,12 @@ pub struct AdminArgs {
     #[arg(long, env = "SIKKER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The server's data directory.
-    #[arg(long, env = "SIKKER_DATA_DIR", value_name = "DIR", default_value = "./sikker-data")]
+    #[arg(
+        long,
+        env = "SIKKER_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./sikker-data"
+    )]
     pub data_dir: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -80,10 +85,17 @@ async fn offline(dir: &DataDir, request: AdminRequest) -> anyhow::Result<Outcome
         ),
         Err(e) => return Err(e.into()),
     };
-    let secret = SecretKey::load_or_create(&dir.secret_key()).context("cannot read the secret key")?;
+    let secret =
+        SecretKey::load_or_create(&dir.secret_key()).context("cannot read the secret key")?;
     let db = dir.db();
     let opened = tokio::task::spawn_blocking(move || Store::open(&db)).await??;
-    let services = Services::new(opened.store, Clock::system(), secret, Mode::Offline, dir.root().to_path_buf());
+    let services = Services::new(
+        opened.store,
+        Clock::system(),
+        secret,
+        Mode::Offline,
+        dir.root().to_path_buf(),
+    );
     Ok(match services.admin(request).await {
         Ok(result) => Outcome::Ok { result },
         Err(e) => crate::admin::server::render(&e),
@@ -91,7 +103,11 @@ async fn offline(dir: &DataDir, request: AdminRequest) -> anyhow::Result<Outcome
 }
 
 fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
-    let s = |k: &str| v.get(k).map(|x| x.to_string().trim_matches('"').to_owned()).unwrap_or_default();
+    let s = |k: &str| {
+        v.get(k)
+            .map(|x| x.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
     match request {
         AdminRequest::Ping => {
             if s("mode") == "server" {

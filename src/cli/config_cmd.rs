@@ -10,21 +10,46 @@ pub fn effective(c: &Config) -> String {
     let d = |v: std::time::Duration| s(&humantime::format_duration(v));
     let mut out = String::from("# configuration is valid; effective values:\n");
     let lines: Vec<(&str, String)> = vec![
-        ("config", opt(c.config.as_ref().map(|p| p.display().to_string()))),
+        (
+            "config",
+            opt(c.config.as_ref().map(|p| p.display().to_string())),
+        ),
         ("data_dir", s(&c.data_dir.display())),
         ("listen", s(&c.listen)),
-        ("tls_cert", opt(c.tls_cert.as_ref().map(|p| p.display().to_string()))),
-        ("tls_key", opt(c.tls_key.as_ref().map(|p| p.display().to_string()))),
+        (
+            "tls_cert",
+            opt(c.tls_cert.as_ref().map(|p| p.display().to_string())),
+        ),
+        (
+            "tls_key",
+            opt(c.tls_key.as_ref().map(|p| p.display().to_string())),
+        ),
         ("insecure_http", c.insecure_http.to_string()),
         (
             "trusted_proxy",
-            format!("[{}]", c.trusted_proxy.iter().map(|n| s(n)).collect::<Vec<_>>().join(", ")),
+            format!(
+                "[{}]",
+                c.trusted_proxy
+                    .iter()
+                    .map(|n| s(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
-        ("http_redirect_listen", opt(c.http_redirect_listen.map(|a| a.to_string()))),
+        (
+            "http_redirect_listen",
+            opt(c.http_redirect_listen.map(|a| a.to_string())),
+        ),
         ("public_url", opt(c.public_url.clone())),
         ("log", s(&c.log)),
-        ("log_format", s(&format!("{:?}", c.log_format).to_lowercase())),
-        ("log_client_ip", s(&format!("{:?}", c.log_client_ip).to_lowercase())),
+        (
+            "log_format",
+            s(&format!("{:?}", c.log_format).to_lowercase()),
+        ),
+        (
+            "log_client_ip",
+            s(&format!("{:?}", c.log_client_ip).to_lowercase()),
+        ),
         ("max_connections", c.max_connections.to_string()),
         ("max_header_bytes", c.max_header_bytes.to_string()),
         ("max_body_bytes", c.max_body_bytes.to_string()),
@@ -48,7 +73,11 @@ mod tests {
         let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
         let out = effective(&c);
         for a in crate::config::option_args() {
-            assert!(out.contains(&format!("\n{} = ", a.get_id())), "missing {}", a.get_id());
+            assert!(
+                out.contains(&format!("\n{} = ", a.get_id())),
+                "missing {}",
+                a.get_id()
+            );
         }
     }
 }

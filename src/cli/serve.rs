@@ -12,9 +12,12 @@ use crate::domain::Clock;
 use crate::systemd;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen / SIKKER_LISTEN)", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (--listen / SIKKER_LISTEN)",
+            config.listen
+        )
+    })?;
     let handle = app::start(&config, listener, Clock::system()).await?;
     for w in &handle.warnings {
         tracing::warn!("{w}");
@@ -25,7 +28,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{}://{}", handle.scheme, handle.local_addr));
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}://{}", handle.scheme, handle.local_addr)?;
+        writeln!(
+            out,
+            "listening on {}://{}",
+            handle.scheme, handle.local_addr
+        )?;
         if let Some(addr) = handle.redirect_addr {
             writeln!(out, "redirecting http://{addr} to HTTPS")?;
         }
@@ -38,7 +45,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         out.flush()?;
     }
     systemd::notify("READY=1");
-    tracing::info!(scheme = handle.scheme, port = handle.local_addr.port(), "ready");
+    tracing::info!(
+        scheme = handle.scheme,
+        port = handle.local_addr.port(),
+        "ready"
+    );
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

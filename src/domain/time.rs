@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct UnixMillis(pub i64);
 
 pub const MILLIS_PER_DAY: i64 = 86_400_000;
@@ -18,13 +20,17 @@ impl UnixMillis {
     }
 
     /// The next 00:00 UTC strictly after `self`.
+    #[must_use]
     pub fn next_midnight(self) -> Self {
         Self((self.day() + 1) * MILLIS_PER_DAY)
     }
 
     #[must_use]
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// RFC 3339 with second precision, e.g. `2026-03-21T16:55:12Z`.
@@ -32,7 +38,10 @@ impl UnixMillis {
         let secs = self.0.div_euclid(1000);
         time::OffsetDateTime::from_unix_timestamp(secs)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default()
     }
 }
@@ -60,7 +69,9 @@ impl Clock {
     pub fn now(&self) -> UnixMillis {
         match &*self.0 {
             Source::System => {
-                let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let d = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 UnixMillis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             }
             Source::Manual(t) => UnixMillis(t.load(Ordering::SeqCst)),
@@ -70,7 +81,10 @@ impl Clock {
     /// Moves a manual clock forward; a system clock ignores it.
     pub fn advance(&self, d: Duration) {
         if let Source::Manual(t) = &*self.0 {
-            t.fetch_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
+            t.fetch_add(
+                i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+                Ordering::SeqCst,
+            );
         }
     }
 
@@ -101,6 +115,9 @@ mod tests {
         assert_eq!(c.now(), UnixMillis(1000));
         shared.advance(Duration::from_secs(2));
         assert_eq!(c.now(), UnixMillis(3000));
-        assert_eq!(UnixMillis(1_774_112_112_000).rfc3339(), "2026-03-21T16:55:12Z");
+        assert_eq!(
+            UnixMillis(1_774_112_112_000).rfc3339(),
+            "2026-03-21T16:55:12Z"
+        );
     }
 }

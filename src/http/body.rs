@@ -10,22 +10,28 @@ use super::error::HttpError;
 
 /// Collects the body, refusing more than `limit` bytes (early when
 /// `Content-Length` already says so) and a body still arriving at `deadline`.
-pub async fn read(headers: &HeaderMap, body: Incoming, limit: usize, deadline: Instant) -> Result<Bytes, HttpError> {
-    if let Some(len) = headers
+pub async fn read(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, HttpError> {
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit as u64 {
-            return Err(HttpError::PayloadTooLarge { limit });
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(HttpError::PayloadTooLarge { limit });
     }
     let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())
         .await
         .map_err(|_| HttpError::BodyTimeout)?;
     match collected {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(HttpError::PayloadTooLarge { limit })
         }
         Err(_) => Err(HttpError::BodyRead),

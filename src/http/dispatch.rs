@@ -48,7 +48,9 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
     let dialect = Dialect::for_path(req.uri().path());
     let client = client_ip::resolve(conn.peer.ip(), req.headers(), &state.opts.trusted_proxies);
     let routed = check_host(&req).and_then(|()| router::route(&method, req.uri().path()));
-    let template = routed.as_ref().map_or("(unmatched)", |m| m.route.template());
+    let template = routed
+        .as_ref()
+        .map_or("(unmatched)", |m| m.route.template());
 
     let mut resp = match routed {
         Err(e) => e.into_response(dialect),
@@ -66,7 +68,7 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
         method = %method,
         route = template,
         status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
+        ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         client = %state.opts.log_ip.render(client),
         proto = ?version,
         tls = conn.tls,
@@ -113,7 +115,10 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     match route {
         Route::Healthz => {
             ctx.state.services.health().await?;
-            Ok(response::json(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+            Ok(response::json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok" }),
+            ))
         }
         Route::Ui => Ok(ui::serve(&ctx.path, &ctx.headers)),
     }

@@ -2,8 +2,8 @@
 //! in one exhaustive `match`, then rendered in the dialect of the API the
 //! request addressed.
 
-use http::header::{self, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderValue};
 use serde_json::json;
 
 use super::response::{self, Resp};
@@ -74,27 +74,42 @@ impl HttpError {
         };
         match self {
             Self::Service(e) => match e {
-                service::Error::NotFound { what } => plain(StatusCode::NOT_FOUND, format!("{what} not found")),
+                service::Error::NotFound { what } => {
+                    plain(StatusCode::NOT_FOUND, format!("{what} not found"))
+                }
                 service::Error::Conflict { reason } => plain(StatusCode::CONFLICT, reason.clone()),
-                service::Error::Unauthenticated { reason } => plain(StatusCode::UNAUTHORIZED, reason.clone()),
-                service::Error::Forbidden { reason } => plain(StatusCode::FORBIDDEN, reason.clone()),
+                service::Error::Unauthenticated { reason } => {
+                    plain(StatusCode::UNAUTHORIZED, reason.clone())
+                }
+                service::Error::Forbidden { reason } => {
+                    plain(StatusCode::FORBIDDEN, reason.clone())
+                }
                 service::Error::Invalid { field, reason } => Rendered {
                     field: Some(field.clone()),
                     ..plain(StatusCode::BAD_REQUEST, format!("{field}: {reason}"))
                 },
-                service::Error::RateLimited { retry_after_secs, reason } => Rendered {
+                service::Error::RateLimited {
+                    retry_after_secs,
+                    reason,
+                } => Rendered {
                     retry_after: Some(*retry_after_secs),
                     ..plain(StatusCode::TOO_MANY_REQUESTS, reason.clone())
                 },
-                service::Error::Unavailable { reason } => plain(StatusCode::SERVICE_UNAVAILABLE, reason.clone()),
-                service::Error::Internal { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+                service::Error::Unavailable { reason } => {
+                    plain(StatusCode::SERVICE_UNAVAILABLE, reason.clone())
+                }
+                service::Error::Internal { .. } => {
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+                }
             },
             Self::NotFound => plain(StatusCode::NOT_FOUND, self.to_string()),
             Self::MethodNotAllowed { allow } => Rendered {
                 allow: Some(allow),
                 ..plain(StatusCode::METHOD_NOT_ALLOWED, self.to_string())
             },
-            Self::MissingHost | Self::BadPath | Self::BodyRead => plain(StatusCode::BAD_REQUEST, self.to_string()),
+            Self::MissingHost | Self::BadPath | Self::BodyRead => {
+                plain(StatusCode::BAD_REQUEST, self.to_string())
+            }
             Self::PayloadTooLarge { .. } => plain(StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
@@ -132,10 +147,12 @@ impl HttpError {
             ),
         };
         if let Some(secs) = r.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(allow) = r.allow {
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }

@@ -12,7 +12,9 @@ pub type Body = BoxBody<Bytes, BodyError>;
 pub type Resp = Response<Body>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> Body {
@@ -33,7 +35,11 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
 }
 
 /// A JSON answer with a specific media type (TAXII uses its own).
-pub fn json_as(status: StatusCode, content_type: &'static str, value: &impl serde::Serialize) -> Resp {
+pub fn json_as(
+    status: StatusCode,
+    content_type: &'static str,
+    value: &impl serde::Serialize,
+) -> Resp {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     with_type(status, content_type, full(bytes))
 }
@@ -49,14 +55,26 @@ const PERMISSIONS: &str = "accelerometer=(), camera=(), geolocation=(), gyroscop
 /// specific value a handler already set.
 pub fn add_security_headers(h: &mut HeaderMap) {
     let pairs: [(header::HeaderName, &'static str); 8] = [
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::CONTENT_SECURITY_POLICY, CSP),
-        (header::HeaderName::from_static("permissions-policy"), PERMISSIONS),
-        (header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
-        (header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+        (
+            header::HeaderName::from_static("permissions-policy"),
+            PERMISSIONS,
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
     ];
     for (name, value) in pairs {
         h.entry(name).or_insert(HeaderValue::from_static(value));

@@ -73,7 +73,10 @@ pub fn decode_segment(s: &str) -> Result<String, HttpError> {
 /// Segments of `path` with empty ones dropped, so `//v1/key` and trailing
 /// slashes route like their canonical form.
 pub fn segments(path: &str) -> Result<Vec<String>, HttpError> {
-    path.split('/').filter(|s| !s.is_empty()).map(decode_segment).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect()
 }
 
 fn is_api_prefix(first: Option<&str>) -> bool {
@@ -89,7 +92,9 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         _ => return Err(HttpError::NotFound),
     };
     if !route.accepts(method) {
-        return Err(HttpError::MethodNotAllowed { allow: route.allow() });
+        return Err(HttpError::MethodNotAllowed {
+            allow: route.allow(),
+        });
     }
     Ok(Matched { route, params })
 }
@@ -100,11 +105,20 @@ mod tests {
 
     #[test]
     fn routes_and_templates() {
-        assert_eq!(route(&Method::GET, "/healthz").unwrap().route, Route::Healthz);
-        assert_eq!(route(&Method::GET, "//healthz/").unwrap().route, Route::Healthz);
+        assert_eq!(
+            route(&Method::GET, "/healthz").unwrap().route,
+            Route::Healthz
+        );
+        assert_eq!(
+            route(&Method::GET, "//healthz/").unwrap().route,
+            Route::Healthz
+        );
         assert_eq!(route(&Method::GET, "/").unwrap().route, Route::Ui);
         assert_eq!(route(&Method::GET, "/ip/1.2.3.4").unwrap().route, Route::Ui);
-        assert!(matches!(route(&Method::GET, "/v1/nothing"), Err(HttpError::NotFound)));
+        assert!(matches!(
+            route(&Method::GET, "/v1/nothing"),
+            Err(HttpError::NotFound)
+        ));
         assert!(matches!(
             route(&Method::POST, "/healthz"),
             Err(HttpError::MethodNotAllowed { .. })

@@ -85,12 +85,18 @@ pub async fn serve<H: Handler>(
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(limit = limits.max_connections, "connection limit reached; closing new connection");
+            tracing::warn!(
+                limit = limits.max_connections,
+                "connection limit reached; closing new connection"
+            );
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo { peer, tls: tls.is_some() };
+        let conn = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+        };
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let handler = handler.clone();
@@ -100,16 +106,23 @@ pub async fn serve<H: Handler>(
             let _permit = permit;
             match tls {
                 None => serve_io(stream, &builder, handler, conn, watcher, idle).await,
-                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => serve_io(tls_stream, &builder, handler, conn, watcher, idle).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_io(tls_stream, &builder, handler, conn, watcher, idle).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
     drop(tcp);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?grace, "shutdown grace period over; closing remaining connections");
     }
 }
@@ -182,7 +195,11 @@ struct Tracked<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -193,7 +210,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

@@ -115,7 +115,11 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig
 
 /// The self-signed pair under `<data dir>/tls/`, generated on first use for
 /// `localhost`, the loopback addresses and `extra_names`.
-pub fn ensure_self_signed(tls_dir: &Path, extra_names: &[String], now_secs: i64) -> Result<CertFiles, TlsError> {
+pub fn ensure_self_signed(
+    tls_dir: &Path,
+    extra_names: &[String],
+    now_secs: i64,
+) -> Result<CertFiles, TlsError> {
     let files = CertFiles {
         cert: tls_dir.join("self-signed.crt"),
         key: tls_dir.join("self-signed.key"),
@@ -130,7 +134,11 @@ pub fn ensure_self_signed(tls_dir: &Path, extra_names: &[String], now_secs: i64)
     std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
         .create(tls_dir)
         .map_err(|e| fail(e.to_string()))?;
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     for n in extra_names {
         if !names.contains(n) {
             names.push(n.clone());
@@ -140,7 +148,8 @@ pub fn ensure_self_signed(tls_dir: &Path, extra_names: &[String], now_secs: i64)
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "sikker self-signed");
-    let start = time::OffsetDateTime::from_unix_timestamp(now_secs - 86_400).map_err(|e| fail(e.to_string()))?;
+    let start = time::OffsetDateTime::from_unix_timestamp(now_secs - 86_400)
+        .map_err(|e| fail(e.to_string()))?;
     params.not_before = start;
     params.not_after = start + time::Duration::days(3650);
     let key = rcgen::KeyPair::generate().map_err(|e| fail(e.to_string()))?;
@@ -165,6 +174,8 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    use std::os::unix::fs::PermissionsExt;
+
     #[test]
     fn self_signed_is_made_once_and_loads() {
         let dir = tempfile::tempdir().unwrap();
@@ -174,8 +185,10 @@ mod tests {
         assert_eq!(first, fs::read(&again.cert).unwrap());
         let r = CertResolver::new(f.clone()).unwrap();
         r.reload().unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&f.key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&f.key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -184,13 +197,27 @@ mod tests {
         let f = ensure_self_signed(dir.path(), &[], 1_774_000_000).unwrap();
         let other = tempfile::tempdir().unwrap();
         let g = ensure_self_signed(other.path(), &[], 1_774_000_000).unwrap();
-        let mixed = CertFiles { cert: f.cert.clone(), key: g.key.clone() };
+        let mixed = CertFiles {
+            cert: f.cert.clone(),
+            key: g.key.clone(),
+        };
         assert!(matches!(load(&mixed), Err(TlsError::Mismatch { .. })));
         let junk = dir.path().join("junk.pem");
         fs::write(&junk, "not pem").unwrap();
-        let e = load(&CertFiles { cert: junk.clone(), key: f.key.clone() }).unwrap_err();
-        assert!(e.to_string().contains("junk.pem") && e.to_string().contains("SIKKER_TLS_CERT"), "{e}");
-        let e = load(&CertFiles { cert: f.cert.clone(), key: junk }).unwrap_err();
+        let e = load(&CertFiles {
+            cert: junk.clone(),
+            key: f.key.clone(),
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("junk.pem") && e.to_string().contains("SIKKER_TLS_CERT"),
+            "{e}"
+        );
+        let e = load(&CertFiles {
+            cert: f.cert.clone(),
+            key: junk,
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("SIKKER_TLS_KEY"), "{e}");
     }
 }

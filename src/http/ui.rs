@@ -16,18 +16,15 @@ struct Assets;
 pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "index.html" } else { rel };
-    let (file, name) = match Assets::get(rel) {
-        Some(f) => (f, rel),
-        None => {
-            let last = rel.rsplit('/').next().unwrap_or_default();
-            if last.contains('.') {
-                return response::text(StatusCode::NOT_FOUND, "not found\n");
-            }
-            match Assets::get("index.html") {
-                Some(f) => (f, "index.html"),
-                None => return response::text(StatusCode::NOT_FOUND, "not found\n"),
-            }
+    let found = Assets::get(rel).map(|f| (f, rel)).or_else(|| {
+        if looks_like_asset(rel) {
+            None
+        } else {
+            Assets::get("index.html").map(|f| (f, "index.html"))
         }
+    });
+    let Some((file, name)) = found else {
+        return response::text(StatusCode::NOT_FOUND, "not found\n");
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
     let mut resp = if req_headers
@@ -54,8 +51,23 @@ pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
     resp
 }
 
+/// A request for a static file that does not exist gets 404; any other path
+/// is a page (`/ip/203.0.113.9`, `/login`) rendered by `index.html`.
+fn looks_like_asset(rel: &str) -> bool {
+    const EXT: [&str; 14] = [
+        "css", "js", "mjs", "map", "png", "svg", "ico", "jpg", "webp", "woff", "woff2", "json",
+        "txt", "html",
+    ];
+    rel.starts_with("assets/")
+        || rel
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| EXT.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
 fn mime_for(name: &str) -> String {
-    let m = Assets::get(name).map(|f| f.metadata.mimetype().to_owned()).unwrap_or_default();
+    let m = Assets::get(name)
+        .map(|f| f.metadata.mimetype().to_owned())
+        .unwrap_or_default();
     if m.starts_with("text/") || m == "application/javascript" || m == "image/svg+xml" {
         format!("{m}; charset=utf-8")
     } else if m.is_empty() {

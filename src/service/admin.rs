@@ -28,7 +28,11 @@ impl Services {
     pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value> {
         match req {
             AdminRequest::Ping => {
-                let schema_version = self.store.read(meta::schema_version).await?.unwrap_or_default();
+                let schema_version = self
+                    .store
+                    .read(meta::schema_version)
+                    .await?
+                    .unwrap_or_default();
                 let uptime_ms = self.clock.now().0.saturating_sub(self.started.0);
                 let info = PingInfo {
                     mode: match self.mode {
@@ -45,7 +49,9 @@ impl Services {
             }
             AdminRequest::Bootstrap => {
                 let token = self.issue_bootstrap_token().await?;
-                Ok(serde_json::json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }))
+                Ok(
+                    serde_json::json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }),
+                )
             }
         }
     }

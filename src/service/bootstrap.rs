@@ -21,7 +21,9 @@ impl Services {
             hash: self.secret.keyed_hash(PURPOSE, token.as_bytes()),
             expires_ms: self.clock.now().plus(VALIDITY).0,
         };
-        self.store.write(move |txn| meta::set_bootstrap(txn, &rec)).await?;
+        self.store
+            .write(move |txn| meta::set_bootstrap(txn, &rec))
+            .await?;
         Ok(token)
     }
 
@@ -31,7 +33,10 @@ impl Services {
         let now = self.clock.now().0;
         let rec = self.store.read(meta::bootstrap).await?;
         Ok(match rec {
-            Some(DbBootstrap::V1 { hash: h, expires_ms }) => expires_ms > now && crypto::ct_eq(&h, &hash),
+            Some(DbBootstrap::V1 {
+                hash: h,
+                expires_ms,
+            }) => expires_ms > now && crypto::ct_eq(&h, &hash),
             None => false,
         })
     }

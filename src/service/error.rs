@@ -14,7 +14,10 @@ pub enum Error {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
     #[error("{reason}")]
-    RateLimited { retry_after_secs: u64, reason: String },
+    RateLimited {
+        retry_after_secs: u64,
+        reason: String,
+    },
     #[error("{reason}")]
     Unavailable { reason: String },
     #[error("internal error: {detail}")]
@@ -36,7 +39,9 @@ impl Error {
 
 impl From<crate::store::Error> for Error {
     fn from(e: crate::store::Error) -> Self {
-        Self::Internal { detail: e.to_string() }
+        Self::Internal {
+            detail: e.to_string(),
+        }
     }
 }
 

@@ -34,7 +34,13 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(store: Store, clock: Clock, secret: SecretKey, mode: Mode, data_dir: PathBuf) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        secret: SecretKey,
+        mode: Mode,
+        data_dir: PathBuf,
+    ) -> Self {
         let started = clock.now();
         Self {
             store,
@@ -48,9 +54,7 @@ impl Services {
 
     /// Liveness plus a read of the database, for `/healthz`.
     pub async fn health(&self) -> Result<()> {
-        self.store
-            .read(|txn| crate::store::meta::schema_version(txn))
-            .await?;
+        self.store.read(crate::store::meta::schema_version).await?;
         Ok(())
     }
 }

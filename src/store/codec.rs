@@ -36,9 +36,18 @@ mod tests {
     #[test]
     fn versioned_round_trip_and_garbage() {
         let v1 = encode(&Rec::V1 { a: 7 });
-        let v2 = encode(&Rec::V2 { a: 7, b: "x".into() });
+        let v2 = encode(&Rec::V2 {
+            a: 7,
+            b: "x".into(),
+        });
         assert_eq!(decode::<Rec>("rec", &v1).unwrap(), Rec::V1 { a: 7 });
-        assert_eq!(decode::<Rec>("rec", &v2).unwrap(), Rec::V2 { a: 7, b: "x".into() });
+        assert_eq!(
+            decode::<Rec>("rec", &v2).unwrap(),
+            Rec::V2 {
+                a: 7,
+                b: "x".into()
+            }
+        );
         assert!(decode::<Rec>("rec", &[9, 9, 9]).is_err());
         let mut long = v1.clone();
         long.push(0);

@@ -4,16 +4,26 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("database {path} is locked by another process (is `sikker serve` already running on this data dir?)")]
+    #[error(
+        "database {path} is locked by another process (is `sikker serve` already running on this data dir?)"
+    )]
     Locked { path: String },
     #[error("cannot open database {path}: {source}")]
-    Open { path: String, source: Box<redb::Error> },
+    Open {
+        path: String,
+        source: Box<redb::Error>,
+    },
     #[error(
         "database schema version {found} was written by a newer version of sikker (this binary supports up to {supported}); upgrade sikker or restore a backup"
     )]
     NewerSchema { found: u32, supported: u32 },
     #[error("database error: {0}")]
     Db(#[from] Box<redb::Error>),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("blocking task failed: {0}")]

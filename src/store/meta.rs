@@ -13,7 +13,9 @@ pub fn schema_version(txn: &ReadTransaction) -> Result<Option<u32>> {
     read_version(&t)
 }
 
-pub(crate) fn read_version(t: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<u32>> {
+pub(crate) fn read_version(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<u32>> {
     match t.get(SCHEMA_VERSION)? {
         None => Ok(None),
         Some(v) => {

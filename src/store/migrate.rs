@@ -19,7 +19,9 @@ const STEPS: &[Step] = &[];
 pub fn refuse_foreign(txn: &WriteTransaction) -> Result<()> {
     let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
     if !names.is_empty() && !names.iter().any(|n| n == super::tables::META.name()) {
-        return Err(Error::Corrupt("this redb file was not written by sikker (no meta table)".into()));
+        return Err(Error::Corrupt(
+            "this redb file was not written by sikker (no meta table)".into(),
+        ));
     }
     Ok(())
 }
@@ -28,7 +30,10 @@ pub fn refuse_foreign(txn: &WriteTransaction) -> Result<()> {
 pub fn run(txn: &WriteTransaction, created: bool) -> Result<Option<u32>> {
     let (found, empty) = {
         let t = txn.open_table(super::tables::META)?;
-        (meta::read_version(&t)?, redb::ReadableTableMetadata::is_empty(&t)?)
+        (
+            meta::read_version(&t)?,
+            redb::ReadableTableMetadata::is_empty(&t)?,
+        )
     };
     // A file whose first commit never happened (crash right after creation)
     // is as good as new.
@@ -37,7 +42,11 @@ pub fn run(txn: &WriteTransaction, created: bool) -> Result<Option<u32>> {
             meta::set_schema_version(txn, CURRENT)?;
             return Ok(None);
         }
-        None => return Err(Error::Corrupt("database has no schema version; it was not written by sikker".into())),
+        None => {
+            return Err(Error::Corrupt(
+                "database has no schema version; it was not written by sikker".into(),
+            ));
+        }
         Some(v) => v,
     };
     if found > CURRENT {
@@ -50,7 +59,9 @@ pub fn run(txn: &WriteTransaction, created: bool) -> Result<Option<u32>> {
         return Ok(None);
     }
     if found == 0 {
-        return Err(Error::Corrupt("schema version 0 is not a sikker schema".into()));
+        return Err(Error::Corrupt(
+            "schema version 0 is not a sikker schema".into(),
+        ));
     }
     for v in found..CURRENT {
         let idx = usize::try_from(v - 1).map_err(|_| Error::Corrupt("schema version".into()))?;

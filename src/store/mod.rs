@@ -29,7 +29,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,8 +53,12 @@ impl Store {
         let db = Database::create(path).map_err(|e| Error::open(path, e))?;
         if created {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::Corrupt(format!("cannot restrict {}: {e}", path.display())))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| Error::Io {
+                    what: format!("cannot restrict permissions of {}", path.display()),
+                    source,
+                },
+            )?;
         }
         let store = Self {
             db: Arc::new(db),

@@ -1,0 +1,121 @@
+//! `TestServer`: a real server in-process on a free port, with a temp data
+//! dir, a manual clock, and HTTPS clients that trust its certificate.
+
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sikker::app::{self, AppHandle};
+use sikker::config::Config;
+use sikker::domain::{Clock, UnixMillis};
+use tokio::net::TcpListener;
+
+/// 2026-03-21T12:00:00Z, the fixed "now" tests start from.
+pub const T0: UnixMillis = UnixMillis(1_774_094_400_000);
+
+pub struct TestServer {
+    pub handle: Option<AppHandle>,
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub clock: Clock,
+    pub client: reqwest::Client,
+    pub config: Config,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `sikker serve` flags.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        Self::start_in(dir, data_dir, extra).await
+    }
+
+    /// Starts on an existing data dir (for restart tests).
+    pub async fn start_in(dir: tempfile::TempDir, data_dir: PathBuf, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = Config::from_serve_args(&args).unwrap();
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let clock = Clock::manual(T0);
+        let handle = app::start(&config, listener, clock.clone()).await.unwrap();
+        let addr = handle.local_addr;
+        let client = if config.insecure_http {
+            reqwest::Client::builder().build().unwrap()
+        } else {
+            https_client(&cert_pem(&data_dir, &config))
+        };
+        Self {
+            handle: Some(handle),
+            dir,
+            data_dir,
+            addr,
+            clock,
+            client,
+            config,
+        }
+    }
+
+    pub fn handle(&self) -> &AppHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.config.insecure_http {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://127.0.0.1:{}{path}", self.addr.port())
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A rustls client config trusting this server's certificate.
+    pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        raw::client_config(&cert_pem(&self.data_dir, &self.config), None)
+    }
+
+    /// Stops the server (graceful), keeping the temp dir.
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+
+    /// Stops and hands back the temp dir and data dir for a restart.
+    pub async fn into_dirs(mut self) -> (tempfile::TempDir, PathBuf) {
+        self.stop().await;
+        let data = self.data_dir.clone();
+        (self.dir, data)
+    }
+}
+
+pub fn cert_pem(data_dir: &Path, config: &Config) -> Vec<u8> {
+    let path = config
+        .tls_cert
+        .clone()
+        .unwrap_or_else(|| data_dir.join("tls/self-signed.crt"));
+    std::fs::read(path).unwrap()
+}
+
+pub fn https_client(pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+        .use_rustls_tls()
+        .build()
+        .unwrap()
+}

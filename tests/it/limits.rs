@@ -1,0 +1,195 @@
+//! Hostile and broken input at the HTTP layer: each gets a clear answer or a
+//! closed connection, never a panic, and the server keeps serving others.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::common::{TestServer, raw};
+
+async fn still_serving(s: &TestServer) {
+    assert_eq!(
+        s.get("/healthz").await.status(),
+        StatusCode::OK,
+        "server must keep serving"
+    );
+}
+
+#[tokio::test]
+async fn http10_without_host_gets_a_clear_400() {
+    let s = TestServer::start().await;
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(&mut c, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    let (status, _, body) = raw::read_response(&mut c).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("missing Host header"), "{body}");
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(&mut c, b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut c).await.0, 200);
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let s = TestServer::start().await;
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    let big = "a".repeat(64 * 1024);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n");
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut c, req.as_bytes()).await;
+    let (got, _) = raw::read_until_close(&mut c, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(
+        &mut c,
+        format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    let (got, _) = raw::read_until_close(&mut c, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 431"));
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_route_limit_get_413() {
+    let s = TestServer::start().await;
+    let r = s
+        .client
+        .get(s.url("/healthz"))
+        .body(vec![b'x'; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
+    );
+    // Chunked, without Content-Length: stopped by counting.
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut c).await.0, 413);
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let s = TestServer::start_with(&["--header-timeout", "1s"]).await;
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: loc").await;
+    let started = std::time::Instant::now();
+    let (_, closed) = raw::read_until_close(&mut c, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "a client that never finishes its headers must be disconnected"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn slow_bodies_get_408() {
+    let s = TestServer::start_with(&["--request-timeout", "1s", "--idle-timeout", "5s"]).await;
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(
+        &mut c,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    let (status, _, body) = raw::read_response(&mut c).await;
+    assert_eq!(status, 408);
+    assert!(body.contains("time limit"), "{body}");
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let s = TestServer::start_with(&["--request-timeout", "1s", "--idle-timeout", "1s"]).await;
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    raw::send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut c).await.0, 200);
+    let (_, closed) = raw::read_until_close(&mut c, Duration::from_secs(4)).await;
+    assert!(closed, "an idle keep-alive connection must be closed");
+    // A connection that never sends a byte is closed too.
+    let mut quiet = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    let (_, closed) = raw::read_until_close(&mut quiet, Duration::from_secs(4)).await;
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_and_slots_come_back() {
+    let s = TestServer::start_with(&["--max-connections", "2"]).await;
+    let a = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    let mut b = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    assert!(
+        raw::tls_connect(s.addr, s.tls_config()).await.is_err(),
+        "third connection must be refused"
+    );
+    raw::send(&mut b, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(
+        raw::read_response(&mut b).await.0,
+        200,
+        "admitted connections keep working"
+    );
+    drop(a);
+    let mut ok = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(c) = raw::tls_connect(s.addr, s.tls_config()).await {
+            ok = Some(c);
+            break;
+        }
+    }
+    let mut c = ok.expect("a freed slot is reusable");
+    raw::send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut c).await.0, 200);
+}
+
+#[tokio::test]
+async fn tls_garbage_closes_only_that_connection() {
+    let s = TestServer::start().await;
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3],
+        &[0_u8; 600],
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, junk).await;
+        let (got, closed) = raw::read_until_close(&mut tcp, Duration::from_secs(12)).await;
+        assert!(closed, "garbage must end in a closed connection");
+        assert!(got.len() < 64, "at most an alert comes back");
+    }
+    // A client that connects and never says anything is dropped after the handshake timeout.
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn non_utf8_and_malformed_paths_are_refused_clearly() {
+    let s = TestServer::start().await;
+    let r = s.get("/%ff%fe").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8")
+    );
+    let r = s.get("/v1/key/check/%zz").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+    let mut req = b"GET /caf".to_vec();
+    req.extend_from_slice(&[0xc3, 0x28]);
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    raw::send(&mut c, &req).await;
+    let (got, _) = raw::read_until_close(&mut c, Duration::from_secs(5)).await;
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"),
+        "{got:?}"
+    );
+    still_serving(&s).await;
+}

@@ -1,0 +1,10 @@
+//! The one integration test binary: every test starts the real server on
+//! 127.0.0.1:0 (in-process, or the compiled binary as a process) and talks
+//! HTTPS to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
+
+mod common;
+mod config_cli;
+mod foundation;
+mod limits;
+mod process;
