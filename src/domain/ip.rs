@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 /// An IP address as a `u128`; IPv4 is mapped into `::ffff:0:0/96` so that
 /// both families share one ordered key space (CIDR queries are range scans).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IpKey(pub u128);
 
 const V4_MAPPED_PREFIX: u128 = 0xffff_u128 << 32;

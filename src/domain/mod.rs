@@ -1,7 +1,14 @@
-//! Pure domain types shared by every layer: IP keys, time and the clock.
+//! Pure domain types shared by every layer: IP keys, time and the clock,
+//! threat vocabulary, behaviour rules, the indicator aggregate and its score.
 
+pub mod behavior;
+pub mod indicator;
 pub mod ip;
+pub mod score;
+pub mod threat;
 pub mod time;
 
+pub use indicator::{EventKind, Indicator, SensorEvent};
 pub use ip::{IpKey, LogIpMode};
+pub use threat::{Category, Protocol, Severity};
 pub use time::{Clock, UnixMillis};
