@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod datadir;
 pub mod domain;
 pub mod http;
+pub mod index;
 pub mod logging;
 pub mod service;
 pub mod store;

@@ -59,15 +59,11 @@ pub struct Findings {
 
 impl Findings {
     fn add(&mut self, behavior: Option<&'static str>, primitive: Option<&'static str>) {
-        if let Some(b) = behavior {
-            if !self.behaviors.contains(&b) {
-                self.behaviors.push(b);
-            }
+        if let Some(b) = behavior.filter(|b| !self.behaviors.contains(b)) {
+            self.behaviors.push(b);
         }
-        if let Some(p) = primitive {
-            if !self.primitives.contains(&p) {
-                self.primitives.push(p);
-            }
+        if let Some(p) = primitive.filter(|p| !self.primitives.contains(p)) {
+            self.primitives.push(p);
         }
     }
 }

@@ -157,16 +157,15 @@ impl Indicator {
             EventKind::Connect => {}
             EventKind::Auth => {
                 self.auth_attempts += 1;
-                if self.auth_attempts % BRUTE_FORCE_STEP == 0 {
+                if self.auth_attempts.is_multiple_of(BRUTE_FORCE_STEP) {
                     bump(&mut self.behaviors, "credential_brute_force", 1);
                 }
-                if let (Some(h), true) = (&ev.credential_hash, new_session) {
-                    if self.credentials.len() < MAX_CREDENTIALS || self.credentials.contains_key(h) {
-                        let n = self.credentials.entry(h.clone()).or_default();
-                        *n += 1;
-                        if *n >= 2 {
-                            bump(&mut self.behaviors, "credential_stuffing", 1);
-                        }
+                let tracked = |h: &String| self.credentials.len() < MAX_CREDENTIALS || self.credentials.contains_key(h);
+                if let Some(h) = ev.credential_hash.as_ref().filter(|h| new_session && tracked(h)) {
+                    let n = self.credentials.entry(h.clone()).or_default();
+                    *n += 1;
+                    if *n >= 2 {
+                        bump(&mut self.behaviors, "credential_stuffing", 1);
                     }
                 }
             }

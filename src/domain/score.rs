@@ -136,16 +136,28 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
         factors.push(Factor { name: "cross_source", points: pts, detail: "sensors and reports agree".into() });
     }
 
+    let recency = recency(ind.last_seen, now);
+    Explanation { score: finalize(raw, recency, critical), raw, recency_factor: recency, factors }
+}
+
+/// 1.0 while the newest evidence is at most 7 days old, then down to 0.8 at 30 days.
+pub fn recency(last_seen: UnixMillis, now: UnixMillis) -> f64 {
     #[allow(clippy::cast_precision_loss)]
-    let age_days = (now.0 - ind.last_seen.0).max(0) as f64 / MILLIS_PER_DAY as f64;
-    let recency = if age_days <= 7.0 { 1.0 } else { 1.0 - 0.2 * ((age_days - 7.0) / 23.0).min(1.0) };
+    let age_days = (now.0 - last_seen.0).max(0) as f64 / MILLIS_PER_DAY as f64;
+    if age_days <= 7.0 { 1.0 } else { 1.0 - 0.2 * ((age_days - 7.0) / 23.0).min(1.0) }
+}
+
+/// Maps raw points to 0–100, with the floor for critical behaviours.
+pub fn finalize(raw: f64, recency: f64, critical: bool) -> u8 {
     let scaled = 100.0 * (1.0 - (-(raw * recency) / SCALE).exp());
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let mut s = scaled.round().clamp(0.0, 100.0) as u8;
-    if critical {
-        s = s.max(CRITICAL_FLOOR);
-    }
-    Explanation { score: s, raw, recency_factor: recency, factors }
+    let s = scaled.round().clamp(0.0, 100.0) as u8;
+    if critical { s.max(CRITICAL_FLOOR) } else { s }
+}
+
+/// Whether `ind` holds a very-high-severity behaviour.
+pub fn is_critical(ind: &Indicator) -> bool {
+    ind.max_severity() == Some(Severity::VeryHigh)
 }
 
 #[cfg(test)]

@@ -1,0 +1,180 @@
+//! In-memory indexes, pure and without I/O: live indicators by IP with TTL
+//! day buckets, and IP range sets. The store is written first; these are
+//! then updated to match (see `service::threat`).
+
+pub mod ranges;
+
+use std::collections::BTreeMap;
+
+use crate::domain::score;
+use crate::domain::time::UnixMillis;
+use crate::domain::{Indicator, IpKey, Severity};
+
+/// What block lists and filters need of an indicator, in ~48 bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub raw: f32,
+    pub critical: bool,
+    pub max_severity: Option<Severity>,
+    pub protocols: u16,
+    pub sessions: u32,
+    pub first_seen: UnixMillis,
+    pub last_seen: UnixMillis,
+    /// The indicator is purged at this instant unless new evidence arrives.
+    pub expires: UnixMillis,
+}
+
+impl Summary {
+    pub fn of(ind: &Indicator, retention_ms: i64) -> Self {
+        let e = score::score(ind, ind.last_seen);
+        #[allow(clippy::cast_possible_truncation)]
+        Self {
+            raw: e.raw as f32,
+            critical: score::is_critical(ind),
+            max_severity: ind.max_severity(),
+            protocols: ind.protocol_bits(),
+            sessions: u32::try_from(ind.sessions).unwrap_or(u32::MAX),
+            first_seen: ind.first_seen,
+            last_seen: ind.last_seen,
+            expires: UnixMillis(ind.last_seen.0.saturating_add(retention_ms)),
+        }
+    }
+
+    /// The confidence score as of `now`.
+    pub fn score(&self, now: UnixMillis) -> u8 {
+        score::finalize(f64::from(self.raw), score::recency(self.last_seen, now), self.critical)
+    }
+
+    pub fn live(&self, now: UnixMillis) -> bool {
+        now < self.expires
+    }
+}
+
+/// Live indicators by IP, with one bucket per expiry day.
+#[derive(Debug, Default)]
+pub struct IpIndex {
+    map: BTreeMap<u128, Summary>,
+    /// Day → IPs that expired on that day when pushed. Stale members (moved
+    /// to a later day by new evidence) are skipped when the bucket is dropped.
+    buckets: BTreeMap<i64, Vec<u128>>,
+}
+
+impl IpIndex {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Inserts or replaces; moves the IP to its new expiry bucket.
+    pub fn upsert(&mut self, ip: IpKey, s: Summary) {
+        let day = s.expires.day();
+        let old = self.map.insert(ip.0, s);
+        if old.is_none_or(|o| o.expires.day() != day) {
+            self.buckets.entry(day).or_default().push(ip.0);
+        }
+    }
+
+    pub fn remove(&mut self, ip: IpKey) -> Option<Summary> {
+        self.map.remove(&ip.0)
+    }
+
+    /// The live summary of `ip`; nothing past its expiry is ever returned.
+    pub fn get(&self, ip: IpKey, now: UnixMillis) -> Option<&Summary> {
+        self.map.get(&ip.0).filter(|s| s.live(now))
+    }
+
+    /// Live entries with `lo <= ip <= hi`, in address order.
+    pub fn range(&self, lo: IpKey, hi: IpKey, now: UnixMillis) -> impl Iterator<Item = (IpKey, &Summary)> {
+        self.map
+            .range(lo.0..=hi.0)
+            .filter(move |(_, s)| s.live(now))
+            .map(|(k, s)| (IpKey(*k), s))
+    }
+
+    /// Every live entry, in address order.
+    pub fn iter(&self, now: UnixMillis) -> impl Iterator<Item = (IpKey, &Summary)> {
+        self.map.iter().filter(move |(_, s)| s.live(now)).map(|(k, s)| (IpKey(*k), s))
+    }
+
+    /// Drops every bucket for days before `day` and the entries that still
+    /// belong to them (expired by `now`); returns the IPs removed.
+    pub fn drop_buckets_before(&mut self, day: i64, now: UnixMillis) -> Vec<IpKey> {
+        let keep = self.buckets.split_off(&day);
+        let due = std::mem::replace(&mut self.buckets, keep);
+        let mut removed = Vec::new();
+        for (bucket_day, ips) in due {
+            for ip in ips {
+                let stale = self
+                    .map
+                    .get(&ip)
+                    .is_none_or(|s| s.expires.day() != bucket_day || s.live(now));
+                if !stale {
+                    self.map.remove(&ip);
+                    removed.push(IpKey(ip));
+                }
+            }
+        }
+        removed
+    }
+
+    /// Number of day buckets held (for status output).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::MILLIS_PER_DAY;
+
+    fn summary(last_seen: i64, retention_days: i64) -> Summary {
+        Summary {
+            raw: 10.0,
+            critical: false,
+            max_severity: None,
+            protocols: 0,
+            sessions: 1,
+            first_seen: UnixMillis(last_seen),
+            last_seen: UnixMillis(last_seen),
+            expires: UnixMillis(last_seen + retention_days * MILLIS_PER_DAY),
+        }
+    }
+
+    #[test]
+    fn expiry_hides_before_sweep_and_buckets_drop_whole_days() {
+        let mut idx = IpIndex::default();
+        let a: IpKey = "1.1.1.1".parse().unwrap();
+        let b: IpKey = "2.2.2.2".parse().unwrap();
+        idx.upsert(a, summary(0, 30));
+        idx.upsert(b, summary(0, 30));
+        // b gets new evidence on day 10 and moves to a later bucket.
+        idx.upsert(b, summary(10 * MILLIS_PER_DAY, 30));
+        let day30 = UnixMillis(30 * MILLIS_PER_DAY);
+        assert!(idx.get(a, UnixMillis(day30.0 - 1)).is_some());
+        assert!(idx.get(a, day30).is_none(), "expired entries are never returned");
+        assert!(idx.get(b, day30).is_some());
+        let removed = idx.drop_buckets_before(31, UnixMillis(31 * MILLIS_PER_DAY));
+        assert_eq!(removed, vec![a]);
+        assert_eq!(idx.len(), 1);
+        let removed = idx.drop_buckets_before(41, UnixMillis(41 * MILLIS_PER_DAY));
+        assert_eq!(removed, vec![b]);
+        assert!(idx.is_empty());
+        assert_eq!(idx.bucket_count(), 0);
+    }
+
+    #[test]
+    fn ranges_scan_in_address_order() {
+        let mut idx = IpIndex::default();
+        for s in ["10.0.0.5", "10.0.0.1", "10.0.1.1", "9.255.255.255"] {
+            idx.upsert(s.parse().unwrap(), summary(0, 30));
+        }
+        let lo: IpKey = "10.0.0.0".parse().unwrap();
+        let hi: IpKey = "10.0.0.255".parse().unwrap();
+        let got: Vec<String> = idx.range(lo, hi, UnixMillis(0)).map(|(k, _)| k.to_string()).collect();
+        assert_eq!(got, ["10.0.0.1", "10.0.0.5"]);
+    }
+}
