@@ -87,24 +87,38 @@ pub async fn start(
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
     let db_path = data_dir.db();
-    let opened = tokio::task::spawn_blocking(move || Store::open(&db_path))
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))??;
-    if let Some(from) = opened.migrated_from {
-        tracing::info!(
-            from,
-            to = store::migrate::CURRENT,
-            "database schema migrated"
-        );
-    }
-    let services = Arc::new(Services::new(
-        opened.store,
-        clock.clone(),
-        secret,
-        Mode::Server,
+    let (root, retention, svc_clock) = (
         data_dir.root().to_path_buf(),
-    ));
-    let bootstrap_token = if opened.created {
+        config.retention(),
+        clock.clone(),
+    );
+    let (services, created) = tokio::task::spawn_blocking(move || {
+        let opened = Store::open(&db_path)?;
+        if let Some(from) = opened.migrated_from {
+            tracing::info!(
+                from,
+                to = store::migrate::CURRENT,
+                "database schema migrated"
+            );
+        }
+        let services = Services::open(
+            opened.store,
+            svc_clock,
+            secret,
+            Mode::Server,
+            root,
+            retention,
+        )
+        .map_err(|e| StartError::Other(e.to_string()))?;
+        Ok::<_, StartError>((Arc::new(services), opened.created))
+    })
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))??;
+    tracing::info!(
+        indicators = services.indicator_count(),
+        "threat index loaded"
+    );
+    let bootstrap_token = if created {
         Some(
             services
                 .issue_bootstrap_token()
@@ -133,6 +147,19 @@ pub async fn start(
             services.clone(),
             rx.clone(),
         )),
+    ));
+
+    tasks.push((
+        "sweep",
+        tokio::spawn(crate::jobs::sweep(
+            services.clone(),
+            config.sweep_interval,
+            rx.clone(),
+        )),
+    ));
+    tasks.push((
+        "usage-flush",
+        tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
     ));
 
     let redirect_addr = match config.http_redirect_listen {

@@ -128,6 +128,18 @@ pub struct Config {
     #[arg(long, env = "SIKKER_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Raw reports are deleted this long after they were made.
+    #[arg(long, env = "SIKKER_RETENTION_REPORTS", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub retention_reports: Duration,
+
+    /// An IP's indicator is purged after this long without new evidence from any source.
+    #[arg(long, env = "SIKKER_RETENTION_INDICATORS", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub retention_indicators: Duration,
+
+    /// How often the retention sweep runs (it also runs at start-up).
+    #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -403,6 +415,15 @@ fn annotate(e: clap::Error, file: Option<&PathBuf>) -> ParseError {
 }
 
 impl Config {
+    /// The retention periods the services enforce.
+    pub fn retention(&self) -> crate::service::Retention {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::service::Retention {
+            reports_ms: ms(self.retention_reports),
+            indicators_ms: ms(self.retention_indicators),
+        }
+    }
+
     /// Checks that span several options.
     pub fn validate(&self) -> Result<(), String> {
         if self.idle_timeout < self.request_timeout {

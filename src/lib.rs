@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod domain;
 pub mod http;
 pub mod index;
+pub mod jobs;
 pub mod logging;
 pub mod service;
 pub mod store;

@@ -12,7 +12,7 @@ use crate::crypto::SecretKey;
 use crate::datadir::{DataDir, DataDirError};
 use crate::domain::Clock;
 use crate::service::admin::AdminRequest;
-use crate::service::{Mode, Services};
+use crate::service::{Mode, Retention, Services};
 use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -41,14 +41,94 @@ pub enum AdminCmd {
     Ping,
     /// Issue a new one-time bootstrap token for creating the first admin account.
     Bootstrap,
+    /// API keys: create (the key is shown once), list, revoke.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Sensors: add (the token is shown once), list, revoke.
+    #[command(subcommand)]
+    Sensor(SensorCmd),
+    /// Whitelisted IPs and networks: never listed, flagged in answers.
+    #[command(subcommand)]
+    Whitelist(WhitelistCmd),
+    /// Run the retention sweep now.
+    Sweep,
+    /// Counts of indicators, buckets and keys.
+    Stats,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create an API key, e.g. `sikker admin key create --name fail2ban --tier free`.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+    List,
+    /// Revoke the key with this id (see `key list`).
+    Revoke {
+        id: u64,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SensorCmd {
+    /// Create a sensor token, e.g. `sikker admin sensor add honeypot-fra1`.
+    Add {
+        name: String,
+    },
+    List,
+    Revoke {
+        id: u64,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum WhitelistCmd {
+    /// Whitelist an IP or CIDR, e.g. `sikker admin whitelist add 66.249.64.0/19 --reason Googlebot`.
+    Add {
+        net: String,
+        #[arg(long)]
+        reason: String,
+    },
+    List,
+    Remove {
+        net: String,
+    },
+}
+
+impl AdminCmd {
+    fn request(self) -> AdminRequest {
+        match self {
+            Self::Ping => AdminRequest::Ping,
+            Self::Bootstrap => AdminRequest::Bootstrap,
+            Self::Key(KeyCmd::Create { name, tier }) => AdminRequest::KeyCreate { name, tier },
+            Self::Key(KeyCmd::List) => AdminRequest::KeyList,
+            Self::Key(KeyCmd::Revoke { id }) => AdminRequest::KeyRevoke { id },
+            Self::Sensor(SensorCmd::Add { name }) => AdminRequest::SensorAdd { name },
+            Self::Sensor(SensorCmd::List) => AdminRequest::SensorList,
+            Self::Sensor(SensorCmd::Revoke { id }) => AdminRequest::SensorRevoke { id },
+            Self::Whitelist(WhitelistCmd::Add { net, reason }) => {
+                AdminRequest::WhitelistAdd { net, reason }
+            }
+            Self::Whitelist(WhitelistCmd::List) => AdminRequest::WhitelistList,
+            Self::Whitelist(WhitelistCmd::Remove { net }) => AdminRequest::WhitelistRemove { net },
+            Self::Sweep => AdminRequest::Sweep,
+            Self::Stats => AdminRequest::Stats,
+        }
+    }
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let request = match args.cmd {
-        AdminCmd::Ping => AdminRequest::Ping,
-        AdminCmd::Bootstrap => AdminRequest::Bootstrap,
-    };
-    let dir = DataDir::existing(&args.data_dir)?;
+    let AdminArgs {
+        config,
+        data_dir,
+        json,
+        cmd,
+    } = args;
+    let request = cmd.request();
+    let dir = DataDir::existing(&data_dir)?;
     let outcome = match Client::connect(&dir.socket()).await? {
         Some(mut client) => {
             let reply = client.call(request.clone()).await?;
@@ -61,11 +141,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             reply.outcome
         }
-        None => offline(&dir, request.clone()).await?,
+        None => {
+            offline(
+                &dir,
+                request.clone(),
+                server_config(&data_dir, config.as_deref())?.retention(),
+            )
+            .await?
+        }
     };
     match outcome {
         Outcome::Ok { result } => {
-            if args.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
                 println!("{}", human(&request, &result));
@@ -76,7 +163,24 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn offline(dir: &DataDir, request: AdminRequest) -> anyhow::Result<Outcome> {
+/// The server's configuration as the same flags, env and file would give
+/// it, so offline commands apply the operator's retention settings.
+fn server_config(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<crate::config::Config> {
+    let mut a = vec!["--data-dir".into(), data_dir.display().to_string()];
+    if let Some(c) = config {
+        a.extend(["--config".into(), c.display().to_string()]);
+    }
+    crate::config::Config::from_serve_args(a).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn offline(
+    dir: &DataDir,
+    request: AdminRequest,
+    retention: Retention,
+) -> anyhow::Result<Outcome> {
     let _lock = match dir.lock() {
         Ok(l) => l,
         Err(DataDirError::AlreadyRunning { path }) => bail!(
@@ -89,13 +193,18 @@ async fn offline(dir: &DataDir, request: AdminRequest) -> anyhow::Result<Outcome
         SecretKey::load_or_create(&dir.secret_key()).context("cannot read the secret key")?;
     let db = dir.db();
     let opened = tokio::task::spawn_blocking(move || Store::open(&db)).await??;
-    let services = Services::new(
-        opened.store,
-        Clock::system(),
-        secret,
-        Mode::Offline,
-        dir.root().to_path_buf(),
-    );
+    let root = dir.root().to_path_buf();
+    let services = tokio::task::spawn_blocking(move || {
+        Services::open(
+            opened.store,
+            Clock::system(),
+            secret,
+            Mode::Offline,
+            root,
+            retention,
+        )
+    })
+    .await??;
     Ok(match services.admin(request).await {
         Ok(result) => Outcome::Ok { result },
         Err(e) => crate::admin::server::render(&e),
@@ -132,5 +241,66 @@ fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
             s("token"),
             s("token")
         ),
+        AdminRequest::KeyCreate { .. } => format!(
+            "API key {} created (id {}, tier {}). It is shown only now:\n{}",
+            s("name"),
+            s("id"),
+            s("tier"),
+            s("key")
+        ),
+        AdminRequest::SensorAdd { .. } => format!(
+            "sensor {} created (id {}). Its token is shown only now:\n{}",
+            s("name"),
+            s("id"),
+            s("token")
+        ),
+        _ => table(v),
+    }
+}
+
+/// A plain aligned table for listings; key/value lines for objects.
+fn table(v: &serde_json::Value) -> String {
+    let cell = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    match v {
+        serde_json::Value::Array(rows) if rows.is_empty() => "(none)".to_owned(),
+        serde_json::Value::Array(rows) => {
+            let cols: Vec<String> = rows[0]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut grid = vec![cols.clone()];
+            for r in rows {
+                grid.push(
+                    cols.iter()
+                        .map(|c| cell(r.get(c).unwrap_or(&serde_json::Value::Null)))
+                        .collect(),
+                );
+            }
+            let widths: Vec<usize> = (0..cols.len())
+                .map(|i| grid.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+                .collect();
+            grid.iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(&widths)
+                        .map(|(c, w)| format!("{c:<w$}"))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                        .trim_end()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| format!("{k}: {}", cell(x)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => cell(other),
     }
 }

@@ -56,6 +56,9 @@ pub fn effective(c: &Config) -> String {
         ("request_timeout", d(c.request_timeout)),
         ("header_timeout", d(c.header_timeout)),
         ("idle_timeout", d(c.idle_timeout)),
+        ("retention_reports", d(c.retention_reports)),
+        ("retention_indicators", d(c.retention_indicators)),
+        ("sweep_interval", d(c.sweep_interval)),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];
     for (k, v) in lines {

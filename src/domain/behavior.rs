@@ -13,29 +13,75 @@ pub struct Rule {
 
 /// Every behaviour sikker derives.
 pub const BEHAVIORS: &[Rule] = &[
-    Rule { name: "port_scan", severity: Severity::Low, description: "Connections to many ports or services without further interaction" },
-    Rule { name: "credential_brute_force", severity: Severity::High, description: "Ten or more login attempts" },
-    Rule { name: "credential_stuffing", severity: Severity::High, description: "The same credential pair tried in several sessions or against several sensors" },
-    Rule { name: "web_scan", severity: Severity::Medium, description: "Requests for well-known sensitive paths (admin panels, backups, configuration files)" },
-    Rule { name: "exploit_attempt", severity: Severity::High, description: "Requests or commands matching known exploit patterns" },
-    Rule { name: "malware_download", severity: Severity::VeryHigh, description: "Commands that fetch and run remote payloads" },
-    Rule { name: "cryptominer_deploy", severity: Severity::VeryHigh, description: "Commands that install or start a cryptocurrency miner" },
-    Rule { name: "persistence_attempt", severity: Severity::High, description: "Commands that add SSH keys, cron jobs or services" },
-    Rule { name: "spam_relay", severity: Severity::Medium, description: "Attempts to relay e-mail through a sensor" },
-    Rule { name: "recon", severity: Severity::Low, description: "System reconnaissance commands after login" },
+    Rule {
+        name: "port_scan",
+        severity: Severity::Low,
+        description: "Connections to many ports or services without further interaction",
+    },
+    Rule {
+        name: "credential_brute_force",
+        severity: Severity::High,
+        description: "Ten or more login attempts",
+    },
+    Rule {
+        name: "credential_stuffing",
+        severity: Severity::High,
+        description: "The same credential pair tried in several sessions or against several sensors",
+    },
+    Rule {
+        name: "web_scan",
+        severity: Severity::Medium,
+        description: "Requests for well-known sensitive paths (admin panels, backups, configuration files)",
+    },
+    Rule {
+        name: "exploit_attempt",
+        severity: Severity::High,
+        description: "Requests or commands matching known exploit patterns",
+    },
+    Rule {
+        name: "malware_download",
+        severity: Severity::VeryHigh,
+        description: "Commands that fetch and run remote payloads",
+    },
+    Rule {
+        name: "cryptominer_deploy",
+        severity: Severity::VeryHigh,
+        description: "Commands that install or start a cryptocurrency miner",
+    },
+    Rule {
+        name: "persistence_attempt",
+        severity: Severity::High,
+        description: "Commands that add SSH keys, cron jobs or services",
+    },
+    Rule {
+        name: "spam_relay",
+        severity: Severity::Medium,
+        description: "Attempts to relay e-mail through a sensor",
+    },
+    Rule {
+        name: "recon",
+        severity: Severity::Low,
+        description: "System reconnaissance commands after login",
+    },
 ];
 
 /// Primitives: fine-grained command and request patterns.
 pub const PRIMITIVES: &[(&str, &str)] = &[
     ("uname_recon", "uname or /proc/version inspection"),
-    ("cpu_recon", "CPU or memory inspection (/proc/cpuinfo, nproc, free)"),
+    (
+        "cpu_recon",
+        "CPU or memory inspection (/proc/cpuinfo, nproc, free)",
+    ),
     ("user_recon", "whoami, id, w or /etc/passwd inspection"),
     ("download", "wget, curl or tftp fetching a remote file"),
     ("chmod_exec", "making a file executable"),
     ("ssh_key_write", "writing to authorized_keys"),
     ("cron_write", "editing crontab"),
     ("history_wipe", "clearing shell history or logs"),
-    ("env_file_probe", "requesting /.env or similar configuration files"),
+    (
+        "env_file_probe",
+        "requesting /.env or similar configuration files",
+    ),
     ("admin_panel_probe", "requesting admin or login panels"),
     ("path_traversal", "../ sequences in a request path"),
     ("jndi_injection", "a ${jndi:...} string (Log4Shell)"),
@@ -86,7 +132,16 @@ pub fn classify_command(cmd: &str) -> Findings {
     if downloads {
         f.add(None, Some("download"));
     }
-    let executes = has(&["chmod +x", "chmod 777", "chmod 755", "| sh", "|sh", "| bash", "|bash", "./"]);
+    let executes = has(&[
+        "chmod +x",
+        "chmod 777",
+        "chmod 755",
+        "| sh",
+        "|sh",
+        "| bash",
+        "|bash",
+        "./",
+    ]);
     if has(&["chmod +x", "chmod 777", "chmod 755"]) {
         f.add(None, Some("chmod_exec"));
     }
@@ -102,7 +157,12 @@ pub fn classify_command(cmd: &str) -> Findings {
     if has(&["crontab", "/etc/cron"]) {
         f.add(Some("persistence_attempt"), Some("cron_write"));
     }
-    if has(&["history -c", "unset histfile", "rm -rf /var/log", "> ~/.bash_history"]) {
+    if has(&[
+        "history -c",
+        "unset histfile",
+        "rm -rf /var/log",
+        "> ~/.bash_history",
+    ]) {
         f.add(None, Some("history_wipe"));
     }
     f
@@ -113,10 +173,26 @@ pub fn classify_http_path(path: &str) -> Findings {
     let p = path.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| p.contains(n));
     let mut f = Findings::default();
-    if has(&["/.env", "/.git/", "/config.json", "/wp-config", "/.aws/", "/backup", ".sql"]) {
+    if has(&[
+        "/.env",
+        "/.git/",
+        "/config.json",
+        "/wp-config",
+        "/.aws/",
+        "/backup",
+        ".sql",
+    ]) {
         f.add(Some("web_scan"), Some("env_file_probe"));
     }
-    if has(&["/wp-login", "/wp-admin", "/phpmyadmin", "/admin", "/manager/html", "/boaform", "/login.cgi"]) {
+    if has(&[
+        "/wp-login",
+        "/wp-admin",
+        "/phpmyadmin",
+        "/admin",
+        "/manager/html",
+        "/boaform",
+        "/login.cgi",
+    ]) {
         f.add(Some("web_scan"), Some("admin_panel_probe"));
     }
     if has(&["../", "..%2f", "%2e%2e/"]) {
@@ -125,7 +201,17 @@ pub fn classify_http_path(path: &str) -> Findings {
     if has(&["${jndi:", "%24%7bjndi"]) {
         f.add(Some("exploit_attempt"), Some("jndi_injection"));
     }
-    if has(&[";wget", ";curl", "$(", "`", "|sh", "cgi-bin/", "/shell?", "/setup.cgi", "/hnap1"]) {
+    if has(&[
+        ";wget",
+        ";curl",
+        "$(",
+        "`",
+        "|sh",
+        "cgi-bin/",
+        "/shell?",
+        "/setup.cgi",
+        "/hnap1",
+    ]) {
         f.add(Some("exploit_attempt"), Some("shell_injection"));
     }
     f
@@ -141,22 +227,43 @@ mod tests {
         assert!(f.behaviors.contains(&"malware_download"));
         assert!(f.primitives.contains(&"download") && f.primitives.contains(&"chmod_exec"));
         assert_eq!(classify_command("uname -a").primitives, vec!["uname_recon"]);
-        assert!(classify_command("echo ssh-rsa AAA >> ~/.ssh/authorized_keys").behaviors.contains(&"persistence_attempt"));
+        assert!(
+            classify_command("echo ssh-rsa AAA >> ~/.ssh/authorized_keys")
+                .behaviors
+                .contains(&"persistence_attempt")
+        );
         assert!(classify_command("ls").behaviors.is_empty());
-        assert!(classify_command("./xmrig -o stratum+tcp://pool").behaviors.contains(&"cryptominer_deploy"));
+        assert!(
+            classify_command("./xmrig -o stratum+tcp://pool")
+                .behaviors
+                .contains(&"cryptominer_deploy")
+        );
     }
 
     #[test]
     fn http_paths() {
         assert!(classify_http_path("/.env").behaviors.contains(&"web_scan"));
-        assert!(classify_http_path("/cgi-bin/../../etc/passwd").behaviors.contains(&"exploit_attempt"));
-        assert!(classify_http_path("/?x=${jndi:ldap://a/b}").primitives.contains(&"jndi_injection"));
+        assert!(
+            classify_http_path("/cgi-bin/../../etc/passwd")
+                .behaviors
+                .contains(&"exploit_attempt")
+        );
+        assert!(
+            classify_http_path("/?x=${jndi:ldap://a/b}")
+                .primitives
+                .contains(&"jndi_injection")
+        );
         assert!(classify_http_path("/index.html").behaviors.is_empty());
     }
 
     #[test]
     fn every_name_is_described() {
-        for name in ["port_scan", "credential_brute_force", "credential_stuffing", "malware_download"] {
+        for name in [
+            "port_scan",
+            "credential_brute_force",
+            "credential_stuffing",
+            "malware_download",
+        ] {
             assert!(rule(name).is_some());
         }
         for (n, _) in PRIMITIVES {

@@ -160,8 +160,14 @@ impl Indicator {
                 if self.auth_attempts.is_multiple_of(BRUTE_FORCE_STEP) {
                     bump(&mut self.behaviors, "credential_brute_force", 1);
                 }
-                let tracked = |h: &String| self.credentials.len() < MAX_CREDENTIALS || self.credentials.contains_key(h);
-                if let Some(h) = ev.credential_hash.as_ref().filter(|h| new_session && tracked(h)) {
+                let tracked = |h: &String| {
+                    self.credentials.len() < MAX_CREDENTIALS || self.credentials.contains_key(h)
+                };
+                if let Some(h) = ev
+                    .credential_hash
+                    .as_ref()
+                    .filter(|h| new_session && tracked(h))
+                {
                     let n = self.credentials.entry(h.clone()).or_default();
                     *n += 1;
                     if *n >= 2 {
@@ -289,7 +295,10 @@ mod tests {
         let mut i = Indicator::new("1.2.3.4".parse().unwrap(), UnixMillis(0));
         assert!(i.apply_report(7, 1000, cat, Some(Protocol::Ssh), UnixMillis(0)));
         assert!(!i.apply_report(7, 1000, cat, None, UnixMillis(DEDUP_WINDOW_MS - 1)));
-        assert!(i.apply_report(8, 1000, cat, None, UnixMillis(1)), "another account counts");
+        assert!(
+            i.apply_report(8, 1000, cat, None, UnixMillis(1)),
+            "another account counts"
+        );
         assert!(i.apply_report(7, 1000, cat, None, UnixMillis(DEDUP_WINDOW_MS)));
         assert_eq!(i.reports, 3);
         assert_eq!(i.distinct_reporters, 2);

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 /// An IP address as a `u128`; IPv4 is mapped into `::ffff:0:0/96` so that
 /// both families share one ordered key space (CIDR queries are range scans).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct IpKey(pub u128);
 
 const V4_MAPPED_PREFIX: u128 = 0xffff_u128 << 32;
@@ -40,6 +42,53 @@ impl IpKey {
 impl fmt::Display for IpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.to_ip().fmt(f)
+    }
+}
+
+/// Ranges that are never a public attacker's address: private, loopback,
+/// link-local, multicast, reserved, documentation, benchmarking, shared.
+const NON_PUBLIC: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "100::/64",
+    "2001:2::/48",
+    "2001:db8::/32",
+    "3fff::/20",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+];
+
+fn non_public() -> &'static crate::index::ranges::RangeSet {
+    static SET: std::sync::OnceLock<crate::index::ranges::RangeSet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        crate::index::ranges::RangeSet::new(
+            NON_PUBLIC
+                .iter()
+                .filter_map(|n| n.parse::<ipnet::IpNet>().ok()),
+        )
+    })
+}
+
+impl IpKey {
+    /// Whether the address is publicly routable (reports about others are refused).
+    pub fn is_public(self) -> bool {
+        !non_public().contains(self)
     }
 }
 
@@ -147,6 +196,30 @@ mod tests {
             "abc",
         ] {
             assert!(bad.parse::<IpKey>().is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn public_and_non_public() {
+        for ip in ["1.2.3.4", "8.8.8.8", "2a00:1450::1", "185.220.101.1"] {
+            assert!(ip.parse::<IpKey>().unwrap().is_public(), "{ip}");
+        }
+        for ip in [
+            "10.1.1.1",
+            "127.0.0.1",
+            "192.168.0.1",
+            "203.0.113.5",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "2001:db8::1",
+            "::ffff:192.168.1.1",
+            "100.64.0.1",
+            "0.1.2.3",
+        ] {
+            assert!(!ip.parse::<IpKey>().unwrap().is_public(), "{ip}");
         }
     }
 

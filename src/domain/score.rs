@@ -60,7 +60,9 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
     let mut distinct_behaviors = 0_u32;
     let mut critical = false;
     for (name, &count) in &ind.behaviors {
-        let Some(rule) = behavior::rule(name) else { continue };
+        let Some(rule) = behavior::rule(name) else {
+            continue;
+        };
         let pts = rule.severity.weight() * (1.0 + (sqrt_capped(count, 6.0) - 1.0) * 0.25);
         distinct_behaviors += 1;
         critical |= rule.severity == Severity::VeryHigh;
@@ -74,29 +76,54 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
     if distinct_behaviors > 1 {
         let pts = 6.0 * f64::from(distinct_behaviors - 1);
         sensor_raw += pts;
-        factors.push(Factor { name: "behavior_diversity", points: pts, detail: format!("{distinct_behaviors} distinct behaviors") });
+        factors.push(Factor {
+            name: "behavior_diversity",
+            points: pts,
+            detail: format!("{distinct_behaviors} distinct behaviors"),
+        });
     }
-    let prim: f64 = ind.primitives.values().map(|&c| sqrt_capped(c, 6.0)).sum::<f64>().min(15.0);
+    let prim: f64 = ind
+        .primitives
+        .values()
+        .map(|&c| sqrt_capped(c, 6.0))
+        .sum::<f64>()
+        .min(15.0);
     if prim > 0.0 {
         sensor_raw += prim;
-        factors.push(Factor { name: "primitives", points: prim, detail: format!("{} command/request patterns", ind.primitives.len()) });
+        factors.push(Factor {
+            name: "primitives",
+            points: prim,
+            detail: format!("{} command/request patterns", ind.primitives.len()),
+        });
     }
     if ind.sessions > 0 {
         let pts = (5.0 * ln1p(ind.sessions)).min(25.0);
         sensor_raw += pts;
-        factors.push(Factor { name: "sessions", points: pts, detail: format!("{} sensor sessions", ind.sessions) });
+        factors.push(Factor {
+            name: "sessions",
+            points: pts,
+            detail: format!("{} sensor sessions", ind.sessions),
+        });
     }
     let active_protocols = ind.protocols.values().filter(|p| p.sessions > 0).count();
     if active_protocols > 1 {
         #[allow(clippy::cast_precision_loss)]
         let pts = (4.0 * (active_protocols - 1) as f64).min(20.0);
         sensor_raw += pts;
-        factors.push(Factor { name: "protocol_diversity", points: pts, detail: format!("{active_protocols} protocols") });
+        factors.push(Factor {
+            name: "protocol_diversity",
+            points: pts,
+            detail: format!("{active_protocols} protocols"),
+        });
     }
     if ind.sensors.len() > 1 {
         let pts = (5.0 * ln1p(ind.sensors.len() as u64 - 1)).min(15.0);
         sensor_raw += pts;
-        factors.push(Factor { name: "sensor_corroboration", points: pts, detail: format!("seen by {} sensors", ind.sensors.len()) });
+        factors.push(Factor {
+            name: "sensor_corroboration",
+            points: pts,
+            detail: format!("seen by {} sensors", ind.sensors.len()),
+        });
     }
 
     let mut report_raw = 0.0;
@@ -106,7 +133,9 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
         report_raw += f64::from(r.weight_permille) / 1000.0 * 12.0 * volume;
     }
     // Reporters beyond the remembered ones count at the lowest weight.
-    let unremembered = ind.distinct_reporters.saturating_sub(ind.reporters.len() as u64);
+    let unremembered = ind
+        .distinct_reporters
+        .saturating_sub(ind.reporters.len() as u64);
     #[allow(clippy::cast_precision_loss)]
     {
         report_raw += unremembered as f64 * 3.0;
@@ -115,7 +144,10 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
         factors.push(Factor {
             name: "reporters",
             points: report_raw,
-            detail: format!("{} reports from {} accounts", ind.reports, ind.distinct_reporters),
+            detail: format!(
+                "{} reports from {} accounts",
+                ind.reports, ind.distinct_reporters
+            ),
         });
         let cat = ind
             .categories
@@ -126,25 +158,42 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
             .min(CATEGORY_MAX);
         if cat > 0.0 {
             report_raw += cat;
-            factors.push(Factor { name: "report_category", points: cat, detail: "most serious reported category".into() });
+            factors.push(Factor {
+                name: "report_category",
+                points: cat,
+                detail: "most serious reported category".into(),
+            });
         }
     }
     let mut raw = sensor_raw + report_raw;
     if sensor_raw > 0.0 && report_raw > 0.0 {
         let pts = 0.25 * sensor_raw.min(report_raw);
         raw += pts;
-        factors.push(Factor { name: "cross_source", points: pts, detail: "sensors and reports agree".into() });
+        factors.push(Factor {
+            name: "cross_source",
+            points: pts,
+            detail: "sensors and reports agree".into(),
+        });
     }
 
     let recency = recency(ind.last_seen, now);
-    Explanation { score: finalize(raw, recency, critical), raw, recency_factor: recency, factors }
+    Explanation {
+        score: finalize(raw, recency, critical),
+        raw,
+        recency_factor: recency,
+        factors,
+    }
 }
 
 /// 1.0 while the newest evidence is at most 7 days old, then down to 0.8 at 30 days.
 pub fn recency(last_seen: UnixMillis, now: UnixMillis) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let age_days = (now.0 - last_seen.0).max(0) as f64 / MILLIS_PER_DAY as f64;
-    if age_days <= 7.0 { 1.0 } else { 1.0 - 0.2 * ((age_days - 7.0) / 23.0).min(1.0) }
+    if age_days <= 7.0 {
+        1.0
+    } else {
+        1.0 - 0.2 * ((age_days - 7.0) / 23.0).min(1.0)
+    }
 }
 
 /// Maps raw points to 0–100, with the floor for critical behaviours.
@@ -227,27 +276,70 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Ev {
-        Report { account: u64, cat: u8, age_days: i64, minutes: i64 },
-        Sensor { sensor: u64, kind: u8, session: u32 },
+        Report {
+            account: u64,
+            cat: u8,
+            age_days: i64,
+            minutes: i64,
+        },
+        Sensor {
+            sensor: u64,
+            kind: u8,
+            session: u32,
+        },
     }
 
     fn ev_strategy() -> impl Strategy<Value = Ev> {
         prop_oneof![
-            (0_u64..6, 1_u8..=16, 0_i64..60, 0_i64..10_000)
-                .prop_map(|(account, cat, age_days, minutes)| Ev::Report { account, cat, age_days, minutes }),
-            (0_u64..4, 0_u8..5, 0_u32..20).prop_map(|(sensor, kind, session)| Ev::Sensor { sensor, kind, session }),
+            (0_u64..6, 1_u8..=16, 0_i64..60, 0_i64..10_000).prop_map(
+                |(account, cat, age_days, minutes)| Ev::Report {
+                    account,
+                    cat,
+                    age_days,
+                    minutes
+                }
+            ),
+            (0_u64..4, 0_u8..5, 0_u32..20).prop_map(|(sensor, kind, session)| Ev::Sensor {
+                sensor,
+                kind,
+                session
+            }),
         ]
     }
 
-    fn apply(i: &mut Indicator, e: &Ev, seen_sessions: &mut std::collections::BTreeSet<(u64, u32)>) {
+    fn apply(
+        i: &mut Indicator,
+        e: &Ev,
+        seen_sessions: &mut std::collections::BTreeSet<(u64, u32)>,
+    ) {
         match *e {
-            Ev::Report { account, cat, age_days, minutes } => {
+            Ev::Report {
+                account,
+                cat,
+                age_days,
+                minutes,
+            } => {
                 let w = reporter_weight(age_days * MILLIS_PER_DAY);
-                i.apply_report(account, w, Category::from_id(cat).unwrap(), None, UnixMillis(NOW.0 - minutes * 60_000));
+                i.apply_report(
+                    account,
+                    w,
+                    Category::from_id(cat).unwrap(),
+                    None,
+                    UnixMillis(NOW.0 - minutes * 60_000),
+                );
             }
-            Ev::Sensor { sensor, kind, session } => {
-                let kind = [EventKind::Connect, EventKind::Auth, EventKind::Command, EventKind::HttpRequest, EventKind::Mail]
-                    [usize::from(kind)];
+            Ev::Sensor {
+                sensor,
+                kind,
+                session,
+            } => {
+                let kind = [
+                    EventKind::Connect,
+                    EventKind::Auth,
+                    EventKind::Command,
+                    EventKind::HttpRequest,
+                    EventKind::Mail,
+                ][usize::from(kind)];
                 let mut ev = event(kind, session, NOW.0);
                 ev.http_path = Some("/.env".into());
                 ev.credential_hash = Some("c".into());

@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The 16 honeypot protocols of the SikkerAPI contract, as lower-case tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Ssh,
@@ -94,7 +96,9 @@ impl FromStr for Protocol {
 }
 
 /// Report categories 1–16 of the SikkerAPI contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Category(u8);
 
 const CATEGORY_NAMES: [&str; 16] = [
@@ -155,7 +159,9 @@ impl Category {
 }
 
 /// Behaviour severity, ordered from least to most serious.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,

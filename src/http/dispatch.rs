@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
-use super::{HttpOptions, body, client_ip, ui};
+use super::{HttpOptions, api, body, client_ip, ui};
 use crate::service::Services;
 
 /// Shared by every connection.
@@ -121,5 +121,13 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
             ))
         }
         Route::Ui => Ok(ui::serve(&ctx.path, &ctx.headers)),
+        Route::Check => api::check::get(ctx).await,
+        Route::BulkCheckInline | Route::BulkCheck => api::check::bulk(ctx).await,
+        Route::Report => api::report::single(ctx).await,
+        Route::BulkReport => api::report::bulk(ctx).await,
+        Route::Blacklist => api::blacklist::get(ctx).await,
+        Route::Username => api::lookup::username(ctx).await,
+        Route::Email => api::lookup::email(ctx).await,
+        Route::SensorEvents => api::sensor::post(ctx).await,
     }
 }

@@ -12,7 +12,7 @@ use crate::service;
 /// The API family a path belongs to; each renders errors its own way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
-    /// `/v1/...`, `/healthz` and everything else: `{"error": "..."}`.
+    /// `/v1/...`, `/healthz` and everything else: `{"success": false, "error": "..."}`.
     Sikker,
     /// `/api/v2/...`: `{"errors":[{"detail","status","source":{"parameter"}}]}`.
     AbuseIpdb,
@@ -49,6 +49,8 @@ pub enum HttpError {
     PayloadTooLarge { limit: usize },
     #[error("request body not received within the time limit")]
     BodyTimeout,
+    #[error("unsupported Content-Type; expected {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("request body could not be read")]
     BodyRead,
     #[error("the server did not finish the request within the time limit")]
@@ -111,6 +113,9 @@ impl HttpError {
                 plain(StatusCode::BAD_REQUEST, self.to_string())
             }
             Self::PayloadTooLarge { .. } => plain(StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
+            Self::UnsupportedMediaType { .. } => {
+                plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, self.to_string())
+            }
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
         }
@@ -127,7 +132,10 @@ impl HttpError {
         }
         let r = self.classify();
         let mut resp = match dialect {
-            Dialect::Sikker => response::json(r.status, &json!({ "error": r.message })),
+            // `success: false` is what the report endpoint's clients read; harmless elsewhere.
+            Dialect::Sikker => {
+                response::json(r.status, &json!({ "success": false, "error": r.message }))
+            }
             Dialect::AbuseIpdb => {
                 let mut e = json!({ "detail": r.message, "status": r.status.as_u16() });
                 if let Some(f) = &r.field {

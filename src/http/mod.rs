@@ -2,10 +2,13 @@
 //! error rendering, security headers and the access log. Nothing below this
 //! module knows hyper.
 
+pub mod api;
+pub mod auth;
 pub mod body;
 pub mod client_ip;
 pub mod dispatch;
 pub mod error;
+pub mod query;
 pub mod redirect;
 pub mod response;
 pub mod router;

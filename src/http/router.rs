@@ -12,7 +12,18 @@ pub enum Route {
     Healthz,
     /// The embedded web UI (static files and page fallback).
     Ui,
+    Check,
+    BulkCheckInline,
+    BulkCheck,
+    Report,
+    BulkReport,
+    Blacklist,
+    Username,
+    Email,
+    SensorEvents,
 }
+
+const MIB: usize = 1024 * 1024;
 
 /// A route with its decoded path parameters.
 #[derive(Debug)]
@@ -27,26 +38,56 @@ impl Route {
         match self {
             Self::Healthz => "/healthz",
             Self::Ui => "/ui",
+            Self::Check => "/v1/key/check/{ip}",
+            Self::BulkCheckInline => "/v1/key/bulk-check-inline",
+            Self::BulkCheck => "/v1/key/bulk-check",
+            Self::Report => "/v1/key/report",
+            Self::BulkReport => "/v1/key/bulk-report",
+            Self::Blacklist => "/v1/key/blacklist",
+            Self::Username => "/v1/key/username/{username}",
+            Self::Email => "/v1/key/email/{email}",
+            Self::SensorEvents => "/v1/sensor/events",
         }
     }
 
     /// Methods accepted, for the `Allow` header.
     fn allow(self) -> &'static str {
-        match self {
-            Self::Healthz | Self::Ui => "GET, HEAD",
-        }
+        if self.is_post() { "POST" } else { "GET, HEAD" }
+    }
+
+    fn is_post(self) -> bool {
+        matches!(
+            self,
+            Self::BulkCheckInline
+                | Self::BulkCheck
+                | Self::Report
+                | Self::BulkReport
+                | Self::SensorEvents
+        )
     }
 
     fn accepts(self, m: &Method) -> bool {
-        match self {
-            Self::Healthz | Self::Ui => m == Method::GET || m == Method::HEAD,
+        if self.is_post() {
+            m == Method::POST
+        } else {
+            m == Method::GET || m == Method::HEAD
         }
     }
 
     /// Largest body this route reads, given the general JSON limit.
-    pub fn body_limit(self, _general: usize) -> usize {
+    pub fn body_limit(self, general: usize) -> usize {
         match self {
-            Self::Healthz | Self::Ui => 0,
+            Self::Healthz
+            | Self::Ui
+            | Self::Check
+            | Self::Blacklist
+            | Self::Username
+            | Self::Email => 0,
+            Self::Report => general,
+            // 10,000 lines as the official CLI sends them (it allows 10 MB files).
+            Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
+            // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
+            Self::BulkReport | Self::SensorEvents => 16 * MIB,
         }
     }
 }
@@ -88,6 +129,15 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
     let parts: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (route, params): (Route, Vec<String>) = match parts.as_slice() {
         ["healthz"] => (Route::Healthz, vec![]),
+        ["v1", "key", "check", ip] => (Route::Check, vec![(*ip).to_owned()]),
+        ["v1", "key", "bulk-check-inline"] => (Route::BulkCheckInline, vec![]),
+        ["v1", "key", "bulk-check"] => (Route::BulkCheck, vec![]),
+        ["v1", "key", "report"] => (Route::Report, vec![]),
+        ["v1", "key", "bulk-report"] => (Route::BulkReport, vec![]),
+        ["v1", "key", "blacklist"] => (Route::Blacklist, vec![]),
+        ["v1", "key", "username", u] => (Route::Username, vec![(*u).to_owned()]),
+        ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
+        ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };

@@ -42,7 +42,11 @@ impl Summary {
 
     /// The confidence score as of `now`.
     pub fn score(&self, now: UnixMillis) -> u8 {
-        score::finalize(f64::from(self.raw), score::recency(self.last_seen, now), self.critical)
+        score::finalize(
+            f64::from(self.raw),
+            score::recency(self.last_seen, now),
+            self.critical,
+        )
     }
 
     pub fn live(&self, now: UnixMillis) -> bool {
@@ -87,7 +91,12 @@ impl IpIndex {
     }
 
     /// Live entries with `lo <= ip <= hi`, in address order.
-    pub fn range(&self, lo: IpKey, hi: IpKey, now: UnixMillis) -> impl Iterator<Item = (IpKey, &Summary)> {
+    pub fn range(
+        &self,
+        lo: IpKey,
+        hi: IpKey,
+        now: UnixMillis,
+    ) -> impl Iterator<Item = (IpKey, &Summary)> {
         self.map
             .range(lo.0..=hi.0)
             .filter(move |(_, s)| s.live(now))
@@ -96,7 +105,10 @@ impl IpIndex {
 
     /// Every live entry, in address order.
     pub fn iter(&self, now: UnixMillis) -> impl Iterator<Item = (IpKey, &Summary)> {
-        self.map.iter().filter(move |(_, s)| s.live(now)).map(|(k, s)| (IpKey(*k), s))
+        self.map
+            .iter()
+            .filter(move |(_, s)| s.live(now))
+            .map(|(k, s)| (IpKey(*k), s))
     }
 
     /// Drops every bucket for days before `day` and the entries that still
@@ -155,7 +167,10 @@ mod tests {
         idx.upsert(b, summary(10 * MILLIS_PER_DAY, 30));
         let day30 = UnixMillis(30 * MILLIS_PER_DAY);
         assert!(idx.get(a, UnixMillis(day30.0 - 1)).is_some());
-        assert!(idx.get(a, day30).is_none(), "expired entries are never returned");
+        assert!(
+            idx.get(a, day30).is_none(),
+            "expired entries are never returned"
+        );
         assert!(idx.get(b, day30).is_some());
         let removed = idx.drop_buckets_before(31, UnixMillis(31 * MILLIS_PER_DAY));
         assert_eq!(removed, vec![a]);
@@ -174,7 +189,10 @@ mod tests {
         }
         let lo: IpKey = "10.0.0.0".parse().unwrap();
         let hi: IpKey = "10.0.0.255".parse().unwrap();
-        let got: Vec<String> = idx.range(lo, hi, UnixMillis(0)).map(|(k, _)| k.to_string()).collect();
+        let got: Vec<String> = idx
+            .range(lo, hi, UnixMillis(0))
+            .map(|(k, _)| k.to_string())
+            .collect();
         assert_eq!(got, ["10.0.0.1", "10.0.0.5"]);
     }
 }

@@ -2,6 +2,7 @@
 //! admin socket of a running server or from an offline `sikker admin`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::{Mode, Result, Services};
 use crate::store::meta;
@@ -13,6 +14,32 @@ pub enum AdminRequest {
     Ping,
     /// Issues a new one-time bootstrap token for the first admin account.
     Bootstrap,
+    KeyCreate {
+        name: String,
+        tier: String,
+    },
+    KeyList,
+    KeyRevoke {
+        id: u64,
+    },
+    SensorAdd {
+        name: String,
+    },
+    SensorList,
+    SensorRevoke {
+        id: u64,
+    },
+    WhitelistAdd {
+        net: String,
+        reason: String,
+    },
+    WhitelistList,
+    WhitelistRemove {
+        net: String,
+    },
+    /// Runs the retention sweep now.
+    Sweep,
+    Stats,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,15 +51,17 @@ pub struct PingInfo {
     pub uptime_secs: u64,
 }
 
+fn ms_to_rfc3339(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |m| {
+        json!(crate::domain::UnixMillis(m).rfc3339())
+    })
+}
+
 impl Services {
-    pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value> {
+    pub async fn admin(&self, req: AdminRequest) -> Result<Value> {
         match req {
             AdminRequest::Ping => {
-                let schema_version = self
-                    .store
-                    .read(meta::schema_version)
-                    .await?
-                    .unwrap_or_default();
+                let schema_version = self.store.read(meta::schema_version).await?.unwrap_or_default();
                 let uptime_ms = self.clock.now().0.saturating_sub(self.started.0);
                 let info = PingInfo {
                     mode: match self.mode {
@@ -49,9 +78,78 @@ impl Services {
             }
             AdminRequest::Bootstrap => {
                 let token = self.issue_bootstrap_token().await?;
-                Ok(
-                    serde_json::json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }),
-                )
+                Ok(json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }))
+            }
+            AdminRequest::KeyCreate { name, tier } => {
+                let (key, k) = self.create_api_key(&name, &tier, None).await?;
+                Ok(json!({ "id": k.id, "name": k.name, "tier": k.tier, "key": key }))
+            }
+            AdminRequest::KeyList => Ok(Value::Array(
+                self.list_api_keys()?
+                    .into_iter()
+                    .map(|k| {
+                        json!({
+                            "id": k.id, "name": k.name, "tier": k.tier, "prefix": k.prefix,
+                            "created": ms_to_rfc3339(Some(k.created_ms)),
+                            "revoked": ms_to_rfc3339(k.revoked_ms),
+                            "lastUsedDay": k.last_used_day.map(|d| crate::domain::UnixMillis(d * crate::domain::time::MILLIS_PER_DAY).rfc3339()[..10].to_owned()),
+                        })
+                    })
+                    .collect(),
+            )),
+            AdminRequest::KeyRevoke { id } => {
+                let k = self.revoke_api_key(id).await?;
+                Ok(json!({ "id": k.id, "revoked": ms_to_rfc3339(k.revoked_ms) }))
+            }
+            AdminRequest::SensorAdd { name } => {
+                let (token, s) = self.create_sensor(&name).await?;
+                Ok(json!({ "id": s.id, "name": s.name, "token": token }))
+            }
+            AdminRequest::SensorList => Ok(Value::Array(
+                self.list_sensors()
+                    .await?
+                    .into_iter()
+                    .map(|s| {
+                        json!({
+                            "id": s.id, "name": s.name, "events": s.events,
+                            "created": ms_to_rfc3339(Some(s.created_ms)),
+                            "lastEvent": ms_to_rfc3339(s.last_event_ms),
+                            "revoked": ms_to_rfc3339(s.revoked_ms),
+                        })
+                    })
+                    .collect(),
+            )),
+            AdminRequest::SensorRevoke { id } => {
+                let s = self.revoke_sensor(id).await?;
+                Ok(json!({ "id": s.id, "revoked": ms_to_rfc3339(s.revoked_ms) }))
+            }
+            AdminRequest::WhitelistAdd { net, reason } => {
+                let e = self.whitelist_add(&net, &reason).await?;
+                Ok(json!({ "net": e.net, "reason": e.reason, "added": ms_to_rfc3339(Some(e.added_ms)) }))
+            }
+            AdminRequest::WhitelistList => Ok(Value::Array(
+                self.whitelist_list()
+                    .await?
+                    .into_iter()
+                    .map(|e| json!({ "net": e.net, "reason": e.reason, "added": ms_to_rfc3339(Some(e.added_ms)) }))
+                    .collect(),
+            )),
+            AdminRequest::WhitelistRemove { net } => {
+                self.whitelist_remove(&net).await?;
+                Ok(json!({ "removed": net }))
+            }
+            AdminRequest::Sweep => {
+                let r = self.sweep(self.clock.now(), crate::jobs::SWEEP_BATCH).await?;
+                Ok(serde_json::to_value(r).unwrap_or_default())
+            }
+            AdminRequest::Stats => {
+                let stored = self.store.read(crate::store::indicators::count).await?;
+                Ok(json!({
+                    "indicators_live": self.indicator_count(),
+                    "indicators_stored": stored,
+                    "ttl_buckets": self.threat.with_index(crate::index::IpIndex::bucket_count)?,
+                    "api_keys": self.list_api_keys()?.len(),
+                }))
             }
         }
     }

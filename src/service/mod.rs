@@ -2,16 +2,27 @@
 //! store; none knows about HTTP.
 
 pub mod admin;
+pub mod apikeys;
 pub mod bootstrap;
 pub mod error;
+pub mod reports;
+pub mod reputation;
+pub mod sensors;
+pub mod sweep;
+pub mod threat;
+pub mod tiers;
+pub mod usage;
+pub mod whitelist;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::crypto::SecretKey;
 use crate::domain::{Clock, UnixMillis};
 use crate::store::Store;
 
 pub use error::{Error, Result};
+pub use threat::Retention;
 
 /// How the services were started: inside `sikker serve`, or by an offline
 /// `sikker admin` command holding the data dir lock.
@@ -31,30 +42,50 @@ pub struct Services {
     pub mode: Mode,
     pub started: UnixMillis,
     pub data_dir: PathBuf,
+    pub retention: Retention,
+    pub(crate) threat: Arc<threat::ThreatState>,
+    pub(crate) keys: apikeys::KeyCache,
+    pub(crate) usage: usage::Usage,
 }
 
 impl Services {
-    pub fn new(
+    /// Builds the services over an open store, loading the in-memory index,
+    /// whitelist and key cache. Blocking: call off the reactor.
+    pub fn open(
         store: Store,
         clock: Clock,
         secret: SecretKey,
         mode: Mode,
         data_dir: PathBuf,
-    ) -> Self {
+        retention: Retention,
+    ) -> Result<Self> {
+        let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
+        let keys = apikeys::KeyCache::load(&store)?;
         let started = clock.now();
-        Self {
+        Ok(Self {
             store,
             clock,
             secret,
             mode,
             started,
             data_dir,
-        }
+            retention,
+            threat,
+            keys,
+            usage: usage::Usage::default(),
+        })
     }
 
     /// Liveness plus a read of the database, for `/healthz`.
     pub async fn health(&self) -> Result<()> {
         self.store.read(crate::store::meta::schema_version).await?;
         Ok(())
+    }
+
+    /// Live indicators in memory.
+    pub fn indicator_count(&self) -> usize {
+        self.threat
+            .with_index(crate::index::IpIndex::len)
+            .unwrap_or(0)
     }
 }

@@ -58,3 +58,20 @@ pub fn clear_bootstrap(txn: &WriteTransaction) -> Result<bool> {
     let mut t = txn.open_table(META)?;
     Ok(t.remove(BOOTSTRAP)?.is_some())
 }
+
+/// Next value of the named sequence (starting at 1), inside `txn`.
+pub fn next_id(txn: &WriteTransaction, name: &str) -> Result<u64> {
+    let mut t = txn.open_table(META)?;
+    let key = format!("seq.{name}");
+    let current = match t.get(key.as_str())? {
+        Some(v) => u64::from_le_bytes(
+            v.value()
+                .try_into()
+                .map_err(|_| Error::Corrupt(format!("meta.{key}")))?,
+        ),
+        None => 0,
+    };
+    let next = current + 1;
+    t.insert(key.as_str(), next.to_le_bytes().as_slice())?;
+    Ok(next)
+}

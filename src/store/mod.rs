@@ -2,11 +2,18 @@
 //! doorway to transactions. Every call from async code goes through
 //! `read`/`write`, which run on the blocking pool, never on the reactor.
 
+pub mod apikeys;
 pub mod codec;
 pub mod error;
+pub mod indicators;
 pub mod meta;
 pub mod migrate;
+pub mod names;
+pub mod reports;
+pub mod sensors;
 pub mod tables;
+pub mod usage;
+pub mod whitelist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

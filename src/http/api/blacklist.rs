@@ -1,0 +1,270 @@
+//! `GET /v1/key/blacklist`: JSON, plaintext, CSV, and ready-to-load `ipset`
+//! and `nftables` files.
+
+use std::fmt::Write as _;
+
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use serde_json::{Value, json};
+
+use super::super::auth;
+use super::super::dispatch::Ctx;
+use super::super::error::HttpError;
+use super::super::query::{Query, invalid};
+use super::super::response::{self, Resp};
+use crate::domain::{Protocol, Severity};
+use crate::service::reputation::{BlockEntry, BlocklistFilter};
+use crate::service::tiers;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Plain,
+    Csv,
+    Ipset,
+    Nft,
+}
+
+/// A set or table name safe to paste into ipset/nft files.
+fn set_name(q: &Query, param: &str, default: &str) -> Result<String, HttpError> {
+    let n = q.get(param).unwrap_or(default).trim().to_owned();
+    if n.is_empty()
+        || n.len() > 24
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            param,
+            "must be 1 to 24 letters, digits, '_' or '-'",
+        ));
+    }
+    Ok(n)
+}
+
+fn asn_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
+    q.list(name)
+        .into_iter()
+        .map(|a| {
+            let digits = a.trim_start_matches(['A', 'S', 'a', 's']);
+            if !digits.is_empty()
+                && digits.len() <= 10
+                && digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                Ok(digits.to_owned())
+            } else {
+                Err(invalid(
+                    name,
+                    "must be comma-separated AS numbers such as AS12345 or 12345",
+                ))
+            }
+        })
+        .collect()
+}
+
+fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
+    q.list(name)
+        .into_iter()
+        .map(|c| {
+            if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                Ok(c.to_ascii_uppercase())
+            } else {
+                Err(invalid(
+                    name,
+                    "must be comma-separated ISO 3166-1 alpha-2 codes such as CN,RU",
+                ))
+            }
+        })
+        .collect()
+}
+
+pub async fn get(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
+    let q = Query::parse(ctx.query.as_deref());
+    let who = auth::api_key(&ctx, &q)?;
+    let cap = tiers::blacklist_cap(&who.tier);
+    let mut protocols = 0_u16;
+    for p in q.list("protocols") {
+        protocols |= p
+            .parse::<Protocol>()
+            .map_err(|()| invalid("protocols", &format!("unknown protocol '{p}'")))?
+            .bit();
+    }
+    let ip_version = match q.get("ipVersion").map(str::trim).unwrap_or("mixed") {
+        "4" => Some(4),
+        "6" => Some(6),
+        "" | "mixed" => None,
+        _ => return Err(invalid("ipVersion", "must be 4, 6 or mixed")),
+    };
+    let min_severity = match q
+        .get("minSeverity")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Severity>()
+                .map_err(|()| invalid("minSeverity", "must be very_high, high, medium or low"))?,
+        ),
+    };
+    let format = if q.bool("plaintext", false)? {
+        Format::Plain
+    } else {
+        match q
+            .get("format")
+            .map(|f| f.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "json") => Format::Json,
+            Some("plain" | "plaintext" | "txt") => Format::Plain,
+            Some("csv") => Format::Csv,
+            Some("ipset") => Format::Ipset,
+            Some("nft" | "nftables") => Format::Nft,
+            Some(_) => {
+                return Err(invalid(
+                    "format",
+                    "must be json, plaintext, csv, ipset or nft",
+                ));
+            }
+        }
+    };
+    let filter = BlocklistFilter {
+        score_minimum: u8::try_from(q.uint("scoreMinimum", 1, 100)?.unwrap_or(50)).unwrap_or(50),
+        limit: q
+            .uint("limit", 1, u64::MAX)?
+            .map_or(cap, |l| usize::try_from(l).unwrap_or(cap).min(cap)),
+        ip_version,
+        protocols,
+        min_severity,
+        only_countries: country_list(&q, "onlyCountries")?,
+        except_countries: country_list(&q, "exceptCountries")?,
+        only_asn: asn_list(&q, "onlyAsn")?,
+        except_asn: asn_list(&q, "exceptAsn")?,
+        ignore_whitelist: q.bool("ignoreWhitelist", false)?,
+    };
+    let names = (
+        set_name(&q, "setName", "sikker_block")?,
+        set_name(&q, "table", "sikker")?,
+    );
+    let list = ctx.state.services.blocklist(&who, &filter)?;
+    let now = ctx.state.services.clock.now();
+    Ok(match format {
+        Format::Json => json_body(&list, &filter, now.0),
+        Format::Plain => text(StatusCode::OK, "text/plain; charset=utf-8", plain(&list)),
+        Format::Csv => text(StatusCode::OK, "text/csv; charset=utf-8", csv(&list)),
+        Format::Ipset => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            ipset(&list, &names.0),
+        ),
+        Format::Nft => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            nft(&list, &names.1, &names.0),
+        ),
+    })
+}
+
+fn text(status: StatusCode, ct: &'static str, body: String) -> Resp {
+    let mut r = response::text(status, body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+fn protocol_names(bits: u16) -> Vec<&'static str> {
+    Protocol::ALL
+        .iter()
+        .filter(|p| bits & p.bit() != 0)
+        .map(|p| p.as_str())
+        .collect()
+}
+
+fn json_body(list: &[BlockEntry], f: &BlocklistFilter, now_ms: i64) -> Resp {
+    let data: Vec<Value> = list
+        .iter()
+        .map(|e| {
+            json!({
+                "ip": e.ip.to_string(),
+                "confidenceLevel": e.confidence,
+                "lastSeen": e.last_seen.0,
+                "sessions": e.sessions,
+                "protocols": protocol_names(e.protocols),
+                "countryCode": null,
+                "asn": null,
+                "asnOrg": null,
+            })
+        })
+        .collect();
+    response::json(
+        StatusCode::OK,
+        &json!({
+            "meta": {"generatedAt": now_ms, "scoreMinimum": f.score_minimum, "limit": f.limit, "count": list.len()},
+            "data": data,
+        }),
+    )
+}
+
+pub fn plain(list: &[BlockEntry]) -> String {
+    let mut s = String::with_capacity(list.len() * 16);
+    for e in list {
+        let _ = writeln!(s, "{}", e.ip);
+    }
+    s
+}
+
+pub fn csv(list: &[BlockEntry]) -> String {
+    let mut s = String::from("ip,confidence,last_seen,sessions,protocols\n");
+    for e in list {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{}",
+            e.ip,
+            e.confidence,
+            e.last_seen.rfc3339(),
+            e.sessions,
+            protocol_names(e.protocols).join(" ")
+        );
+    }
+    s
+}
+
+/// `ipset restore` input: one set per address family, replaced as a whole.
+pub fn ipset(list: &[BlockEntry], name: &str) -> String {
+    let mut s = String::new();
+    for (suffix, family, v4) in [("", "inet", true), ("6", "inet6", false)] {
+        let members: Vec<&BlockEntry> = list.iter().filter(|e| e.ip.is_v4() == v4).collect();
+        let maxelem = members.len().max(65_536);
+        let _ = writeln!(
+            s,
+            "create {name}{suffix} hash:ip family {family} hashsize 1024 maxelem {maxelem} -exist"
+        );
+        let _ = writeln!(s, "flush {name}{suffix}");
+        for e in members {
+            let _ = writeln!(s, "add {name}{suffix} {} -exist", e.ip);
+        }
+    }
+    s
+}
+
+/// `nft -f` input: a table with one set per family, flushed and refilled
+/// in one transaction.
+pub fn nft(list: &[BlockEntry], table: &str, set: &str) -> String {
+    let mut s = format!("add table inet {table}\n");
+    for (suffix, ty, v4) in [("4", "ipv4_addr", true), ("6", "ipv6_addr", false)] {
+        let _ = writeln!(s, "add set inet {table} {set}{suffix} {{ type {ty}; }}");
+        let _ = writeln!(s, "flush set inet {table} {set}{suffix}");
+        let members: Vec<String> = list
+            .iter()
+            .filter(|e| e.ip.is_v4() == v4)
+            .map(|e| e.ip.to_string())
+            .collect();
+        for chunk in members.chunks(1000) {
+            let _ = writeln!(
+                s,
+                "add element inet {table} {set}{suffix} {{ {} }}",
+                chunk.join(", ")
+            );
+        }
+    }
+    s
+}

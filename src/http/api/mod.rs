@@ -1,0 +1,48 @@
+//! Handlers of the SikkerAPI-compatible surface (`/v1/key/…`) and the
+//! sensor API (`/v1/sensor/…`), one module per resource.
+
+pub mod blacklist;
+pub mod check;
+pub mod lookup;
+pub mod report;
+pub mod sensor;
+
+use http::header;
+
+use super::dispatch::Ctx;
+use super::error::HttpError;
+
+/// The media type of the body, lower-cased, without parameters.
+pub fn media_type(ctx: &Ctx<'_>) -> String {
+    ctx.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+pub fn is_json(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+pub fn require_json(ctx: &Ctx<'_>) -> Result<(), HttpError> {
+    let m = media_type(ctx);
+    if is_json(&m) {
+        Ok(())
+    } else {
+        Err(HttpError::UnsupportedMediaType {
+            expected: "application/json",
+        })
+    }
+}
+
+/// The body as UTF-8 text.
+pub fn utf8<'a>(ctx: &'a Ctx<'_>) -> Result<&'a str, HttpError> {
+    std::str::from_utf8(&ctx.body).map_err(|_| super::query::invalid("body", "is not valid UTF-8"))
+}

@@ -1,0 +1,54 @@
+//! Background loops. Each is a thin interval loop around a service call;
+//! `sikker admin sweep` calls the same functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::service::Services;
+
+/// Items deleted per sweep transaction.
+pub const SWEEP_BATCH: usize = 5_000;
+
+/// Runs the retention sweep now and then every `every`.
+pub async fn sweep(services: Arc<Services>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = services.clock.now();
+        match services.sweep(now, SWEEP_BATCH).await {
+            Ok(r) => tracing::info!(
+                indicators = r.indicators,
+                reports = r.reports,
+                usernames = r.usernames,
+                emails = r.emails,
+                "retention sweep"
+            ),
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
+/// Flushes usage counters every few seconds, and once more when stopping.
+pub async fn flush_usage(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.changed() => true,
+            _ = tick.tick() => false,
+        };
+        if let Err(e) = services.flush_usage().await {
+            tracing::error!(error = %e, "flushing usage counters failed");
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Reading threat data: one IP, many IPs, block lists, usernames and
+//! e-mail addresses. Lookups are never stored: only usage counters move.
+
+use std::collections::BTreeMap;
+
+use super::apikeys::ApiPrincipal;
+use super::usage::Bucket;
+use super::{Error, Result, Services};
+use crate::domain::score::{self, Explanation};
+use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior};
+use crate::store::{self, names};
+
+/// Options of a single check.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Only evidence newer than this many seconds counts as found.
+    pub max_age_secs: Option<u64>,
+    pub protocols: Vec<Protocol>,
+    pub ignore_whitelist: bool,
+}
+
+/// The answer about one IP (rendered by each API surface in its own shape).
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub ip: IpKey,
+    pub whitelisted: bool,
+    /// The indicator when found and live (and matching the options).
+    pub indicator: Option<Indicator>,
+    /// Score as served (0 when whitelisted unless ignored).
+    pub confidence: u8,
+    pub explanation: Option<Explanation>,
+}
+
+impl Services {
+    /// Checks one IP; counts one lookup for `who`.
+    pub async fn check(
+        &self,
+        who: &ApiPrincipal,
+        ip: IpKey,
+        opts: &CheckOptions,
+    ) -> Result<CheckResult> {
+        let now = self.clock.now();
+        let ind = self.indicator(ip, now).await?;
+        self.count_usage(who.key_id, Bucket::Lookups, 1);
+        Ok(self.judge(ip, ind, opts, now))
+    }
+
+    fn judge(
+        &self,
+        ip: IpKey,
+        ind: Option<Indicator>,
+        opts: &CheckOptions,
+        now: UnixMillis,
+    ) -> CheckResult {
+        let whitelisted = self.threat.is_whitelisted(ip);
+        let ind = ind.filter(|i| {
+            let fresh = opts.max_age_secs.is_none_or(|s| {
+                now.0 - i.last_seen.0 <= i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+            });
+            let on_protocol = opts.protocols.is_empty()
+                || opts.protocols.iter().any(|p| i.protocols.contains_key(p));
+            fresh && on_protocol
+        });
+        let explanation = ind.as_ref().map(|i| score::score(i, now));
+        let raw_score = explanation.as_ref().map_or(0, |e| e.score);
+        let confidence = if whitelisted && !opts.ignore_whitelist {
+            0
+        } else {
+            raw_score
+        };
+        CheckResult {
+            ip,
+            whitelisted,
+            indicator: ind,
+            confidence,
+            explanation,
+        }
+    }
+
+    /// Checks up to 10,000 IPs; counts one lookup per IP.
+    pub async fn bulk_check(
+        &self,
+        who: &ApiPrincipal,
+        ips: Vec<IpKey>,
+    ) -> Result<Vec<CheckResult>> {
+        let now = self.clock.now();
+        let n = ips.len() as u64;
+        let retention = self.retention.indicators_ms;
+        let found: Vec<(IpKey, Option<Indicator>)> = self
+            .store
+            .read(move |txn| {
+                ips.into_iter()
+                    .map(|ip| {
+                        let ind = store::indicators::get(txn, ip)?
+                            .filter(|i| now.0 < i.last_seen.0 + retention);
+                        Ok((ip, ind))
+                    })
+                    .collect()
+            })
+            .await?;
+        self.count_usage(who.key_id, Bucket::Lookups, n);
+        let opts = CheckOptions::default();
+        Ok(found
+            .into_iter()
+            .map(|(ip, ind)| self.judge(ip, ind, &opts, now))
+            .collect())
+    }
+}
+
+/// Filters of a block list.
+#[derive(Clone, Debug)]
+pub struct BlocklistFilter {
+    pub score_minimum: u8,
+    pub limit: usize,
+    pub ip_version: Option<u8>,
+    pub protocols: u16,
+    pub min_severity: Option<Severity>,
+    pub only_countries: Vec<String>,
+    pub except_countries: Vec<String>,
+    pub only_asn: Vec<String>,
+    pub except_asn: Vec<String>,
+    pub ignore_whitelist: bool,
+}
+
+impl Default for BlocklistFilter {
+    fn default() -> Self {
+        Self {
+            score_minimum: 50,
+            limit: 5000,
+            ip_version: None,
+            protocols: 0,
+            min_severity: None,
+            only_countries: vec![],
+            except_countries: vec![],
+            only_asn: vec![],
+            except_asn: vec![],
+            ignore_whitelist: false,
+        }
+    }
+}
+
+/// One block-list line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockEntry {
+    pub ip: IpKey,
+    pub confidence: u8,
+    pub last_seen: UnixMillis,
+    pub sessions: u32,
+    pub protocols: u16,
+}
+
+impl Services {
+    /// The block list: live indicators passing `f`, highest confidence
+    /// first, then most recent. Counts the IPs returned for `who`.
+    pub fn blocklist(&self, who: &ApiPrincipal, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
+        let now = self.clock.now();
+        // No geolocation database is loaded yet: an IP's country and ASN are
+        // unknown, so an "only" filter matches nothing and "except" excludes nothing.
+        if !f.only_countries.is_empty() || !f.only_asn.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut out: Vec<BlockEntry> = self.threat.with_index(|idx| {
+            idx.iter(now)
+                .filter(|(ip, s)| {
+                    f.ip_version.is_none_or(|v| (v == 4) == ip.is_v4())
+                        && (f.protocols == 0 || s.protocols & f.protocols != 0)
+                        && f.min_severity
+                            .is_none_or(|m| s.max_severity.is_some_and(|x| x >= m))
+                })
+                .filter_map(|(ip, s)| {
+                    let c = s.score(now);
+                    (c >= f.score_minimum).then_some(BlockEntry {
+                        ip,
+                        confidence: c,
+                        last_seen: s.last_seen,
+                        sessions: s.sessions,
+                        protocols: s.protocols,
+                    })
+                })
+                .collect()
+        })?;
+        if !f.ignore_whitelist {
+            out.retain(|e| !self.threat.is_whitelisted(e.ip));
+        }
+        out.sort_unstable_by(|a, b| {
+            b.confidence
+                .cmp(&a.confidence)
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then(a.ip.cmp(&b.ip))
+        });
+        out.truncate(f.limit);
+        self.count_usage(who.key_id, Bucket::Blacklist, out.len() as u64);
+        Ok(out)
+    }
+
+    /// Attack statistics of a username (case-insensitive).
+    pub async fn username_stats(&self, name: &str) -> Result<names::NameStats> {
+        self.name_stats(names::Kind::Username, name.to_lowercase(), "username")
+            .await
+    }
+
+    /// Attack statistics of an e-mail address (case-insensitive).
+    pub async fn email_stats(&self, email: &str) -> Result<names::NameStats> {
+        self.name_stats(
+            names::Kind::Email,
+            email.to_ascii_lowercase(),
+            "e-mail address",
+        )
+        .await
+    }
+
+    async fn name_stats(
+        &self,
+        kind: names::Kind,
+        key: String,
+        what: &'static str,
+    ) -> Result<names::NameStats> {
+        if key.is_empty() || key.len() > 254 {
+            return Err(Error::invalid(what, "must be 1 to 254 characters"));
+        }
+        let now = self.clock.now().0;
+        let retention = self.retention.indicators_ms;
+        self.store
+            .read(move |txn| names::get(txn, kind, &key))
+            .await?
+            .filter(|s| now < s.last_seen_ms + retention)
+            .ok_or_else(|| Error::not_found(what))
+    }
+}
+
+/// Behaviours of an indicator with their rule data, most severe first.
+pub fn behaviors_of(ind: &Indicator) -> Vec<(&'static behavior::Rule, u64)> {
+    let mut v: Vec<_> = ind
+        .behaviors
+        .iter()
+        .filter_map(|(n, c)| behavior::rule(n).map(|r| (r, *c)))
+        .collect();
+    v.sort_by(|a, b| b.0.severity.cmp(&a.0.severity).then(b.1.cmp(&a.1)));
+    v
+}
+
+/// Reported categories with counts, by id.
+pub fn categories_of(ind: &Indicator) -> BTreeMap<u8, (Category, u64)> {
+    ind.categories
+        .iter()
+        .filter_map(|(id, n)| Category::from_id(*id).map(|c| (*id, (c, *n))))
+        .collect()
+}

@@ -1,0 +1,352 @@
+//! Sensors: admin-created tokens (stored as keyed hashes) and the ingest of
+//! event batches. A batch is validated whole, then written in one
+//! transaction: it is stored completely, durably, or not at all.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::reports::expiry_day;
+use super::threat::Publish;
+use super::{Error, Result, Services};
+use crate::crypto;
+use crate::domain::{EventKind, Indicator, IpKey, Protocol, SensorEvent, UnixMillis};
+use crate::index::Summary;
+use crate::store::{self, names, sensors::Sensor};
+
+const PURPOSE: &str = "sensor-token";
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Events may be this far in the future (clock skew) at most.
+const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// An event as a sensor sends it.
+#[derive(Debug, Deserialize)]
+pub struct WireEvent {
+    pub ts: serde_json::Value,
+    pub src_ip: String,
+    pub protocol: String,
+    #[serde(default)]
+    pub dst_port: Option<u16>,
+    pub session_id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub http_path: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub credential_hash: Option<String>,
+}
+
+/// One refused event (`line` is 1-based: the NDJSON line or array position).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventError {
+    pub line: usize,
+    pub field: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestOutcome {
+    pub received: usize,
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+fn parse_ts(v: &serde_json::Value) -> Option<UnixMillis> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().map(UnixMillis),
+        serde_json::Value::String(s) => {
+            let t = time::OffsetDateTime::parse(
+                s.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()?;
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                .ok()
+                .map(UnixMillis)
+        }
+        _ => None,
+    }
+}
+
+fn limited(
+    field: &'static str,
+    v: Option<&String>,
+    max: usize,
+) -> Result<Option<String>, (&'static str, String)> {
+    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.chars().count() > max => Err((field, format!("longer than {max} characters"))),
+        Some(s) if s.chars().any(char::is_control) => {
+            Err((field, "contains control characters".into()))
+        }
+        Some(s) => Ok(Some(s.to_owned())),
+    }
+}
+
+/// Validates one wire event against `now` and the retention window.
+pub fn validate_event(
+    w: &WireEvent,
+    now: UnixMillis,
+    retention_ms: i64,
+) -> Result<SensorEvent, (&'static str, String)> {
+    let ts = parse_ts(&w.ts).ok_or(("ts", "must be RFC 3339 or epoch milliseconds".to_owned()))?;
+    if ts.0 > now.0 + MAX_SKEW_MS {
+        return Err(("ts", "is in the future".into()));
+    }
+    if ts.0 <= now.0 - retention_ms {
+        return Err(("ts", "is older than the retention period".into()));
+    }
+    let src_ip: IpKey = w
+        .src_ip
+        .trim()
+        .parse()
+        .map_err(|_| ("src_ip", "Invalid IP address".to_owned()))?;
+    if !src_ip.is_public() {
+        return Err((
+            "src_ip",
+            "Private, reserved or non-routable IP address".into(),
+        ));
+    }
+    let protocol: Protocol = w
+        .protocol
+        .parse()
+        .map_err(|()| ("protocol", format!("unknown protocol '{}'", w.protocol)))?;
+    let kind = match w.kind.trim().to_ascii_lowercase().as_str() {
+        "connect" | "connection" => EventKind::Connect,
+        "auth" | "login" => EventKind::Auth,
+        "command" => EventKind::Command,
+        "http_request" | "http" => EventKind::HttpRequest,
+        "mail" | "email" => EventKind::Mail,
+        other => {
+            return Err((
+                "kind",
+                format!("unknown kind '{other}' (connect, auth, command, http_request, mail)"),
+            ));
+        }
+    };
+    let session_id = limited("session_id", Some(&w.session_id), 128)?
+        .ok_or(("session_id", "is required".to_owned()))?;
+    let email = limited("email", w.email.as_ref(), 254)?.map(|e| e.to_ascii_lowercase());
+    if email.as_deref().is_some_and(|e| !valid_email(e)) {
+        return Err(("email", "is not an e-mail address".into()));
+    }
+    let ev = SensorEvent {
+        ts,
+        src_ip,
+        protocol,
+        dst_port: w.dst_port,
+        session_id,
+        kind,
+        username: limited("username", w.username.as_ref(), 128)?,
+        email,
+        command: limited("command", w.command.as_ref(), 4096)?,
+        http_path: limited("http_path", w.http_path.as_ref(), 4096)?,
+        user_agent: limited("user_agent", w.user_agent.as_ref(), 512)?,
+        credential_hash: limited("credential_hash", w.credential_hash.as_ref(), 128)?,
+    };
+    match ev.kind {
+        EventKind::Command if ev.command.is_none() => {
+            Err(("command", "is required for kind command".into()))
+        }
+        EventKind::HttpRequest if ev.http_path.is_none() => {
+            Err(("http_path", "is required for kind http_request".into()))
+        }
+        EventKind::Mail if ev.email.is_none() => Err(("email", "is required for kind mail".into())),
+        _ => Ok(ev),
+    }
+}
+
+/// A stable rendering of an event's content, for de-duplication.
+fn canonical(ev: &SensorEvent) -> String {
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    format!(
+        "{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        ev.src_ip,
+        ev.protocol,
+        ev.kind,
+        ev.dst_port.unwrap_or(0),
+        o(&ev.username),
+        o(&ev.email),
+        o(&ev.command),
+        o(&ev.http_path),
+        o(&ev.user_agent),
+        o(&ev.credential_hash)
+    )
+}
+
+pub fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e.contains(char::is_whitespace)
+}
+
+impl Services {
+    /// Creates a sensor; its token is returned once.
+    pub async fn create_sensor(&self, name: &str) -> Result<(String, Sensor)> {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.len() > 64 {
+            return Err(Error::invalid("name", "must be 1 to 64 characters"));
+        }
+        let token = format!("sks_{}", crypto::random_token());
+        let hash = self.secret.keyed_hash(PURPOSE, token.as_bytes());
+        let now = self.clock.now().0;
+        let s = self
+            .store
+            .write(move |txn| store::sensors::create(txn, &name, hash, now))
+            .await?;
+        Ok((token, s))
+    }
+
+    pub async fn revoke_sensor(&self, id: u64) -> Result<Sensor> {
+        let now = self.clock.now().0;
+        self.store
+            .write(move |txn| {
+                let Some(mut s) = store::sensors::get_in_write(txn, id)? else {
+                    return Ok(None);
+                };
+                s.revoked_ms.get_or_insert(now);
+                store::sensors::put(txn, &s)?;
+                Ok(Some(s))
+            })
+            .await?
+            .ok_or_else(|| Error::not_found(format!("sensor {id}")))
+    }
+
+    pub async fn list_sensors(&self) -> Result<Vec<Sensor>> {
+        Ok(self.store.read(store::sensors::list).await?)
+    }
+
+    pub async fn authenticate_sensor(&self, token: Option<&str>) -> Result<Sensor> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(Error::Unauthenticated {
+                reason: "missing sensor token".into(),
+            });
+        };
+        let hash = self.secret.keyed_hash(PURPOSE, token.as_bytes());
+        match self
+            .store
+            .read(move |txn| store::sensors::by_token(txn, hash))
+            .await?
+        {
+            None => Err(Error::Unauthenticated {
+                reason: "invalid sensor token".into(),
+            }),
+            Some(s) if s.revoked_ms.is_some() => Err(Error::Forbidden {
+                reason: "sensor token revoked".into(),
+            }),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// Validates every event; any error refuses the whole batch unchanged.
+    pub fn validate_batch(
+        &self,
+        events: &[WireEvent],
+    ) -> Result<Vec<SensorEvent>, Vec<EventError>> {
+        let now = self.clock.now();
+        let mut ok = Vec::with_capacity(events.len());
+        let mut errors = Vec::new();
+        for (i, w) in events.iter().enumerate() {
+            match validate_event(w, now, self.retention.reports_ms) {
+                Ok(e) => ok.push(e),
+                Err((field, error)) => errors.push(EventError {
+                    line: i + 1,
+                    field: field.into(),
+                    error,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(ok)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Stores a validated batch in one durable transaction.
+    pub async fn ingest_events(
+        &self,
+        sensor: &Sensor,
+        events: Vec<SensorEvent>,
+    ) -> Result<IngestOutcome> {
+        let now = self.clock.now();
+        let retention = self.retention.indicators_ms;
+        let sensor_id = sensor.id;
+        let secret = self.secret.clone();
+        let h = move |s: &str| {
+            let b = secret.keyed_hash("sensor-dedup", s.as_bytes());
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        };
+        self.ingest(move |txn| {
+            let mut out = IngestOutcome {
+                received: events.len(),
+                ..IngestOutcome::default()
+            };
+            let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
+            for ev in &events {
+                let day = ev.ts.day();
+                let session = h(&ev.session_id);
+                let content = h(&canonical(ev));
+                if !store::sensors::first_event(txn, (day, sensor_id, session, ev.ts.0, content))? {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.accepted += 1;
+                let new_session = store::sensors::first_session(txn, day, sensor_id, session, 0)?;
+                let entry = match touched.entry(ev.src_ip) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let old = store::indicators::get_in_write(txn, ev.src_ip)?;
+                        let old_day = old.as_ref().map(|i| expiry_day(i, retention));
+                        let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                        v.insert((
+                            fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
+                            old_day,
+                        ))
+                    }
+                };
+                entry.0.apply_event(sensor_id, ev, new_session);
+                if let Some(u) = &ev.username {
+                    let lower = u.to_lowercase();
+                    if store::sensors::first_session(txn, day, sensor_id, session, h(&lower))? {
+                        names::bump(
+                            txn,
+                            names::Kind::Username,
+                            &lower,
+                            ev.protocol,
+                            ev.ts.0,
+                            retention,
+                        )?;
+                    }
+                }
+                if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
+                    names::bump(txn, names::Kind::Email, e, ev.protocol, ev.ts.0, retention)?;
+                }
+            }
+            if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
+                s.events += out.accepted as u64;
+                s.last_event_ms = Some(now.0);
+                store::sensors::put(txn, &s)?;
+            }
+            let mut publish = Vec::with_capacity(touched.len());
+            for (ip, (ind, old_day)) in touched {
+                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention))?;
+                publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+            }
+            Ok((out, publish))
+        })
+        .await
+    }
+}

@@ -1,0 +1,78 @@
+//! Retention sweep: drops whole expired day buckets — indicators, raw
+//! reports, de-duplication keys, username and e-mail statistics — in bounded
+//! batches, each a short write transaction, so the single writer is never
+//! held for long. Reads already hide expired items before the sweep runs.
+
+use super::threat::Publish;
+use super::{Result, Services};
+use crate::domain::UnixMillis;
+use crate::domain::time::MILLIS_PER_DAY;
+use crate::store::{self, names};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    pub indicators: usize,
+    pub reports: usize,
+    pub dedup_keys: usize,
+    pub usernames: usize,
+    pub emails: usize,
+    pub batches: usize,
+}
+
+impl Services {
+    /// Deletes everything expired as of `now`, `batch` items per transaction.
+    pub async fn sweep(&self, now: UnixMillis, batch: usize) -> Result<SweepReport> {
+        let batch = batch.max(1);
+        let mut r = SweepReport::default();
+        let today = now.day();
+        loop {
+            let removed = self
+                .ingest(move |txn| {
+                    let ips = store::indicators::delete_expired(txn, today, batch)?;
+                    let publish = ips.iter().map(|ip| Publish::Remove(*ip)).collect();
+                    Ok((ips.len(), publish))
+                })
+                .await?;
+            r.indicators += removed;
+            r.batches += 1;
+            if removed < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        self.threat
+            .index
+            .write()
+            .map_err(|_| super::Error::Internal {
+                detail: "index lock poisoned".into(),
+            })?
+            .drop_buckets_before(today, now);
+        // A raw report made on day d is kept through d + retention.
+        let report_cut = UnixMillis(now.0 - self.retention.reports_ms).day();
+        let retention_days = self.retention.reports_ms / MILLIS_PER_DAY;
+        let dedup_cut = today - retention_days - 1;
+        loop {
+            let (reports, dedup, users, mails) = self
+                .store
+                .write(move |txn| {
+                    Ok((
+                        store::reports::delete_before(txn, report_cut, batch)?,
+                        store::sensors::delete_dedup_before(txn, dedup_cut, batch)?,
+                        names::delete_expired(txn, names::Kind::Username, today, batch)?,
+                        names::delete_expired(txn, names::Kind::Email, today, batch)?,
+                    ))
+                })
+                .await?;
+            r.reports += reports;
+            r.dedup_keys += dedup;
+            r.usernames += users;
+            r.emails += mails;
+            r.batches += 1;
+            if reports < batch && dedup < batch && users < batch && mails < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(r)
+    }
+}

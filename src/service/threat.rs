@@ -1,0 +1,130 @@
+//! The live threat state: the in-memory index and whitelist, kept equal to
+//! the store by one rule — a write commits to redb first and is published
+//! to memory while still holding the ingest lock, so memory never runs
+//! ahead of disk and concurrent writers publish in commit order.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::WriteTransaction;
+
+use super::{Error, Result, Services};
+use crate::domain::{Indicator, IpKey, UnixMillis};
+use crate::index::ranges::RangeSet;
+use crate::index::{IpIndex, Summary};
+use crate::store::{self, Store};
+
+/// How long evidence is kept (defaults are the privacy policy's numbers).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Raw reports are deleted this long after they were made.
+    pub reports_ms: i64,
+    /// An indicator with no new evidence for this long is purged.
+    pub indicators_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let days30 = 30 * crate::domain::time::MILLIS_PER_DAY;
+        Self {
+            reports_ms: days30,
+            indicators_ms: days30,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ThreatState {
+    pub(crate) index: RwLock<IpIndex>,
+    pub(crate) whitelist: RwLock<RangeSet>,
+    pub(crate) ingest: Mutex<()>,
+}
+
+/// A change to publish to memory after a commit.
+pub enum Publish {
+    Upsert(IpKey, Summary),
+    Remove(IpKey),
+}
+
+fn poisoned() -> Error {
+    Error::Internal {
+        detail: "lock poisoned".into(),
+    }
+}
+
+impl ThreatState {
+    /// Builds the index from every stored indicator (start-up).
+    pub fn load(store: &Store, retention: Retention) -> Result<Self> {
+        let mut index = IpIndex::default();
+        store.read_blocking(|txn| {
+            store::indicators::for_each(txn, |ind| {
+                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms))
+            })
+        })?;
+        let entries = store.read_blocking(store::whitelist::all)?;
+        let whitelist = RangeSet::new(entries.iter().filter_map(|e| e.net.parse().ok()));
+        Ok(Self {
+            index: RwLock::new(index),
+            whitelist: RwLock::new(whitelist),
+            ingest: Mutex::new(()),
+        })
+    }
+
+    pub fn with_index<T>(&self, f: impl FnOnce(&IpIndex) -> T) -> Result<T> {
+        Ok(f(&*self.index.read().map_err(|_| poisoned())?))
+    }
+
+    pub fn is_whitelisted(&self, ip: IpKey) -> bool {
+        self.whitelist.read().is_ok_and(|w| w.contains(ip))
+    }
+
+    pub fn set_whitelist(&self, set: RangeSet) -> Result<()> {
+        *self.whitelist.write().map_err(|_| poisoned())? = set;
+        Ok(())
+    }
+}
+
+impl Services {
+    /// Runs `f` in one write transaction under the ingest lock, then
+    /// publishes its changes to the index. Blocking work runs off the reactor.
+    pub(crate) async fn ingest<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> store::Result<(T, Vec<Publish>)> + Send + 'static,
+    {
+        let store = self.store.clone();
+        let threat = self.threat.clone();
+        tokio::task::spawn_blocking(move || ingest_blocking(&store, &threat, f))
+            .await
+            .map_err(|e| Error::Internal {
+                detail: e.to_string(),
+            })?
+    }
+
+    /// The full indicator of `ip`, if live at `now`.
+    pub(crate) async fn indicator(&self, ip: IpKey, now: UnixMillis) -> Result<Option<Indicator>> {
+        let retention = self.retention.indicators_ms;
+        let ind = self
+            .store
+            .read(move |txn| store::indicators::get(txn, ip))
+            .await?;
+        Ok(ind.filter(|i| now.0 < i.last_seen.0.saturating_add(retention)))
+    }
+}
+
+pub(crate) fn ingest_blocking<T, F>(store: &Store, threat: &Arc<ThreatState>, f: F) -> Result<T>
+where
+    F: FnOnce(&WriteTransaction) -> store::Result<(T, Vec<Publish>)>,
+{
+    let _guard = threat.ingest.lock().map_err(|_| poisoned())?;
+    let (out, changes) = store.write_blocking(f)?;
+    let mut idx = threat.index.write().map_err(|_| poisoned())?;
+    for c in changes {
+        match c {
+            Publish::Upsert(ip, s) => idx.upsert(ip, s),
+            Publish::Remove(ip) => {
+                idx.remove(ip);
+            }
+        }
+    }
+    Ok(out)
+}

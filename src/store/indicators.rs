@@ -1,0 +1,84 @@
+//! Indicators and their TTL bucket index (`ip_indicator`, `day_ip_expiry`).
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{DAY_IP_EXPIRY, IP_INDICATOR};
+use super::{Result, codec};
+use crate::domain::{Indicator, IpKey};
+
+/// The stored form. When `Indicator` changes shape, its current form is
+/// frozen here as a `V1` struct and `V2` is added.
+#[derive(Serialize, Deserialize)]
+enum DbIndicator {
+    V1(Indicator),
+}
+
+fn decode(bytes: &[u8]) -> Result<Indicator> {
+    match codec::decode::<DbIndicator>("ip_indicator", bytes)? {
+        DbIndicator::V1(i) => Ok(i),
+    }
+}
+
+pub fn get(txn: &ReadTransaction, ip: IpKey) -> Result<Option<Indicator>> {
+    let t = txn.open_table(IP_INDICATOR)?;
+    t.get(ip.0)?.map(|v| decode(v.value())).transpose()
+}
+
+pub fn get_in_write(txn: &WriteTransaction, ip: IpKey) -> Result<Option<Indicator>> {
+    let t = txn.open_table(IP_INDICATOR)?;
+    let out = t.get(ip.0)?.map(|v| decode(v.value())).transpose();
+    out
+}
+
+/// Writes `ind`, moving it from `old_expiry_day` (if any) to `expiry_day`.
+pub fn put(
+    txn: &WriteTransaction,
+    ind: &Indicator,
+    old_expiry_day: Option<i64>,
+    expiry_day: i64,
+) -> Result<()> {
+    let mut t = txn.open_table(IP_INDICATOR)?;
+    t.insert(
+        ind.ip.0,
+        codec::encode(&DbIndicator::V1(ind.clone())).as_slice(),
+    )?;
+    let mut e = txn.open_table(DAY_IP_EXPIRY)?;
+    if let Some(old) = old_expiry_day.filter(|d| *d != expiry_day) {
+        e.remove((old, ind.ip.0))?;
+    }
+    e.insert((expiry_day, ind.ip.0), ())?;
+    Ok(())
+}
+
+/// Deletes up to `max` indicators whose bucket day is before `day`;
+/// returns the IPs deleted.
+pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Vec<IpKey>> {
+    let mut e = txn.open_table(DAY_IP_EXPIRY)?;
+    let mut keys = Vec::new();
+    for item in e.range((i64::MIN, 0_u128)..(day, 0_u128))?.take(max) {
+        keys.push(item?.0.value());
+    }
+    let mut t = txn.open_table(IP_INDICATOR)?;
+    for &(d, ip) in &keys {
+        e.remove((d, ip))?;
+        t.remove(ip)?;
+    }
+    Ok(keys.into_iter().map(|(_, ip)| IpKey(ip)).collect())
+}
+
+/// Every stored indicator, for rebuilding the in-memory index.
+pub fn for_each(txn: &ReadTransaction, mut f: impl FnMut(Indicator)) -> Result<()> {
+    let t = txn.open_table(IP_INDICATOR)?;
+    for item in t.iter()? {
+        let (_, v) = item?;
+        f(decode(v.value())?);
+    }
+    Ok(())
+}
+
+pub fn count(txn: &ReadTransaction) -> Result<u64> {
+    Ok(redb::ReadableTableMetadata::len(
+        &txn.open_table(IP_INDICATOR)?,
+    )?)
+}

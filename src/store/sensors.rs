@@ -1,0 +1,139 @@
+//! Sensors (token stored only as a keyed hash) and the de-duplication keys
+//! of their events and sessions.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{DAY_SENSOR_EVENT, DAY_SENSOR_SESSION, SENSORID_SENSOR, TOKENHASH_SENSORID};
+use super::{Result, codec, meta};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sensor {
+    pub id: u64,
+    pub name: String,
+    pub token_hash: [u8; 32],
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_event_ms: Option<i64>,
+    pub events: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum DbSensor {
+    V1(Sensor),
+}
+
+fn decode(b: &[u8]) -> Result<Sensor> {
+    match codec::decode::<DbSensor>("sensorid_sensor", b)? {
+        DbSensor::V1(s) => Ok(s),
+    }
+}
+
+pub fn create(
+    txn: &WriteTransaction,
+    name: &str,
+    token_hash: [u8; 32],
+    now_ms: i64,
+) -> Result<Sensor> {
+    let id = meta::next_id(txn, "sensor")?;
+    let s = Sensor {
+        id,
+        name: name.to_owned(),
+        token_hash,
+        created_ms: now_ms,
+        revoked_ms: None,
+        last_event_ms: None,
+        events: 0,
+    };
+    put(txn, &s)?;
+    txn.open_table(TOKENHASH_SENSORID)?.insert(token_hash, id)?;
+    Ok(s)
+}
+
+pub fn put(txn: &WriteTransaction, s: &Sensor) -> Result<()> {
+    txn.open_table(SENSORID_SENSOR)?
+        .insert(s.id, codec::encode(&DbSensor::V1(s.clone())).as_slice())?;
+    Ok(())
+}
+
+pub fn by_token(txn: &ReadTransaction, hash: [u8; 32]) -> Result<Option<Sensor>> {
+    let Some(id) = txn
+        .open_table(TOKENHASH_SENSORID)?
+        .get(hash)?
+        .map(|v| v.value())
+    else {
+        return Ok(None);
+    };
+    get(txn, id)
+}
+
+pub fn get(txn: &ReadTransaction, id: u64) -> Result<Option<Sensor>> {
+    txn.open_table(SENSORID_SENSOR)?
+        .get(id)?
+        .map(|v| decode(v.value()))
+        .transpose()
+}
+
+pub fn get_in_write(txn: &WriteTransaction, id: u64) -> Result<Option<Sensor>> {
+    let t = txn.open_table(SENSORID_SENSOR)?;
+    let out = t.get(id)?.map(|v| decode(v.value())).transpose();
+    out
+}
+
+pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
+    let t = txn.open_table(SENSORID_SENSOR)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        out.push(decode(item?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Records an event key; false when it was already recorded.
+pub fn first_event(txn: &WriteTransaction, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
+    Ok(txn.open_table(DAY_SENSOR_EVENT)?.insert(key, ())?.is_none())
+}
+
+/// Records a session (or session × name) on `day`; false when it was seen
+/// that day or the day before (sessions spanning midnight count once).
+pub fn first_session(
+    txn: &WriteTransaction,
+    day: i64,
+    sensor: u64,
+    session: u64,
+    name: u64,
+) -> Result<bool> {
+    let mut t = txn.open_table(DAY_SENSOR_SESSION)?;
+    if t.get((day - 1, sensor, session, name))?.is_some() {
+        return Ok(false);
+    }
+    Ok(t.insert((day, sensor, session, name), ())?.is_none())
+}
+
+/// Drops up to `max` de-duplication keys of days before `day`; returns how many.
+pub fn delete_dedup_before(txn: &WriteTransaction, day: i64, max: usize) -> Result<usize> {
+    let mut n = 0;
+    {
+        let mut t = txn.open_table(DAY_SENSOR_EVENT)?;
+        let keys: Vec<_> = t
+            .range((i64::MIN, 0, 0, i64::MIN, 0)..(day, 0, 0, i64::MIN, 0))?
+            .take(max)
+            .map(|r| r.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            t.remove(k)?;
+            n += 1;
+        }
+    }
+    let mut t = txn.open_table(DAY_SENSOR_SESSION)?;
+    let keys: Vec<_> = t
+        .range((i64::MIN, 0, 0, 0)..(day, 0, 0, 0))?
+        .take(max.saturating_sub(n))
+        .map(|r| r.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    for k in keys {
+        t.remove(k)?;
+        n += 1;
+    }
+    Ok(n)
+}
