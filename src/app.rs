@@ -86,34 +86,8 @@ pub async fn start(
     let secret_path = data_dir.secret_key();
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
-    let db_path = data_dir.db();
-    let (root, retention, svc_clock) = (
-        data_dir.root().to_path_buf(),
-        config.retention(),
-        clock.clone(),
-    );
-    let (services, created) = tokio::task::spawn_blocking(move || {
-        let opened = Store::open(&db_path)?;
-        if let Some(from) = opened.migrated_from {
-            tracing::info!(
-                from,
-                to = store::migrate::CURRENT,
-                "database schema migrated"
-            );
-        }
-        let services = Services::open(
-            opened.store,
-            svc_clock,
-            secret,
-            Mode::Server,
-            root,
-            retention,
-        )
-        .map_err(|e| StartError::Other(e.to_string()))?;
-        Ok::<_, StartError>((Arc::new(services), opened.created))
-    })
-    .await
-    .map_err(|e| StartError::Other(e.to_string()))??;
+    let (services, created) =
+        open_services(&data_dir, secret, config.retention(), clock.clone()).await?;
     tracing::info!(
         indicators = services.indicator_count(),
         "threat index loaded"
@@ -204,6 +178,33 @@ pub async fn start(
         grace: config.shutdown_grace,
         _lock: lock,
     })
+}
+
+/// Opens (or creates and migrates) the database and builds the services;
+/// also says whether the database was created just now.
+async fn open_services(
+    data_dir: &DataDir,
+    secret: SecretKey,
+    retention: crate::service::Retention,
+    clock: Clock,
+) -> Result<(Arc<Services>, bool), StartError> {
+    let db_path = data_dir.db();
+    let root = data_dir.root().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let opened = Store::open(&db_path)?;
+        if let Some(from) = opened.migrated_from {
+            tracing::info!(
+                from,
+                to = store::migrate::CURRENT,
+                "database schema migrated"
+            );
+        }
+        let services = Services::open(opened.store, clock, secret, Mode::Server, root, retention)
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        Ok::<_, StartError>((Arc::new(services), opened.created))
+    })
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))?
 }
 
 type Tls = (Option<Arc<CertResolver>>, Option<TlsAcceptor>);

@@ -56,115 +56,8 @@ pub fn reporter_weight(account_age_ms: i64) -> u16 {
 /// Scores `ind` as of `now`.
 pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
     let mut factors = Vec::new();
-    let mut sensor_raw = 0.0;
-    let mut distinct_behaviors = 0_u32;
-    let mut critical = false;
-    for (name, &count) in &ind.behaviors {
-        let Some(rule) = behavior::rule(name) else {
-            continue;
-        };
-        let pts = rule.severity.weight() * (1.0 + (sqrt_capped(count, 6.0) - 1.0) * 0.25);
-        distinct_behaviors += 1;
-        critical |= rule.severity == Severity::VeryHigh;
-        sensor_raw += pts;
-        factors.push(Factor {
-            name: "behavior",
-            points: pts,
-            detail: format!("{name} ({}) ×{count}", rule.severity.as_str()),
-        });
-    }
-    if distinct_behaviors > 1 {
-        let pts = 6.0 * f64::from(distinct_behaviors - 1);
-        sensor_raw += pts;
-        factors.push(Factor {
-            name: "behavior_diversity",
-            points: pts,
-            detail: format!("{distinct_behaviors} distinct behaviors"),
-        });
-    }
-    let prim: f64 = ind
-        .primitives
-        .values()
-        .map(|&c| sqrt_capped(c, 6.0))
-        .sum::<f64>()
-        .min(15.0);
-    if prim > 0.0 {
-        sensor_raw += prim;
-        factors.push(Factor {
-            name: "primitives",
-            points: prim,
-            detail: format!("{} command/request patterns", ind.primitives.len()),
-        });
-    }
-    if ind.sessions > 0 {
-        let pts = (5.0 * ln1p(ind.sessions)).min(25.0);
-        sensor_raw += pts;
-        factors.push(Factor {
-            name: "sessions",
-            points: pts,
-            detail: format!("{} sensor sessions", ind.sessions),
-        });
-    }
-    let active_protocols = ind.protocols.values().filter(|p| p.sessions > 0).count();
-    if active_protocols > 1 {
-        #[allow(clippy::cast_precision_loss)]
-        let pts = (4.0 * (active_protocols - 1) as f64).min(20.0);
-        sensor_raw += pts;
-        factors.push(Factor {
-            name: "protocol_diversity",
-            points: pts,
-            detail: format!("{active_protocols} protocols"),
-        });
-    }
-    if ind.sensors.len() > 1 {
-        let pts = (5.0 * ln1p(ind.sensors.len() as u64 - 1)).min(15.0);
-        sensor_raw += pts;
-        factors.push(Factor {
-            name: "sensor_corroboration",
-            points: pts,
-            detail: format!("seen by {} sensors", ind.sensors.len()),
-        });
-    }
-
-    let mut report_raw = 0.0;
-    for r in ind.reporters.values() {
-        #[allow(clippy::cast_precision_loss)]
-        let volume = (1.0 + 0.5 * (r.counted.max(1) as f64).ln()).min(2.0);
-        report_raw += f64::from(r.weight_permille) / 1000.0 * 12.0 * volume;
-    }
-    // Reporters beyond the remembered ones count at the lowest weight.
-    let unremembered = ind
-        .distinct_reporters
-        .saturating_sub(ind.reporters.len() as u64);
-    #[allow(clippy::cast_precision_loss)]
-    {
-        report_raw += unremembered as f64 * 3.0;
-    }
-    if report_raw > 0.0 {
-        factors.push(Factor {
-            name: "reporters",
-            points: report_raw,
-            detail: format!(
-                "{} reports from {} accounts",
-                ind.reports, ind.distinct_reporters
-            ),
-        });
-        let cat = ind
-            .categories
-            .keys()
-            .filter_map(|&c| Category::from_id(c))
-            .map(Category::weight)
-            .fold(0.0, f64::max)
-            .min(CATEGORY_MAX);
-        if cat > 0.0 {
-            report_raw += cat;
-            factors.push(Factor {
-                name: "report_category",
-                points: cat,
-                detail: "most serious reported category".into(),
-            });
-        }
-    }
+    let (sensor_raw, critical) = sensor_points(ind, &mut factors);
+    let report_raw = report_points(ind, &mut factors);
     let mut raw = sensor_raw + report_raw;
     if sensor_raw > 0.0 && report_raw > 0.0 {
         let pts = 0.25 * sensor_raw.min(report_raw);
@@ -175,7 +68,6 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
             detail: "sensors and reports agree".into(),
         });
     }
-
     let recency = recency(ind.last_seen, now);
     Explanation {
         score: finalize(raw, recency, critical),
@@ -183,6 +75,125 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
         recency_factor: recency,
         factors,
     }
+}
+
+/// Points from sensor evidence, and whether a critical behaviour was seen.
+fn sensor_points(ind: &Indicator, factors: &mut Vec<Factor>) -> (f64, bool) {
+    let mut raw = 0.0;
+    let mut distinct = 0_u32;
+    let mut critical = false;
+    for (name, &count) in &ind.behaviors {
+        let Some(rule) = behavior::rule(name) else {
+            continue;
+        };
+        let pts = rule.severity.weight() * (1.0 + (sqrt_capped(count, 6.0) - 1.0) * 0.25);
+        distinct += 1;
+        critical |= rule.severity == Severity::VeryHigh;
+        raw += pts;
+        factors.push(Factor {
+            name: "behavior",
+            points: pts,
+            detail: format!("{name} ({}) ×{count}", rule.severity.as_str()),
+        });
+    }
+    if distinct > 1 {
+        let pts = 6.0 * f64::from(distinct - 1);
+        raw += pts;
+        factors.push(Factor {
+            name: "behavior_diversity",
+            points: pts,
+            detail: format!("{distinct} distinct behaviors"),
+        });
+    }
+    let prim: f64 = ind
+        .primitives
+        .values()
+        .map(|&c| sqrt_capped(c, 6.0))
+        .sum::<f64>()
+        .min(15.0);
+    if prim > 0.0 {
+        raw += prim;
+        factors.push(Factor {
+            name: "primitives",
+            points: prim,
+            detail: format!("{} command/request patterns", ind.primitives.len()),
+        });
+    }
+    if ind.sessions > 0 {
+        let pts = (5.0 * ln1p(ind.sessions)).min(25.0);
+        raw += pts;
+        factors.push(Factor {
+            name: "sessions",
+            points: pts,
+            detail: format!("{} sensor sessions", ind.sessions),
+        });
+    }
+    let active = ind.protocols.values().filter(|p| p.sessions > 0).count();
+    if active > 1 {
+        #[allow(clippy::cast_precision_loss)]
+        let pts = (4.0 * (active - 1) as f64).min(20.0);
+        raw += pts;
+        factors.push(Factor {
+            name: "protocol_diversity",
+            points: pts,
+            detail: format!("{active} protocols"),
+        });
+    }
+    if ind.sensors.len() > 1 {
+        let pts = (5.0 * ln1p(ind.sensors.len() as u64 - 1)).min(15.0);
+        raw += pts;
+        factors.push(Factor {
+            name: "sensor_corroboration",
+            points: pts,
+            detail: format!("seen by {} sensors", ind.sensors.len()),
+        });
+    }
+    (raw, critical)
+}
+
+/// Points from reports: per account (bounded), plus the worst category.
+fn report_points(ind: &Indicator, factors: &mut Vec<Factor>) -> f64 {
+    let mut raw = 0.0;
+    for r in ind.reporters.values() {
+        #[allow(clippy::cast_precision_loss)]
+        let volume = (1.0 + 0.5 * (r.counted.max(1) as f64).ln()).min(2.0);
+        raw += f64::from(r.weight_permille) / 1000.0 * 12.0 * volume;
+    }
+    // Reporters beyond the remembered ones count at the lowest weight.
+    let unremembered = ind
+        .distinct_reporters
+        .saturating_sub(ind.reporters.len() as u64);
+    #[allow(clippy::cast_precision_loss)]
+    {
+        raw += unremembered as f64 * 3.0;
+    }
+    if raw <= 0.0 {
+        return 0.0;
+    }
+    factors.push(Factor {
+        name: "reporters",
+        points: raw,
+        detail: format!(
+            "{} reports from {} accounts",
+            ind.reports, ind.distinct_reporters
+        ),
+    });
+    let cat = ind
+        .categories
+        .keys()
+        .filter_map(|&c| Category::from_id(c))
+        .map(Category::weight)
+        .fold(0.0, f64::max)
+        .min(CATEGORY_MAX);
+    if cat > 0.0 {
+        raw += cat;
+        factors.push(Factor {
+            name: "report_category",
+            points: cat,
+            detail: "most serious reported category".into(),
+        });
+    }
+    raw
 }
 
 /// 1.0 while the newest evidence is at most 7 days old, then down to 0.8 at 30 days.

@@ -125,7 +125,7 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::BulkCheckInline | Route::BulkCheck => api::check::bulk(ctx).await,
         Route::Report => api::report::single(ctx).await,
         Route::BulkReport => api::report::bulk(ctx).await,
-        Route::Blacklist => api::blacklist::get(ctx).await,
+        Route::Blacklist => api::blacklist::get(&ctx),
         Route::Username => api::lookup::username(ctx).await,
         Route::Email => api::lookup::email(ctx).await,
         Route::SensorEvents => api::sensor::post(ctx).await,

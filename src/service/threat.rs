@@ -57,7 +57,7 @@ impl ThreatState {
         let mut index = IpIndex::default();
         store.read_blocking(|txn| {
             store::indicators::for_each(txn, |ind| {
-                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms))
+                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms));
             })
         })?;
         let entries = store.read_blocking(store::whitelist::all)?;

@@ -50,8 +50,7 @@ pub fn hash_of(txn: &WriteTransaction, id: u64) -> Result<Option<[u8; 32]>> {
 
 pub fn get_in_write(txn: &WriteTransaction, hash: [u8; 32]) -> Result<Option<ApiKey>> {
     let t = txn.open_table(KEYHASH_APIKEY)?;
-    let out = t.get(hash)?.map(|v| decode(v.value())).transpose();
-    out
+    t.get(hash)?.map(|v| decode(v.value())).transpose()
 }
 
 /// Every key with its hash (loaded into memory at start).

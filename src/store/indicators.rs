@@ -27,8 +27,7 @@ pub fn get(txn: &ReadTransaction, ip: IpKey) -> Result<Option<Indicator>> {
 
 pub fn get_in_write(txn: &WriteTransaction, ip: IpKey) -> Result<Option<Indicator>> {
     let t = txn.open_table(IP_INDICATOR)?;
-    let out = t.get(ip.0)?.map(|v| decode(v.value())).transpose();
-    out
+    t.get(ip.0)?.map(|v| decode(v.value())).transpose()
 }
 
 /// Writes `ind`, moving it from `old_expiry_day` (if any) to `expiry_day`.

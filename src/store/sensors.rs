@@ -76,8 +76,7 @@ pub fn get(txn: &ReadTransaction, id: u64) -> Result<Option<Sensor>> {
 
 pub fn get_in_write(txn: &WriteTransaction, id: u64) -> Result<Option<Sensor>> {
     let t = txn.open_table(SENSORID_SENSOR)?;
-    let out = t.get(id)?.map(|v| decode(v.value())).transpose();
-    out
+    t.get(id)?.map(|v| decode(v.value())).transpose()
 }
 
 pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {

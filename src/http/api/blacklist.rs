@@ -78,9 +78,9 @@ fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
-pub async fn get(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
+pub fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(&ctx, &q)?;
+    let who = auth::api_key(ctx, &q)?;
     let cap = tiers::blacklist_cap(&who.tier);
     let mut protocols = 0_u16;
     for p in q.list("protocols") {
@@ -89,7 +89,7 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
             .map_err(|()| invalid("protocols", &format!("unknown protocol '{p}'")))?
             .bit();
     }
-    let ip_version = match q.get("ipVersion").map(str::trim).unwrap_or("mixed") {
+    let ip_version = match q.get("ipVersion").map_or("mixed", str::trim) {
         "4" => Some(4),
         "6" => Some(6),
         "" | "mixed" => None,
