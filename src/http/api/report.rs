@@ -182,70 +182,51 @@ fn multipart_error(e: &multer::Error) -> HttpError {
     }
 }
 
-/// CSV rows `IP,Category[,Protocol[,Comment]]`, `,` or `;`, header optional.
+/// CSV rows `IP,Category[,Protocol[,Comment]]`, `,` or `;`, header optional,
+/// one record per line; rows are numbered by their line in the file.
 fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
     if file.len() > MAX_CSV_BYTES {
-        return Err(HttpError::PayloadTooLarge {
-            limit: MAX_CSV_BYTES,
-        });
+        return Err(HttpError::PayloadTooLarge { limit: MAX_CSV_BYTES });
     }
     let text = std::str::from_utf8(file).map_err(|_| invalid("file", "is not valid UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let first_line = text.lines().next().unwrap_or_default();
-    let delimiter = if first_line.matches(';').count() > first_line.matches(',').count() {
-        b';'
-    } else {
-        b','
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(text.as_bytes());
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let delimiter = if first_line.matches(';').count() > first_line.matches(',').count() { b';' } else { b',' };
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| invalid("file", &format!("malformed CSV: {e}")))?;
-        let line = rec
-            .position()
-            .map_or(i + 1, |p| usize::try_from(p.line()).unwrap_or(i + 1));
-        if rec.iter().any(|f| f.contains('\n')) {
-            return Err(invalid(
-                "file",
-                &format!("malformed CSV: unclosed quote in the record starting at line {line}"),
-            ));
-        }
-        let get = |k: usize| rec.get(k).map(str::trim).unwrap_or_default().to_owned();
-        if rec.iter().all(|f| f.trim().is_empty()) {
+    let mut first = true;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
             continue;
         }
-        if i == 0 && get(0).parse::<crate::domain::IpKey>().is_err() {
+        if line.matches('"').count() % 2 == 1 {
+            return Err(invalid("file", &format!("malformed CSV: unbalanced quote on line {n}")));
+        }
+        let rec = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .from_reader(line.as_bytes())
+            .records()
+            .next()
+            .transpose()
+            .map_err(|e| invalid("file", &format!("malformed CSV on line {n}: {e}")))?
+            .unwrap_or_default();
+        let get = |k: usize| rec.get(k).map(str::trim).unwrap_or_default().to_owned();
+        let is_first = std::mem::replace(&mut first, false);
+        if is_first && get(0).parse::<crate::domain::IpKey>().is_err() {
             continue; // header row
         }
         if rows.len() + errors.len() >= MAX_BULK_ROWS {
-            return Err(invalid(
-                "file",
-                &format!("at most {MAX_BULK_ROWS} rows per request"),
-            ));
+            return Err(invalid("file", &format!("at most {MAX_BULK_ROWS} rows per request")));
         }
         if rec.len() < 2 {
-            errors.push(crate::service::reports::RowError {
-                row: line,
-                ip: get(0),
-                error: "Missing category".into(),
-            });
+            errors.push(crate::service::reports::RowError { row: n, ip: get(0), error: "Missing category".into() });
             continue;
         }
         let opt = |k: usize| Some(get(k)).filter(|s| !s.is_empty());
-        rows.push((
-            line,
-            ReportRow {
-                ip: get(0),
-                category: get(1),
-                protocol: opt(2),
-                comment: opt(3),
-            },
-        ));
+        rows.push((n, ReportRow { ip: get(0), category: get(1), protocol: opt(2), comment: opt(3) }));
     }
     Ok((rows, errors))
 }
@@ -257,11 +238,11 @@ mod tests {
     #[test]
     fn csv_header_delimiters_and_quotes() {
         let (rows, errs) = csv_rows(b"IP,Category,Protocol,Comment\n1.2.3.4,brute_force,ssh,\"a, quoted\"\n\n5.6.7.8;3\n9.9.9.9\n").unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].0, 2);
         assert_eq!(rows[0].1.comment.as_deref(), Some("a, quoted"));
-        assert_eq!(rows[1].1.ip, "5.6.7.8;3", "one delimiter per file");
-        assert_eq!(errs.len(), 1);
+        // One delimiter per file: "5.6.7.8;3" is a single field here.
+        assert_eq!(errs.iter().map(|e| e.row).collect::<Vec<_>>(), [4, 5], "blank lines keep the numbering");
         let (rows, _) = csv_rows(b"1.2.3.4;ddos;http;x\n").unwrap();
         assert_eq!(rows[0].1.category, "ddos");
         assert!(csv_rows(b"1.2.3.4,1,ssh,\"never closed\n5.6.7.8,1\n").is_err());
