@@ -8,3 +8,4 @@ mod config_cli;
 mod foundation;
 mod limits;
 mod process;
+mod threat;
