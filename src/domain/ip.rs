@@ -74,13 +74,15 @@ const NON_PUBLIC: &[&str] = &[
     "ff00::/8",
 ];
 
-fn non_public() -> &'static crate::index::ranges::RangeSet {
-    static SET: std::sync::OnceLock<crate::index::ranges::RangeSet> = std::sync::OnceLock::new();
+fn non_public() -> &'static crate::index::ranges::CidrSet<()> {
+    use crate::index::ranges::CidrSet;
+    static SET: std::sync::OnceLock<CidrSet<()>> = std::sync::OnceLock::new();
     SET.get_or_init(|| {
-        crate::index::ranges::RangeSet::new(
+        CidrSet::new(
             NON_PUBLIC
                 .iter()
-                .filter_map(|n| n.parse::<ipnet::IpNet>().ok()),
+                .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
+                .map(|n| (n, ())),
         )
     })
 }

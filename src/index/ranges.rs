@@ -1,5 +1,7 @@
-//! A set of IP ranges (CIDRs) answering "is this address covered" in
-//! O(log n): ranges are kept sorted and merged.
+//! CIDR sets answering "which ranges contain this address" in O(log n):
+//! CIDRs are either nested or disjoint, so entries sorted by start (wider
+//! first) form a forest; a binary search finds the nearest candidate and
+//! parent links lead to every enclosing range.
 
 use ipnet::IpNet;
 
@@ -12,32 +14,87 @@ pub fn bounds(net: &IpNet) -> (u128, u128) {
     (lo, hi)
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RangeSet {
-    merged: Vec<(u128, u128)>,
+#[derive(Clone, Debug)]
+struct Node<T> {
+    lo: u128,
+    hi: u128,
+    value: T,
+    parent: Option<usize>,
 }
 
-impl RangeSet {
-    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
-        let mut v: Vec<(u128, u128)> = nets.into_iter().map(|n| bounds(&n)).collect();
-        v.sort_unstable();
-        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(v.len());
-        for (lo, hi) in v {
-            match merged.last_mut() {
-                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-                _ => merged.push((lo, hi)),
+#[derive(Clone, Debug)]
+pub struct CidrSet<T> {
+    nodes: Vec<Node<T>>,
+}
+
+impl<T> Default for CidrSet<T> {
+    fn default() -> Self {
+        Self { nodes: Vec::new() }
+    }
+}
+
+impl<T> CidrSet<T> {
+    pub fn new(entries: impl IntoIterator<Item = (IpNet, T)>) -> Self {
+        let mut nodes: Vec<Node<T>> = entries
+            .into_iter()
+            .map(|(net, value)| {
+                let (lo, hi) = bounds(&net.trunc());
+                Node {
+                    lo,
+                    hi,
+                    value,
+                    parent: None,
+                }
+            })
+            .collect();
+        // Wider ranges first among equal starts, so parents precede children.
+        nodes.sort_by(|a, b| a.lo.cmp(&b.lo).then(b.hi.cmp(&a.hi)));
+        let mut stack: Vec<usize> = Vec::new();
+        for i in 0..nodes.len() {
+            while let Some(&top) = stack.last() {
+                if nodes[top].hi >= nodes[i].hi {
+                    break;
+                }
+                stack.pop();
             }
+            nodes[i].parent = stack.last().copied();
+            stack.push(i);
         }
-        Self { merged }
+        Self { nodes }
     }
 
+    /// Every range containing `ip`, innermost first.
+    pub fn containing(&self, ip: IpKey) -> Vec<&T> {
+        let mut out = Vec::new();
+        let mut at = self.nodes.partition_point(|n| n.lo <= ip.0).checked_sub(1);
+        while let Some(i) = at {
+            let n = &self.nodes[i];
+            if n.hi >= ip.0 {
+                out.push(&n.value);
+            }
+            at = n.parent;
+        }
+        out
+    }
+
+    /// Whether any range contains `ip`.
     pub fn contains(&self, ip: IpKey) -> bool {
-        let i = self.merged.partition_point(|&(lo, _)| lo <= ip.0);
-        i > 0 && self.merged[i - 1].1 >= ip.0
+        let mut at = self.nodes.partition_point(|n| n.lo <= ip.0).checked_sub(1);
+        while let Some(i) = at {
+            if self.nodes[i].hi >= ip.0 {
+                return true;
+            }
+            at = self.nodes[i].parent;
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.merged.is_empty()
+        self.nodes.is_empty()
     }
 }
 
@@ -46,17 +103,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn set(nets: &[&str]) -> CidrSet<String> {
+        CidrSet::new(nets.iter().map(|n| (n.parse().unwrap(), (*n).to_owned())))
+    }
+
     #[test]
-    fn membership() {
-        let s = RangeSet::new(
-            [
-                "10.0.0.0/8",
-                "192.168.1.0/24",
-                "2001:db8::/32",
-                "10.1.0.0/16",
-            ]
-            .map(|n| n.parse().unwrap()),
-        );
+    fn membership_and_which_ranges() {
+        let s = set(&[
+            "10.0.0.0/8",
+            "192.168.1.0/24",
+            "2001:db8::/32",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+        ]);
         for ip in [
             "10.0.0.1",
             "10.255.255.255",
@@ -69,17 +128,27 @@ mod tests {
         for ip in ["11.0.0.0", "192.168.2.1", "2001:db9::1", "9.255.255.255"] {
             assert!(!s.contains(ip.parse().unwrap()), "{ip}");
         }
-        assert!(RangeSet::default().is_empty());
+        let which: Vec<&String> = s.containing("10.1.2.3".parse().unwrap());
+        assert_eq!(which, ["10.1.2.0/24", "10.1.0.0/16", "10.0.0.0/8"]);
+        // A later sibling that does not contain the address, inside a parent that does.
+        let which: Vec<&String> = s.containing("10.200.0.1".parse().unwrap());
+        assert_eq!(which, ["10.0.0.0/8"]);
+        assert!(CidrSet::<()>::default().is_empty());
     }
 
     proptest! {
         #[test]
-        fn agrees_with_a_linear_scan(nets in proptest::collection::vec((any::<u32>(), 8_u8..=32), 0..30), probes in proptest::collection::vec(any::<u32>(), 50)) {
+        fn agrees_with_a_linear_scan(nets in proptest::collection::vec((any::<u32>(), 0_u8..=32), 0..40), probes in proptest::collection::vec(any::<u32>(), 60)) {
             let nets: Vec<IpNet> = nets.into_iter().map(|(a, p)| IpNet::new(std::net::Ipv4Addr::from(a).into(), p).unwrap().trunc()).collect();
-            let set = RangeSet::new(nets.clone());
+            let s = CidrSet::new(nets.iter().enumerate().map(|(i, n)| (*n, i)));
             for p in probes {
                 let ip = std::net::IpAddr::V4(p.into());
-                prop_assert_eq!(set.contains(IpKey::from_ip(ip)), nets.iter().any(|n| n.contains(&ip)));
+                let mut want: Vec<usize> = nets.iter().enumerate().filter(|(_, n)| n.contains(&ip)).map(|(i, _)| i).collect();
+                let mut got: Vec<usize> = s.containing(IpKey::from_ip(ip)).into_iter().copied().collect();
+                want.sort_unstable();
+                got.sort_unstable();
+                prop_assert_eq!(&got, &want);
+                prop_assert_eq!(s.contains(IpKey::from_ip(ip)), !want.is_empty());
             }
         }
     }

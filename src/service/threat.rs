@@ -9,7 +9,7 @@ use redb::WriteTransaction;
 
 use super::{Error, Result, Services};
 use crate::domain::{Indicator, IpKey, UnixMillis};
-use crate::index::ranges::RangeSet;
+use crate::index::ranges::CidrSet;
 use crate::index::{IpIndex, Summary};
 use crate::store::{self, Store};
 
@@ -35,7 +35,7 @@ impl Default for Retention {
 #[derive(Debug, Default)]
 pub struct ThreatState {
     pub(crate) index: RwLock<IpIndex>,
-    pub(crate) whitelist: RwLock<RangeSet>,
+    pub(crate) whitelist: RwLock<CidrSet<String>>,
     pub(crate) ingest: Mutex<()>,
 }
 
@@ -61,7 +61,7 @@ impl ThreatState {
             })
         })?;
         let entries = store.read_blocking(store::whitelist::all)?;
-        let whitelist = RangeSet::new(entries.iter().filter_map(|e| e.net.parse().ok()));
+        let whitelist = whitelist_set(&entries);
         Ok(Self {
             index: RwLock::new(index),
             whitelist: RwLock::new(whitelist),
@@ -77,7 +77,15 @@ impl ThreatState {
         self.whitelist.read().is_ok_and(|w| w.contains(ip))
     }
 
-    pub fn set_whitelist(&self, set: RangeSet) -> Result<()> {
+    /// The reasons of every whitelist entry covering `ip`, innermost first.
+    pub fn whitelist_reasons(&self, ip: IpKey) -> Vec<String> {
+        self.whitelist
+            .read()
+            .map(|w| w.containing(ip).into_iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_whitelist(&self, set: CidrSet<String>) -> Result<()> {
         *self.whitelist.write().map_err(|_| poisoned())? = set;
         Ok(())
     }
@@ -109,6 +117,15 @@ impl Services {
             .await?;
         Ok(ind.filter(|i| now.0 < i.last_seen.0.saturating_add(retention)))
     }
+}
+
+/// The whitelist as a CIDR set carrying each entry's reason.
+pub fn whitelist_set(entries: &[store::whitelist::Entry]) -> CidrSet<String> {
+    CidrSet::new(
+        entries
+            .iter()
+            .filter_map(|e| e.net.parse().ok().map(|n| (n, e.reason.clone()))),
+    )
 }
 
 pub(crate) fn ingest_blocking<T, F>(store: &Store, threat: &Arc<ThreatState>, f: F) -> Result<T>

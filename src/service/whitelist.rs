@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 
 use super::{Error, Result, Services};
-use crate::index::ranges::{RangeSet, bounds};
+use crate::index::ranges::bounds;
 use crate::store::{self, whitelist::Entry};
 
 fn key(net: &IpNet) -> (u128, u8) {
@@ -58,6 +58,6 @@ impl Services {
     async fn reload_whitelist(&self) -> Result<()> {
         let all = self.store.read(store::whitelist::all).await?;
         self.threat
-            .set_whitelist(RangeSet::new(all.iter().filter_map(|e| e.net.parse().ok())))
+            .set_whitelist(super::threat::whitelist_set(&all))
     }
 }
