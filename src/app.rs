@@ -86,8 +86,8 @@ pub async fn start(
     let secret_path = data_dir.secret_key();
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
-    let (services, created) =
-        open_services(&data_dir, secret, config.retention(), clock.clone()).await?;
+    let opts = config.service_options().map_err(StartError::Other)?;
+    let (services, created) = open_services(&data_dir, secret, opts, clock.clone()).await?;
     tracing::info!(
         indicators = services.indicator_count(),
         "threat index loaded"
@@ -185,7 +185,7 @@ pub async fn start(
 async fn open_services(
     data_dir: &DataDir,
     secret: SecretKey,
-    retention: crate::service::Retention,
+    opts: crate::service::Options,
     clock: Clock,
 ) -> Result<(Arc<Services>, bool), StartError> {
     let db_path = data_dir.db();
@@ -199,7 +199,7 @@ async fn open_services(
                 "database schema migrated"
             );
         }
-        let services = Services::open(opened.store, clock, secret, Mode::Server, root, retention)
+        let services = Services::open(opened.store, clock, secret, Mode::Server, root, opts)
             .map_err(|e| StartError::Other(e.to_string()))?;
         Ok::<_, StartError>((Arc::new(services), opened.created))
     })

@@ -140,6 +140,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
+    /// TOML file of tiers and their daily quotas (`[tiers.<id>]` tables); SikkerAPI's published table when unset.
+    #[arg(long, env = "SIKKER_TIERS_FILE", value_name = "FILE")]
+    pub tiers_file: Option<PathBuf>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -422,6 +426,20 @@ impl Config {
             reports_ms: ms(self.retention_reports),
             indicators_ms: ms(self.retention_indicators),
         }
+    }
+
+    /// Everything the services take from the configuration; reads the
+    /// tier file, so a bad one fails here naming its flag.
+    pub fn service_options(&self) -> Result<crate::service::Options, String> {
+        let tiers = match &self.tiers_file {
+            Some(p) => crate::service::tiers::TierTable::load(p)
+                .map_err(|e| format!("{}: {e}", describe_option("tiers_file")))?,
+            None => crate::service::tiers::TierTable::default(),
+        };
+        Ok(crate::service::Options {
+            retention: self.retention(),
+            tiers,
+        })
     }
 
     /// Checks that span several options.

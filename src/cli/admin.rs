@@ -12,12 +12,12 @@ use crate::crypto::SecretKey;
 use crate::datadir::{DataDir, DataDirError};
 use crate::domain::Clock;
 use crate::service::admin::AdminRequest;
-use crate::service::{Mode, Retention, Services};
+use crate::service::{Mode, Options, Services};
 use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
-    /// TOML configuration file (only `data_dir` is read from it here).
+    /// TOML configuration file (its data dir, retention and tiers apply).
     #[arg(long, env = "SIKKER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The server's data directory.
@@ -145,7 +145,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             offline(
                 &dir,
                 request.clone(),
-                server_config(&data_dir, config.as_deref())?.retention(),
+                server_config(&data_dir, config.as_deref())?
+                    .service_options()
+                    .map_err(anyhow::Error::msg)?,
             )
             .await?
         }
@@ -176,11 +178,7 @@ fn server_config(
     crate::config::Config::from_serve_args(a).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn offline(
-    dir: &DataDir,
-    request: AdminRequest,
-    retention: Retention,
-) -> anyhow::Result<Outcome> {
+async fn offline(dir: &DataDir, request: AdminRequest, opts: Options) -> anyhow::Result<Outcome> {
     let _lock = match dir.lock() {
         Ok(l) => l,
         Err(DataDirError::AlreadyRunning { path }) => bail!(
@@ -201,7 +199,7 @@ async fn offline(
             secret,
             Mode::Offline,
             root,
-            retention,
+            opts,
         )
     })
     .await??;

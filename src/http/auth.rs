@@ -1,15 +1,34 @@
-//! Turning credentials on a request into a principal. Keys come from
-//! `Authorization: Bearer …` or, on GET requests, `?key=…` (the header wins).
+//! Turning credentials on a request into a principal, before its body is
+//! read. Which credential a route needs is declared by the route itself
+//! (`Route::access`), so no keyed endpoint can forget to check it (P52).
+//! API keys come from `Authorization: Bearer …` or, on GET requests,
+//! `?key=…` (the header wins).
 
 use http::{HeaderMap, Method, header};
 
-use super::dispatch::Ctx;
 use super::error::HttpError;
 use super::query::Query;
+use crate::service::Services;
 use crate::service::apikeys::ApiPrincipal;
 use crate::store::sensors::Sensor;
 
-fn bearer(h: &HeaderMap) -> Option<&str> {
+/// The credential a route requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    ApiKey,
+    Sensor,
+}
+
+/// Who made a request, as established by `authenticate`.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Anonymous,
+    Key(ApiPrincipal),
+    Sensor(Sensor),
+}
+
+pub fn bearer(h: &HeaderMap) -> Option<&str> {
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;
     scheme
@@ -17,16 +36,27 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-pub fn api_key(ctx: &Ctx<'_>, q: &Query) -> Result<ApiPrincipal, HttpError> {
-    let key = bearer(&ctx.headers)
-        .or_else(|| (ctx.method == Method::GET).then(|| q.get("key")).flatten());
-    Ok(ctx.state.services.authenticate_api_key(key)?)
-}
-
-pub async fn sensor(ctx: &Ctx<'_>) -> Result<Sensor, HttpError> {
-    Ok(ctx
-        .state
-        .services
-        .authenticate_sensor(bearer(&ctx.headers))
-        .await?)
+pub async fn authenticate(
+    services: &Services,
+    access: Access,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Principal, HttpError> {
+    Ok(match access {
+        Access::Public => Principal::Anonymous,
+        Access::ApiKey => {
+            let q;
+            let key = match bearer(headers) {
+                Some(k) => Some(k),
+                None if method == Method::GET || method == Method::HEAD => {
+                    q = Query::parse(query);
+                    q.get("key")
+                }
+                None => None,
+            };
+            Principal::Key(services.authenticate_api_key(key)?)
+        }
+        Access::Sensor => Principal::Sensor(services.authenticate_sensor(bearer(headers)).await?),
+    })
 }

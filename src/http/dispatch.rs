@@ -8,11 +8,14 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::auth::{self, Principal};
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
-use super::{HttpOptions, api, body, client_ip, ui};
+use super::{HttpOptions, api, body, client_ip, quota_headers, ui};
 use crate::service::Services;
+use crate::service::apikeys::ApiPrincipal;
+use crate::store::sensors::Sensor;
 
 /// Shared by every connection.
 #[derive(Debug)]
@@ -38,6 +41,25 @@ pub struct Ctx<'a> {
     pub params: Vec<String>,
     pub body: bytes::Bytes,
     pub client: std::net::IpAddr,
+    pub principal: Principal,
+}
+
+impl Ctx<'_> {
+    /// The API key of a route declared `Access::ApiKey`.
+    pub fn key(&self) -> Result<&ApiPrincipal, HttpError> {
+        match &self.principal {
+            Principal::Key(k) => Ok(k),
+            _ => Err(HttpError::Unauthenticated),
+        }
+    }
+
+    /// The sensor of a route declared `Access::Sensor`.
+    pub fn sensor(&self) -> Result<&Sensor, HttpError> {
+        match &self.principal {
+            Principal::Sensor(s) => Ok(s),
+            _ => Err(HttpError::Unauthenticated),
+        }
+    }
 }
 
 pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incoming>) -> Resp {
@@ -54,10 +76,7 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
 
     let mut resp = match routed {
         Err(e) => e.into_response(dialect),
-        Ok(matched) => match run(&state, req, matched, client, deadline).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(dialect),
-        },
+        Ok(matched) => run(&state, req, matched, client, deadline, dialect).await,
     };
     if method == Method::HEAD {
         *resp.body_mut() = response::empty();
@@ -92,23 +111,53 @@ async fn run(
     matched: Matched,
     client: std::net::IpAddr,
     deadline: Instant,
-) -> Result<Resp, HttpError> {
+    dialect: Dialect,
+) -> Resp {
     let (parts, incoming) = req.into_parts();
-    let limit = matched.route.body_limit(state.opts.limits.max_body_bytes);
-    let body = body::read(&parts.headers, incoming, limit, deadline).await?;
-    let ctx = Ctx {
-        state,
-        method: parts.method,
-        headers: parts.headers,
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        params: matched.params,
-        body,
-        client,
+    let route = matched.route;
+    let principal = match auth::authenticate(
+        &state.services,
+        route.access(),
+        &parts.method,
+        &parts.headers,
+        parts.uri.query(),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return e.into_response(dialect),
     };
-    tokio::time::timeout_at(deadline, handle(matched.route, ctx))
-        .await
-        .map_err(|_| HttpError::HandlerTimeout)?
+    let key = match &principal {
+        Principal::Key(k) => Some(k.clone()),
+        _ => None,
+    };
+    let answered = async {
+        let limit = route.body_limit(state.opts.limits.max_body_bytes);
+        let body = body::read(&parts.headers, incoming, limit, deadline).await?;
+        let ctx = Ctx {
+            state,
+            method: parts.method,
+            headers: parts.headers,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            params: matched.params,
+            body,
+            client,
+            principal,
+        };
+        tokio::time::timeout_at(deadline, handle(route, ctx))
+            .await
+            .map_err(|_| HttpError::HandlerTimeout)?
+    }
+    .await;
+    let mut resp = answered.unwrap_or_else(|e| e.into_response(dialect));
+    // Every keyed answer, errors included, tells where the key stands.
+    if let (Some(key), Some(bucket)) = (key, route.quota_bucket())
+        && let Ok(q) = state.services.quota_state(&key, bucket).await
+    {
+        quota_headers::apply(resp.headers_mut(), &q, dialect);
+    }
+    resp
 }
 
 async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
@@ -125,9 +174,10 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::BulkCheckInline | Route::BulkCheck => api::check::bulk(ctx).await,
         Route::Report => api::report::single(ctx).await,
         Route::BulkReport => api::report::bulk(ctx).await,
-        Route::Blacklist => api::blacklist::get(&ctx),
+        Route::Blacklist => api::blacklist::get(&ctx).await,
         Route::Username => api::lookup::username(ctx).await,
         Route::Email => api::lookup::email(ctx).await,
+        Route::Status => api::status::get(&ctx).await,
         Route::SensorEvents => api::sensor::post(ctx).await,
     }
 }

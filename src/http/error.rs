@@ -55,6 +55,8 @@ pub enum HttpError {
     BodyRead,
     #[error("the server did not finish the request within the time limit")]
     HandlerTimeout,
+    #[error("authentication required")]
+    Unauthenticated,
 }
 
 struct Rendered {
@@ -118,6 +120,7 @@ impl HttpError {
             }
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
+            Self::Unauthenticated => plain(StatusCode::UNAUTHORIZED, self.to_string()),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod dispatch;
 pub mod error;
 pub mod query;
+pub mod quota_headers;
 pub mod redirect;
 pub mod response;
 pub mod router;

@@ -4,7 +4,9 @@
 
 use http::Method;
 
+use super::auth::Access;
 use super::error::HttpError;
+use crate::service::quotas::Bucket;
 
 /// Every endpoint the server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub enum Route {
     Blacklist,
     Username,
     Email,
+    Status,
     SensorEvents,
 }
 
@@ -46,7 +49,39 @@ impl Route {
             Self::Blacklist => "/v1/key/blacklist",
             Self::Username => "/v1/key/username/{username}",
             Self::Email => "/v1/key/email/{email}",
+            Self::Status => "/v1/key/status",
             Self::SensorEvents => "/v1/sensor/events",
+        }
+    }
+
+    /// The credential the route requires; checked before the body is read.
+    pub fn access(self) -> Access {
+        match self {
+            Self::Healthz | Self::Ui => Access::Public,
+            Self::SensorEvents => Access::Sensor,
+            Self::Check
+            | Self::BulkCheckInline
+            | Self::BulkCheck
+            | Self::Report
+            | Self::BulkReport
+            | Self::Blacklist
+            | Self::Username
+            | Self::Email
+            | Self::Status => Access::ApiKey,
+        }
+    }
+
+    /// The quota bucket whose standing keyed answers report in headers.
+    pub fn quota_bucket(self) -> Option<Bucket> {
+        match self {
+            Self::Check
+            | Self::BulkCheckInline
+            | Self::BulkCheck
+            | Self::Username
+            | Self::Email => Some(Bucket::Lookups),
+            Self::Report | Self::BulkReport => Some(Bucket::Reports),
+            Self::Blacklist => Some(Bucket::Blacklist),
+            Self::Healthz | Self::Ui | Self::Status | Self::SensorEvents => None,
         }
     }
 
@@ -82,7 +117,8 @@ impl Route {
             | Self::Check
             | Self::Blacklist
             | Self::Username
-            | Self::Email => 0,
+            | Self::Email
+            | Self::Status => 0,
             Self::Report => general,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
@@ -137,6 +173,7 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "key", "blacklist"] => (Route::Blacklist, vec![]),
         ["v1", "key", "username", u] => (Route::Username, vec![(*u).to_owned()]),
         ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
+        ["v1", "key", "status"] => (Route::Status, vec![]),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),

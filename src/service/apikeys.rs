@@ -63,6 +63,13 @@ impl Services {
                 "must be lower-case letters, digits or _ (at most 16)",
             ));
         }
+        if !self.tiers.contains(tier) {
+            let known: Vec<&str> = self.tiers.ids().collect();
+            return Err(Error::invalid(
+                "tier",
+                format!("unknown tier '{tier}' (known: {})", known.join(", ")),
+            ));
+        }
         let plaintext = format!("sk_{tier}_{}", crypto::random_token());
         let hash = self.secret.keyed_hash(PURPOSE, plaintext.as_bytes());
         let now = self.clock.now();

@@ -2,16 +2,17 @@
 //! store; none knows about HTTP.
 
 pub mod admin;
+pub mod alerts;
 pub mod apikeys;
 pub mod bootstrap;
 pub mod error;
+pub mod quotas;
 pub mod reports;
 pub mod reputation;
 pub mod sensors;
 pub mod sweep;
 pub mod threat;
 pub mod tiers;
-pub mod usage;
 pub mod whitelist;
 
 use std::path::PathBuf;
@@ -23,6 +24,14 @@ use crate::store::Store;
 
 pub use error::{Error, Result};
 pub use threat::Retention;
+
+/// The operator's settings the use cases need, taken from `Config` by the
+/// composition root.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub retention: Retention,
+    pub tiers: tiers::TierTable,
+}
 
 /// How the services were started: inside `sikker serve`, or by an offline
 /// `sikker admin` command holding the data dir lock.
@@ -45,7 +54,8 @@ pub struct Services {
     pub retention: Retention,
     pub(crate) threat: Arc<threat::ThreatState>,
     pub(crate) keys: apikeys::KeyCache,
-    pub(crate) usage: usage::Usage,
+    pub tiers: tiers::TierTable,
+    pub(crate) quotas: quotas::Quotas,
 }
 
 impl Services {
@@ -57,8 +67,9 @@ impl Services {
         secret: SecretKey,
         mode: Mode,
         data_dir: PathBuf,
-        retention: Retention,
+        opts: Options,
     ) -> Result<Self> {
+        let Options { retention, tiers } = opts;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
         let started = clock.now();
@@ -72,7 +83,8 @@ impl Services {
             retention,
             threat,
             keys,
-            usage: usage::Usage::default(),
+            tiers,
+            quotas: quotas::Quotas::default(),
         })
     }
 

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::apikeys::ApiPrincipal;
+use super::quotas::Bucket;
 use super::threat::Publish;
-use super::usage::Bucket;
 use super::{Error, Result, Services};
 use crate::domain::score::reporter_weight;
 use crate::domain::{Category, Indicator, IpKey, Protocol, UnixMillis};
@@ -157,8 +157,9 @@ impl Services {
         let now = self.clock.now();
         let retention = self.retention.indicators_ms;
         let weight = reporter_weight(now.0 - who.account_created.0);
+        self.charge(who, Bucket::Reports, reports.len() as u64)
+            .await?;
         let who = who.clone();
-        let n = reports.len() as u64;
         let counted = self
             .ingest(move |txn| {
                 let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
@@ -204,7 +205,6 @@ impl Services {
                 Ok((counted, publish))
             })
             .await?;
-        self.count_usage(who.key_id, Bucket::Reports, n);
         Ok(counted)
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::apikeys::ApiPrincipal;
-use super::usage::Bucket;
+use super::quotas::Bucket;
 use super::{Error, Result, Services};
 use crate::domain::score::{self, Explanation};
 use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior};
@@ -39,9 +39,9 @@ impl Services {
         ip: IpKey,
         opts: &CheckOptions,
     ) -> Result<CheckResult> {
+        self.charge(who, Bucket::Lookups, 1).await?;
         let now = self.clock.now();
         let ind = self.indicator(ip, now).await?;
-        self.count_usage(who.key_id, Bucket::Lookups, 1);
         Ok(self.judge(ip, ind, opts, now))
     }
 
@@ -83,8 +83,8 @@ impl Services {
         who: &ApiPrincipal,
         ips: Vec<IpKey>,
     ) -> Result<Vec<CheckResult>> {
+        self.charge(who, Bucket::Lookups, ips.len() as u64).await?;
         let now = self.clock.now();
-        let n = ips.len() as u64;
         let retention = self.retention.indicators_ms;
         let found: Vec<(IpKey, Option<Indicator>)> = self
             .store
@@ -98,7 +98,6 @@ impl Services {
                     .collect()
             })
             .await?;
-        self.count_usage(who.key_id, Bucket::Lookups, n);
         let opts = CheckOptions::default();
         Ok(found
             .into_iter()
@@ -151,8 +150,8 @@ pub struct BlockEntry {
 
 impl Services {
     /// The block list: live indicators passing `f`, highest confidence
-    /// first, then most recent. Counts the IPs returned for `who`.
-    pub fn blocklist(&self, who: &ApiPrincipal, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
+    /// first, then most recent. The caller charges the IPs it returns.
+    pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
         let now = self.clock.now();
         // No geolocation database is loaded yet: an IP's country and ASN are
         // unknown, so an "only" filter matches nothing and "except" excludes nothing.
@@ -189,7 +188,6 @@ impl Services {
                 .then(a.ip.cmp(&b.ip))
         });
         out.truncate(f.limit);
-        self.count_usage(who.key_id, Bucket::Blacklist, out.len() as u64);
         Ok(out)
     }
 

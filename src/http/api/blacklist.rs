@@ -7,14 +7,13 @@ use http::StatusCode;
 use http::header::{self, HeaderValue};
 use serde_json::{Value, json};
 
-use super::super::auth;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
 use crate::domain::{Protocol, Severity};
+use crate::service::quotas::Bucket;
 use crate::service::reputation::{BlockEntry, BlocklistFilter};
-use crate::service::tiers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -78,10 +77,11 @@ fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
-pub fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
+pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(ctx, &q)?;
-    let cap = tiers::blacklist_cap(&who.tier);
+    let who = ctx.key()?.clone();
+    let cap =
+        usize::try_from(ctx.state.services.tiers.get(&who.tier).blacklist).unwrap_or(usize::MAX);
     let mut protocols = 0_u16;
     for p in q.list("protocols") {
         protocols |= p
@@ -145,7 +145,14 @@ pub fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         set_name(&q, "setName", "sikker_block")?,
         set_name(&q, "table", "sikker")?,
     );
-    let list = ctx.state.services.blocklist(&who, &filter)?;
+    let mut list = ctx.state.services.blocklist(&filter)?;
+    // The daily budget may cut the list short; only what is sent is charged.
+    let granted = ctx
+        .state
+        .services
+        .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
+        .await?;
+    list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
     let now = ctx.state.services.clock.now();
     Ok(match format {
         Format::Json => json_body(&list, &filter, now.0),

@@ -4,7 +4,6 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::super::auth;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
@@ -21,7 +20,7 @@ pub fn parse_ip(s: &str) -> Result<IpKey, HttpError> {
 
 pub async fn get(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(&ctx, &q)?;
+    let who = ctx.key()?.clone();
     let ip = parse_ip(ctx.params.first().map_or("", String::as_str))?;
     let mut protocols = Vec::new();
     for p in q.list("protocols") {
@@ -172,8 +171,7 @@ fn parse_lines(text: &str) -> Result<(Vec<IpKey>, Vec<LineError>), HttpError> {
 }
 
 pub async fn bulk(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(&ctx, &q)?;
+    let who = ctx.key()?.clone();
     let media = super::media_type(&ctx);
     let (ips, errors) = if super::is_json(&media) {
         let v: Value = serde_json::from_slice(&ctx.body)

@@ -5,20 +5,15 @@ use std::collections::BTreeMap;
 use http::StatusCode;
 use serde_json::json;
 
-use super::super::auth;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
-use super::super::query::Query;
 use super::super::response::{self, Resp};
-use crate::service::{Error, usage::Bucket};
+use crate::service::{Error, quotas::Bucket};
 
 pub async fn username(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(&ctx, &q)?;
+    let who = ctx.key()?.clone();
     let name = ctx.params.first().cloned().unwrap_or_default();
-    ctx.state
-        .services
-        .count_usage(who.key_id, Bucket::Lookups, 1);
+    ctx.state.services.charge(&who, Bucket::Lookups, 1).await?;
     let s = ctx
         .state
         .services
@@ -40,12 +35,9 @@ pub async fn username(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
 }
 
 pub async fn email(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let q = Query::parse(ctx.query.as_deref());
-    let who = auth::api_key(&ctx, &q)?;
+    let who = ctx.key()?.clone();
     let addr = ctx.params.first().cloned().unwrap_or_default();
-    ctx.state
-        .services
-        .count_usage(who.key_id, Bucket::Lookups, 1);
+    ctx.state.services.charge(&who, Bucket::Lookups, 1).await?;
     let s = ctx
         .state
         .services

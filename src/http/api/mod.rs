@@ -6,6 +6,7 @@ pub mod check;
 pub mod lookup;
 pub mod report;
 pub mod sensor;
+pub mod status;
 
 use http::header;
 

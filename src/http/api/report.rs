@@ -5,10 +5,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::super::auth;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
-use super::super::query::{Query, invalid};
+use super::super::query::invalid;
 use super::super::response::{self, Resp};
 use crate::service::reports::{MAX_BULK_ROWS, ReportRow};
 
@@ -52,7 +51,7 @@ fn row_from_json(v: &Value) -> Result<ReportRow, (String, String)> {
 }
 
 pub async fn single(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let who = auth::api_key(&ctx, &Query::default())?;
+    let who = ctx.key()?.clone();
     super::require_json(&ctx)?;
     let v: Value = serde_json::from_slice(&ctx.body)
         .map_err(|e| invalid("body", &format!("is not valid JSON: {e}")))?;
@@ -65,7 +64,7 @@ pub async fn single(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
 }
 
 pub async fn bulk(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let who = auth::api_key(&ctx, &Query::default())?;
+    let who = ctx.key()?.clone();
     let media = super::media_type(&ctx);
     let (rows, pre_errors) = if super::is_json(&media) {
         json_rows(&ctx.body)?

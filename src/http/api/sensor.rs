@@ -3,7 +3,6 @@
 use http::StatusCode;
 use serde_json::json;
 
-use super::super::auth;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::invalid;
@@ -11,7 +10,7 @@ use super::super::response::{self, Resp};
 use crate::service::sensors::{EventError, MAX_BATCH_EVENTS, WireEvent};
 
 pub async fn post(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
-    let sensor = auth::sensor(&ctx).await?;
+    let sensor = ctx.sensor()?.clone();
     let text = super::utf8(&ctx)?;
     let (events, errors) = parse(text)?;
     if !errors.is_empty() {
