@@ -86,7 +86,7 @@ pub async fn start(
     let secret_path = data_dir.secret_key();
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
-    let opts = config.service_options().map_err(StartError::Other)?;
+    let opts = service_options(config, &listener)?;
     let (services, created) = open_services(&data_dir, secret, opts, clock.clone()).await?;
     tracing::info!(
         indicators = services.indicator_count(),
@@ -178,6 +178,26 @@ pub async fn start(
         grace: config.shutdown_grace,
         _lock: lock,
     })
+}
+
+/// The services' options; without `--public-url`, links in e-mails point
+/// at the address actually bound (port 0 included).
+fn service_options(
+    config: &Config,
+    listener: &TcpListener,
+) -> Result<crate::service::Options, StartError> {
+    let mut opts = config.service_options().map_err(StartError::Other)?;
+    if config.public_url.is_none() {
+        let scheme = if config.insecure_http {
+            "http"
+        } else {
+            "https"
+        };
+        if let Ok(a) = listener.local_addr() {
+            opts.accounts.base_url = format!("{scheme}://{a}");
+        }
+    }
+    Ok(opts)
 }
 
 /// Opens (or creates and migrates) the database and builds the services;

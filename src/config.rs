@@ -144,6 +144,29 @@ pub struct Config {
     #[arg(long, env = "SIKKER_TIERS_FILE", value_name = "FILE")]
     pub tiers_file: Option<PathBuf>,
 
+    /// Who may create an account: open (anyone), invite (holders of an admin's invitation) or closed.
+    #[arg(
+        long,
+        env = "SIKKER_REGISTRATION",
+        value_name = "MODE",
+        default_value = "invite"
+    )]
+    pub registration: crate::service::accounts::Registration,
+
+    /// Failed sign-ins per account name within --lockout-window before further attempts are refused (a source address gets four times as many).
+    #[arg(long, env = "SIKKER_LOCKOUT_FAILURES", value_name = "N", default_value = "5",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub lockout_failures: u32,
+
+    /// The window in which failed sign-ins are counted, and how long a lockout lasts.
+    #[arg(long, env = "SIKKER_LOCKOUT_WINDOW", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub lockout_window: Duration,
+
+    /// Password hashes (argon2id) computed at the same time; more sign-ins wait, so a flood cannot starve the API.
+    #[arg(long, env = "SIKKER_HASH_CONCURRENCY", value_name = "N", default_value = "2",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub hash_concurrency: u32,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -436,9 +459,26 @@ impl Config {
                 .map_err(|e| format!("{}: {e}", describe_option("tiers_file")))?,
             None => crate::service::tiers::TierTable::default(),
         };
+        let window_ms = i64::try_from(self.lockout_window.as_millis()).unwrap_or(i64::MAX);
         Ok(crate::service::Options {
             retention: self.retention(),
             tiers,
+            accounts: crate::service::accounts::AccountOptions {
+                registration: self.registration,
+                base_url: self.public_url.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}://{}",
+                        if self.insecure_http { "http" } else { "https" },
+                        self.listen
+                    )
+                }),
+                lockout: crate::service::lockout::LockoutPolicy {
+                    per_login: self.lockout_failures as usize,
+                    per_source: self.lockout_failures as usize * 4,
+                    window_ms,
+                },
+                hash_concurrency: self.hash_concurrency as usize,
+            },
         })
     }
 

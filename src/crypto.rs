@@ -78,6 +78,32 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// A URL-safe token carrying `payload`, authenticated for `purpose`
+    /// (e-mail verification and password-reset links). Nothing is stored:
+    /// the payload binds the token to the state it may change.
+    pub fn sign_token(&self, purpose: &str, payload: &[u8]) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mac = self.keyed_hash(purpose, payload);
+        format!("{}.{}", b64.encode(payload), b64.encode(&mac[..20]))
+    }
+
+    /// The payload of a token made by `sign_token` for `purpose`.
+    pub fn open_token(&self, purpose: &str, token: &str) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if token.len() > 2048 {
+            return None;
+        }
+        let (p, m) = token.trim().split_once('.')?;
+        let payload = b64.decode(p).ok()?;
+        let mac = b64.decode(m).ok()?;
+        let want = self.keyed_hash(purpose, &payload);
+        ct_eq(&mac, &want[..20]).then_some(payload)
+    }
+}
+
 /// Constant-time equality for secrets of equal length.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -127,6 +153,25 @@ mod tests {
         assert_ne!(a.keyed_hash("k", b"x"), b.keyed_hash("k", b"x"));
         assert_ne!(a.keyed_hash("k", b"x"), a.keyed_hash("j", b"x"));
         assert_eq!(a.keyed_hash("k", b"x"), a.keyed_hash("k", b"x"));
+    }
+
+    #[test]
+    fn signed_tokens_bind_purpose_and_payload() {
+        let k = SecretKey::from_bytes([5; 32]);
+        let t = k.sign_token("verify", b"account 7");
+        assert_eq!(k.open_token("verify", &t).unwrap(), b"account 7");
+        assert!(k.open_token("reset", &t).is_none());
+        assert!(
+            SecretKey::from_bytes([6; 32])
+                .open_token("verify", &t)
+                .is_none()
+        );
+        let (_, mac) = t.split_once('.').unwrap();
+        let forged = format!("{}.{mac}", "YWNjb3VudCA4");
+        assert!(k.open_token("verify", &forged).is_none());
+        for bad in ["", ".", "x", "a.b.c", "!!!.???"] {
+            assert!(k.open_token("verify", bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

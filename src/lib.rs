@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod index;
 pub mod jobs;
+pub mod jwt;
 pub mod logging;
 pub mod service;
 pub mod store;

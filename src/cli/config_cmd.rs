@@ -60,6 +60,13 @@ pub fn effective(c: &Config) -> String {
         ("retention_indicators", d(c.retention_indicators)),
         ("sweep_interval", d(c.sweep_interval)),
         (
+            "registration",
+            s(&format!("{:?}", c.registration).to_lowercase()),
+        ),
+        ("lockout_failures", c.lockout_failures.to_string()),
+        ("lockout_window", d(c.lockout_window)),
+        ("hash_concurrency", c.hash_concurrency.to_string()),
+        (
             "tiers_file",
             opt(c.tiers_file.as_ref().map(|p| p.display().to_string())),
         ),

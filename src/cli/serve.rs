@@ -12,6 +12,11 @@ use crate::domain::Clock;
 use crate::systemd;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Handlers first: a signal sent as soon as the listening line appears
+    // must find them in place.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (--listen / SIKKER_LISTEN)",
@@ -51,9 +56,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ready"
     );
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,

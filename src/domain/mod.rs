@@ -1,7 +1,9 @@
 //! Pure domain types shared by every layer: IP keys, time and the clock,
 //! threat vocabulary, behaviour rules, the indicator aggregate and its score.
 
+pub mod account;
 pub mod behavior;
+pub mod country;
 pub mod indicator;
 pub mod ip;
 pub mod score;

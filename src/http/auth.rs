@@ -6,10 +6,13 @@
 
 use http::{HeaderMap, Method, header};
 
+use super::cookies;
 use super::error::HttpError;
 use super::query::Query;
+use crate::domain::account::Role;
 use crate::service::Services;
 use crate::service::apikeys::ApiPrincipal;
+use crate::service::sessions::SessionPrincipal;
 use crate::store::sensors::Sensor;
 
 /// The credential a route requires.
@@ -18,6 +21,12 @@ pub enum Access {
     Public,
     ApiKey,
     Sensor,
+    /// A signed-in person (access-token cookie); CSRF token on writes.
+    Session,
+    /// A signed-in admin (P54).
+    Admin,
+    /// The refresh-token cookie, with the CSRF token echoed in a header.
+    Refresh,
 }
 
 /// Who made a request, as established by `authenticate`.
@@ -26,6 +35,26 @@ pub enum Principal {
     Anonymous,
     Key(ApiPrincipal),
     Sensor(Sensor),
+    Session(SessionPrincipal),
+    /// The refresh token presented to the session endpoints.
+    Refresh(String),
+}
+
+fn unauthenticated(reason: &str) -> HttpError {
+    HttpError::Service(crate::service::Error::Unauthenticated {
+        reason: reason.into(),
+    })
+}
+
+fn csrf_failed() -> HttpError {
+    HttpError::Service(crate::service::Error::Forbidden {
+        reason: "missing or wrong CSRF token (send the csrf_token cookie's value in X-CSRF-Token)"
+            .into(),
+    })
+}
+
+fn is_safe(m: &Method) -> bool {
+    m == Method::GET || m == Method::HEAD
 }
 
 pub fn bearer(h: &HeaderMap) -> Option<&str> {
@@ -58,5 +87,39 @@ pub async fn authenticate(
             Principal::Key(services.authenticate_api_key(key)?)
         }
         Access::Sensor => Principal::Sensor(services.authenticate_sensor(bearer(headers)).await?),
+        Access::Session | Access::Admin => {
+            let token = cookies::get(headers, cookies::ACCESS)
+                .ok_or_else(|| unauthenticated("sign in first"))?;
+            let p = services.authenticate_session(token).await?;
+            if !is_safe(method)
+                && !services.csrf_ok(
+                    p.family,
+                    headers
+                        .get(cookies::CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok()),
+                )
+            {
+                return Err(csrf_failed());
+            }
+            if access == Access::Admin && p.role != Role::Admin {
+                return Err(HttpError::Service(crate::service::Error::Forbidden {
+                    reason: "this needs an admin account".into(),
+                }));
+            }
+            Principal::Session(p)
+        }
+        Access::Refresh => {
+            let token = cookies::get(headers, cookies::REFRESH)
+                .ok_or_else(|| unauthenticated("session expired; sign in again"))?;
+            let echoed = headers
+                .get(cookies::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            let cookie = cookies::get(headers, cookies::CSRF);
+            match (echoed, cookie) {
+                (Some(e), Some(c)) if crate::crypto::ct_eq(e.as_bytes(), c.as_bytes()) => {}
+                _ => return Err(csrf_failed()),
+            }
+            Principal::Refresh(token.to_owned())
+        }
     })
 }

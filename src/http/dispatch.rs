@@ -53,6 +53,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// The signed-in person of a route declared `Access::Session` or `Admin`.
+    pub fn session(&self) -> Result<&crate::service::sessions::SessionPrincipal, HttpError> {
+        match &self.principal {
+            Principal::Session(s) => Ok(s),
+            _ => Err(HttpError::Unauthenticated),
+        }
+    }
+
+    /// The user agent, for the session list (P04).
+    pub fn user_agent(&self) -> &str {
+        self.headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
     /// The sensor of a route declared `Access::Sensor`.
     pub fn sensor(&self) -> Result<&Sensor, HttpError> {
         match &self.principal {
@@ -179,5 +195,23 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::Email => api::lookup::email(ctx).await,
         Route::Status => api::status::get(&ctx).await,
         Route::SensorEvents => api::sensor::post(ctx).await,
+        Route::Register => api::account::register(&ctx).await,
+        Route::Bootstrap => api::account::bootstrap(&ctx).await,
+        Route::VerifyEmail => api::account::verify_email(&ctx).await,
+        Route::PasswordReset => api::account::password_reset(&ctx).await,
+        Route::PasswordResetConfirm => api::account::password_reset_confirm(&ctx).await,
+        Route::Me => api::account::me(&ctx).await,
+        Route::PasswordChange => api::account::password_change(&ctx).await,
+        Route::Keys => api::account::keys(&ctx).await,
+        Route::KeyRevoke => api::account::key_revoke(&ctx).await,
+        Route::Login => api::session::login(&ctx).await,
+        Route::Refresh => api::session::refresh(&ctx).await,
+        Route::Logout => api::session::logout(&ctx).await,
+        Route::Sessions => api::session::list(&ctx).await,
+        Route::SessionRevoke => api::session::revoke(&ctx).await,
+        Route::SessionsRevokeAll => api::session::revoke_all(&ctx).await,
+        Route::AdminUsers => api::admin::users(&ctx).await,
+        Route::AdminUser => api::admin::user(&ctx).await,
+        Route::AdminInvites => api::admin::invite(&ctx).await,
     }
 }

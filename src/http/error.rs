@@ -137,7 +137,11 @@ impl HttpError {
         let mut resp = match dialect {
             // `success: false` is what the report endpoint's clients read; harmless elsewhere.
             Dialect::Sikker => {
-                response::json(r.status, &json!({ "success": false, "error": r.message }))
+                let mut body = json!({ "success": false, "error": r.message });
+                if let Some(f) = &r.field {
+                    body["field"] = json!(f);
+                }
+                response::json(r.status, &body)
             }
             Dialect::AbuseIpdb => {
                 let mut e = json!({ "detail": r.message, "status": r.status.as_u16() });

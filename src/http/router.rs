@@ -24,6 +24,24 @@ pub enum Route {
     Email,
     Status,
     SensorEvents,
+    Register,
+    Bootstrap,
+    VerifyEmail,
+    PasswordReset,
+    PasswordResetConfirm,
+    Login,
+    Refresh,
+    Logout,
+    Me,
+    PasswordChange,
+    Sessions,
+    SessionRevoke,
+    SessionsRevokeAll,
+    Keys,
+    KeyRevoke,
+    AdminUsers,
+    AdminUser,
+    AdminInvites,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -51,14 +69,49 @@ impl Route {
             Self::Email => "/v1/key/email/{email}",
             Self::Status => "/v1/key/status",
             Self::SensorEvents => "/v1/sensor/events",
+            Self::Register => "/v1/account/register",
+            Self::Bootstrap => "/v1/account/bootstrap",
+            Self::VerifyEmail => "/v1/account/verify-email",
+            Self::PasswordReset => "/v1/account/password-reset",
+            Self::PasswordResetConfirm => "/v1/account/password-reset/confirm",
+            Self::Login => "/v1/session/login",
+            Self::Refresh => "/v1/session/refresh",
+            Self::Logout => "/v1/session/logout",
+            Self::Me => "/v1/account",
+            Self::PasswordChange => "/v1/account/password",
+            Self::Sessions => "/v1/account/sessions",
+            Self::SessionRevoke => "/v1/account/sessions/{id}",
+            Self::SessionsRevokeAll => "/v1/account/sessions/revoke-all",
+            Self::Keys => "/v1/account/keys",
+            Self::KeyRevoke => "/v1/account/keys/{id}",
+            Self::AdminUsers => "/v1/admin/users",
+            Self::AdminUser => "/v1/admin/users/{id}",
+            Self::AdminInvites => "/v1/admin/invites",
         }
     }
 
     /// The credential the route requires; checked before the body is read.
     pub fn access(self) -> Access {
         match self {
-            Self::Healthz | Self::Ui => Access::Public,
+            Self::Healthz
+            | Self::Ui
+            | Self::Register
+            | Self::Bootstrap
+            | Self::VerifyEmail
+            | Self::PasswordReset
+            | Self::PasswordResetConfirm
+            | Self::Login => Access::Public,
             Self::SensorEvents => Access::Sensor,
+            Self::Refresh => Access::Refresh,
+            Self::Logout
+            | Self::Me
+            | Self::PasswordChange
+            | Self::Sessions
+            | Self::SessionRevoke
+            | Self::SessionsRevokeAll
+            | Self::Keys
+            | Self::KeyRevoke => Access::Session,
+            Self::AdminUsers | Self::AdminUser | Self::AdminInvites => Access::Admin,
             Self::Check
             | Self::BulkCheckInline
             | Self::BulkCheck
@@ -81,32 +134,46 @@ impl Route {
             | Self::Email => Some(Bucket::Lookups),
             Self::Report | Self::BulkReport => Some(Bucket::Reports),
             Self::Blacklist => Some(Bucket::Blacklist),
-            Self::Healthz | Self::Ui | Self::Status | Self::SensorEvents => None,
+            _ => None,
         }
     }
 
     /// Methods accepted, for the `Allow` header.
     fn allow(self) -> &'static str {
-        if self.is_post() { "POST" } else { "GET, HEAD" }
-    }
-
-    fn is_post(self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::BulkCheckInline
-                | Self::BulkCheck
-                | Self::Report
-                | Self::BulkReport
-                | Self::SensorEvents
-        )
+            | Self::BulkCheck
+            | Self::Report
+            | Self::BulkReport
+            | Self::SensorEvents
+            | Self::Register
+            | Self::Bootstrap
+            | Self::VerifyEmail
+            | Self::PasswordReset
+            | Self::PasswordResetConfirm
+            | Self::Login
+            | Self::Refresh
+            | Self::Logout
+            | Self::PasswordChange
+            | Self::SessionsRevokeAll
+            | Self::AdminInvites => "POST",
+            Self::Me | Self::AdminUser => "GET, HEAD, PATCH",
+            Self::Keys => "GET, HEAD, POST",
+            Self::SessionRevoke | Self::KeyRevoke => "DELETE",
+            Self::Healthz
+            | Self::Ui
+            | Self::Check
+            | Self::Blacklist
+            | Self::Username
+            | Self::Email
+            | Self::Status
+            | Self::Sessions
+            | Self::AdminUsers => "GET, HEAD",
+        }
     }
 
     fn accepts(self, m: &Method) -> bool {
-        if self.is_post() {
-            m == Method::POST
-        } else {
-            m == Method::GET || m == Method::HEAD
-        }
+        self.allow().split(", ").any(|a| a == m.as_str())
     }
 
     /// Largest body this route reads, given the general JSON limit.
@@ -118,8 +185,26 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => 0,
-            Self::Report => general,
+            | Self::Status
+            | Self::Sessions
+            | Self::SessionRevoke
+            | Self::KeyRevoke
+            | Self::AdminUsers => 0,
+            Self::Report
+            | Self::Register
+            | Self::Bootstrap
+            | Self::VerifyEmail
+            | Self::PasswordReset
+            | Self::PasswordResetConfirm
+            | Self::Login
+            | Self::Me
+            | Self::PasswordChange
+            | Self::Keys
+            | Self::AdminUser
+            | Self::AdminInvites
+            | Self::Logout
+            | Self::Refresh
+            | Self::SessionsRevokeAll => general,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
@@ -174,6 +259,24 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "key", "username", u] => (Route::Username, vec![(*u).to_owned()]),
         ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
         ["v1", "key", "status"] => (Route::Status, vec![]),
+        ["v1", "account"] => (Route::Me, vec![]),
+        ["v1", "account", "register"] => (Route::Register, vec![]),
+        ["v1", "account", "bootstrap"] => (Route::Bootstrap, vec![]),
+        ["v1", "account", "verify-email"] => (Route::VerifyEmail, vec![]),
+        ["v1", "account", "password-reset"] => (Route::PasswordReset, vec![]),
+        ["v1", "account", "password-reset", "confirm"] => (Route::PasswordResetConfirm, vec![]),
+        ["v1", "account", "password"] => (Route::PasswordChange, vec![]),
+        ["v1", "account", "sessions"] => (Route::Sessions, vec![]),
+        ["v1", "account", "sessions", "revoke-all"] => (Route::SessionsRevokeAll, vec![]),
+        ["v1", "account", "sessions", id] => (Route::SessionRevoke, vec![(*id).to_owned()]),
+        ["v1", "account", "keys"] => (Route::Keys, vec![]),
+        ["v1", "account", "keys", id] => (Route::KeyRevoke, vec![(*id).to_owned()]),
+        ["v1", "session", "login"] => (Route::Login, vec![]),
+        ["v1", "session", "refresh"] => (Route::Refresh, vec![]),
+        ["v1", "session", "logout"] => (Route::Logout, vec![]),
+        ["v1", "admin", "users"] => (Route::AdminUsers, vec![]),
+        ["v1", "admin", "users", id] => (Route::AdminUser, vec![(*id).to_owned()]),
+        ["v1", "admin", "invites"] => (Route::AdminInvites, vec![]),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),

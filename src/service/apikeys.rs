@@ -25,14 +25,23 @@ pub struct ApiPrincipal {
 pub struct KeyCache {
     by_hash: RwLock<HashMap<[u8; 32], ApiKey>>,
     dirty: std::sync::Mutex<Vec<[u8; 32]>>,
+    /// Accounts an admin disabled: their keys answer 403.
+    disabled_accounts: RwLock<std::collections::HashSet<u64>>,
 }
 
 impl KeyCache {
     pub fn load(store: &store::Store) -> Result<Self> {
         let all = store.read_blocking(store::apikeys::all)?;
+        let disabled = store
+            .read_blocking(store::accounts::all)?
+            .into_iter()
+            .filter(|a| a.disabled)
+            .map(|a| a.id)
+            .collect();
         Ok(Self {
             by_hash: RwLock::new(all.into_iter().collect()),
             dirty: std::sync::Mutex::default(),
+            disabled_accounts: RwLock::new(disabled),
         })
     }
 }
@@ -159,7 +168,13 @@ impl Services {
                 reason: "invalid API key".into(),
             });
         };
-        if k.revoked_ms.is_some() {
+        let account_disabled = self
+            .keys
+            .disabled_accounts
+            .read()
+            .map_err(|_| lock())?
+            .contains(&k.account);
+        if k.revoked_ms.is_some() || account_disabled {
             return Err(Error::Forbidden {
                 reason: "API key disabled or expired".into(),
             });
@@ -204,6 +219,78 @@ impl Services {
             })
             .await?;
         Ok(())
+    }
+}
+
+impl Services {
+    /// Keeps the keys of `a` in step with it: the account's tier, and
+    /// whether it is disabled.
+    pub(crate) async fn sync_account_keys(&self, a: &store::accounts::Account) -> Result<()> {
+        {
+            let mut d = self.keys.disabled_accounts.write().map_err(|_| lock())?;
+            if a.disabled {
+                d.insert(a.id);
+            } else {
+                d.remove(&a.id);
+            }
+        }
+        let changed: Vec<([u8; 32], ApiKey)> = {
+            let mut cache = self.keys.by_hash.write().map_err(|_| lock())?;
+            cache
+                .iter_mut()
+                .filter(|(_, k)| k.account == a.id && k.tier != a.tier)
+                .map(|(h, k)| {
+                    k.tier.clone_from(&a.tier);
+                    (*h, k.clone())
+                })
+                .collect()
+        };
+        if !changed.is_empty() {
+            self.store
+                .write(move |txn| {
+                    for (h, k) in &changed {
+                        store::apikeys::put(txn, *h, k)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a key for a signed-in account, in the account's tier. The
+    /// e-mail address must be verified first.
+    pub async fn create_account_key(&self, account: u64, name: &str) -> Result<(String, ApiKey)> {
+        let a = self.account(account).await?;
+        if !a.email_verified {
+            return Err(Error::Forbidden {
+                reason: "verify your e-mail address before creating API keys".into(),
+            });
+        }
+        let tier = if self.tiers.contains(&a.tier) {
+            a.tier.clone()
+        } else {
+            super::tiers::DEFAULT_TIER.to_owned()
+        };
+        self.create_api_key(name, &tier, Some((a.id, UnixMillis(a.created_ms))))
+            .await
+    }
+
+    /// The keys of `account`.
+    pub fn account_keys(&self, account: u64) -> Result<Vec<ApiKey>> {
+        Ok(self
+            .list_api_keys()?
+            .into_iter()
+            .filter(|k| k.account == account)
+            .collect())
+    }
+
+    /// Revokes a key of `account`; another account's key is "not found".
+    pub async fn revoke_account_key(&self, account: u64, id: u64) -> Result<ApiKey> {
+        if !self.account_keys(account)?.iter().any(|k| k.id == id) {
+            return Err(Error::not_found(format!("API key {id}")));
+        }
+        self.revoke_api_key(id).await
     }
 }
 

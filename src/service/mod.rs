@@ -1,15 +1,19 @@
 //! Use cases. Each takes `now` from the clock it is given and talks to the
 //! store; none knows about HTTP.
 
+pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod apikeys;
 pub mod bootstrap;
 pub mod error;
+pub mod lockout;
+pub mod mail;
 pub mod quotas;
 pub mod reports;
 pub mod reputation;
 pub mod sensors;
+pub mod sessions;
 pub mod sweep;
 pub mod threat;
 pub mod tiers;
@@ -31,6 +35,7 @@ pub use threat::Retention;
 pub struct Options {
     pub retention: Retention,
     pub tiers: tiers::TierTable,
+    pub accounts: accounts::AccountOptions,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -56,6 +61,10 @@ pub struct Services {
     pub(crate) keys: apikeys::KeyCache,
     pub tiers: tiers::TierTable,
     pub(crate) quotas: quotas::Quotas,
+    pub accounts: accounts::AccountOptions,
+    pub(crate) hashing: accounts::Hashing,
+    pub(crate) lockout: lockout::Lockout,
+    pub(crate) mail_queue: std::sync::Mutex<Vec<mail::Mail>>,
 }
 
 impl Services {
@@ -69,7 +78,11 @@ impl Services {
         data_dir: PathBuf,
         opts: Options,
     ) -> Result<Self> {
-        let Options { retention, tiers } = opts;
+        let Options {
+            retention,
+            tiers,
+            accounts,
+        } = opts;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
         let started = clock.now();
@@ -85,6 +98,10 @@ impl Services {
             keys,
             tiers,
             quotas: quotas::Quotas::default(),
+            hashing: accounts::Hashing::new(accounts.hash_concurrency),
+            accounts,
+            lockout: lockout::Lockout::default(),
+            mail_queue: std::sync::Mutex::default(),
         })
     }
 

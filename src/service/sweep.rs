@@ -16,6 +16,7 @@ pub struct SweepReport {
     pub dedup_keys: usize,
     pub usernames: usize,
     pub emails: usize,
+    pub sessions: usize,
     pub batches: usize,
 }
 
@@ -73,6 +74,7 @@ impl Services {
             }
             tokio::task::yield_now().await;
         }
+        r.sessions = self.sweep_sessions(now, batch).await?;
         Ok(r)
     }
 }

@@ -2,6 +2,7 @@
 //! doorway to transactions. Every call from async code goes through
 //! `read`/`write`, which run on the blocking pool, never on the reactor.
 
+pub mod accounts;
 pub mod apikeys;
 pub mod codec;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod migrate;
 pub mod names;
 pub mod reports;
 pub mod sensors;
+pub mod sessions;
 pub mod tables;
 pub mod usage;
 pub mod whitelist;

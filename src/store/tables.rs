@@ -48,6 +48,30 @@ pub const EMAIL_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("emai
 pub const DAY_EMAIL_EXPIRY: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("day_email_expiry");
 
+/// Account id → versioned account record.
+pub const ACCOUNTID_ACCOUNT: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("accountid_account");
+/// Lower-cased username → account id.
+pub const USERNAME_ACCOUNTID: TableDefinition<&str, u64> =
+    TableDefinition::new("username_accountid");
+/// Lower-cased e-mail address → account id.
+pub const EMAIL_ACCOUNTID: TableDefinition<&str, u64> = TableDefinition::new("email_accountid");
+/// Keyed hash of an invitation code → invitation.
+pub const INVITEHASH_INVITE: TableDefinition<[u8; 32], &[u8]> =
+    TableDefinition::new("invitehash_invite");
+/// (account, session family) → session record.
+pub const ACCOUNTFAMILY_SESSION: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("accountfamily_session");
+/// Keyed hash of a refresh token (current or rotated) → (account, family).
+pub const REFRESHHASH_FAMILY: TableDefinition<[u8; 32], (u64, u64)> =
+    TableDefinition::new("refreshhash_family");
+/// (account, family, refresh-token hash) → (): a family's hashes, for deletion.
+pub const FAMILY_REFRESHHASH: TableDefinition<(u64, u64, [u8; 32]), ()> =
+    TableDefinition::new("family_refreshhash");
+/// (expiry day, account, family) → (): the TTL bucket of each session.
+pub const DAY_SESSION_EXPIRY: TableDefinition<(i64, u64, u64), ()> =
+    TableDefinition::new("day_session_expiry");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(META)?;
@@ -66,6 +90,14 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DAY_USERNAME_EXPIRY)?;
     txn.open_table(EMAIL_STATS)?;
     txn.open_table(DAY_EMAIL_EXPIRY)?;
+    txn.open_table(ACCOUNTID_ACCOUNT)?;
+    txn.open_table(USERNAME_ACCOUNTID)?;
+    txn.open_table(EMAIL_ACCOUNTID)?;
+    txn.open_table(INVITEHASH_INVITE)?;
+    txn.open_table(ACCOUNTFAMILY_SESSION)?;
+    txn.open_table(REFRESHHASH_FAMILY)?;
+    txn.open_table(FAMILY_REFRESHHASH)?;
+    txn.open_table(DAY_SESSION_EXPIRY)?;
     Ok(())
 }
 
@@ -87,4 +119,12 @@ pub const ALL_NAMES: &[&str] = &[
     "day_username_expiry",
     "email_stats",
     "day_email_expiry",
+    "accountid_account",
+    "username_accountid",
+    "email_accountid",
+    "invitehash_invite",
+    "accountfamily_session",
+    "refreshhash_family",
+    "family_refreshhash",
+    "day_session_expiry",
 ];

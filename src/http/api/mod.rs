@@ -1,11 +1,14 @@
 //! Handlers of the SikkerAPI-compatible surface (`/v1/key/…`) and the
 //! sensor API (`/v1/sensor/…`), one module per resource.
 
+pub mod account;
+pub mod admin;
 pub mod blacklist;
 pub mod check;
 pub mod lookup;
 pub mod report;
 pub mod sensor;
+pub mod session;
 pub mod status;
 
 use http::header;
@@ -46,4 +49,21 @@ pub fn require_json(ctx: &Ctx<'_>) -> Result<(), HttpError> {
 /// The body as UTF-8 text.
 pub fn utf8<'a>(ctx: &'a Ctx<'_>) -> Result<&'a str, HttpError> {
     std::str::from_utf8(&ctx.body).map_err(|_| super::query::invalid("body", "is not valid UTF-8"))
+}
+
+/// The JSON body as `T`; a body that is not JSON, or does not have the
+/// expected shape, is a 400 naming the problem.
+pub fn json_body<T: serde::de::DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, HttpError> {
+    require_json(ctx)?;
+    serde_json::from_slice(&ctx.body).map_err(|e| {
+        super::query::invalid("body", &format!("is not valid JSON for this request: {e}"))
+    })
+}
+
+/// A numeric path parameter.
+pub fn id_param(ctx: &Ctx<'_>, name: &str) -> Result<u64, HttpError> {
+    ctx.params
+        .first()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| super::query::invalid(name, "must be a number"))
 }
