@@ -102,6 +102,25 @@ pub async fn start(
     } else {
         None
     };
+    let mut warnings = Vec::new();
+    if config.demo {
+        if created {
+            let out = services
+                .seed_demo()
+                .await
+                .map_err(|e| StartError::Other(format!("cannot seed the demo data: {e}")))?;
+            tracing::info!(
+                events = out.accepted,
+                indicators = services.indicator_count(),
+                "demo data seeded (synthetic, sensor \"{}\")",
+                crate::service::demo::DEMO_SENSOR
+            );
+        } else {
+            warnings.push(
+                "--demo ignored: the data dir already holds data (demo data is only seeded into a fresh data dir)".to_owned(),
+            );
+        }
+    }
 
     let opts = HttpOptions::from_config(config);
     let local_addr = listener
@@ -158,7 +177,6 @@ pub async fn start(
         )),
     ));
 
-    let mut warnings = Vec::new();
     warnings.extend(dir_warning);
     Ok(AppHandle {
         local_addr,

@@ -59,6 +59,7 @@ pub fn effective(c: &Config) -> String {
         ("retention_reports", d(c.retention_reports)),
         ("retention_indicators", d(c.retention_indicators)),
         ("sweep_interval", d(c.sweep_interval)),
+        ("demo", c.demo.to_string()),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];
     for (k, v) in lines {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apikeys;
 pub mod bootstrap;
+pub mod demo;
 pub mod error;
 pub mod reports;
 pub mod reputation;
