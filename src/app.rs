@@ -104,22 +104,7 @@ pub async fn start(
     };
     let mut warnings = Vec::new();
     if config.demo {
-        if created {
-            let out = services
-                .seed_demo()
-                .await
-                .map_err(|e| StartError::Other(format!("cannot seed the demo data: {e}")))?;
-            tracing::info!(
-                events = out.accepted,
-                indicators = services.indicator_count(),
-                "demo data seeded (synthetic, sensor \"{}\")",
-                crate::service::demo::DEMO_SENSOR
-            );
-        } else {
-            warnings.push(
-                "--demo ignored: the data dir already holds data (demo data is only seeded into a fresh data dir)".to_owned(),
-            );
-        }
+        seed_demo(&services, created, &mut warnings).await?;
     }
 
     let opts = HttpOptions::from_config(config);
@@ -196,6 +181,31 @@ pub async fn start(
         grace: config.shutdown_grace,
         _lock: lock,
     })
+}
+
+/// Fills a freshly created database with the synthetic demo data set.
+async fn seed_demo(
+    services: &Services,
+    created: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), StartError> {
+    if !created {
+        warnings.push(
+            "--demo ignored: the data dir already holds data (demo data is only seeded into a fresh data dir)".to_owned(),
+        );
+        return Ok(());
+    }
+    let out = services
+        .seed_demo()
+        .await
+        .map_err(|e| StartError::Other(format!("cannot seed the demo data: {e}")))?;
+    tracing::info!(
+        events = out.accepted,
+        indicators = services.indicator_count(),
+        "demo data seeded (synthetic, sensor \"{}\")",
+        crate::service::demo::DEMO_SENSOR
+    );
+    Ok(())
 }
 
 /// Opens (or creates and migrates) the database and builds the services;

@@ -123,7 +123,7 @@ fn parse_server(s: &str) -> Result<String, String> {
 }
 
 fn parse_banner(s: &str) -> Result<String, String> {
-    if !s.starts_with("SSH-2.0-") || s.len() > 200 || s.chars().any(|c| c.is_control()) {
+    if !s.starts_with("SSH-2.0-") || s.len() > 200 || s.chars().any(char::is_control) {
         return Err("must start with SSH-2.0- and be one printable line".into());
     }
     Ok(s.to_owned())

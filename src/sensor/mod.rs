@@ -272,7 +272,7 @@ pub async fn start_with_peer_map(
         bound.push((*service, local, l));
     }
 
-    let spool = spool::Spool::open(&settings.spool_dir, settings.spool_max_bytes).await?;
+    let spool = spool::Spool::open(&settings.spool_dir, settings.spool_max_bytes)?;
     let notify = spool.notify();
     let used = spool.used();
     tasks.push((

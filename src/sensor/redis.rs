@@ -18,7 +18,7 @@ async fn next_command(conn: &mut Conn) -> Option<Result<Vec<Vec<u8>>, ()>> {
     let Some(count) = line.strip_prefix(b"*") else {
         // Inline command.
         let words = line
-            .split(|b| b.is_ascii_whitespace())
+            .split(u8::is_ascii_whitespace)
             .filter(|w| !w.is_empty())
             .take(MAX_ARGS)
             .map(<[u8]>::to_vec)

@@ -23,7 +23,9 @@ pub(crate) fn respond(line: &str, user: &str) -> (String, bool) {
             "ls" => "",
             _ => {
                 let name: String = word.chars().take(64).collect();
-                out.push_str(&format!("-bash: {name}: command not found\r\n"));
+                out.push_str("-bash: ");
+                out.push_str(&name);
+                out.push_str(": command not found\r\n");
                 continue;
             }
         };

@@ -112,29 +112,27 @@ async fn auth(conn: &mut Conn, rec: &mut Recorder, arg: &str) {
     let initial = words.next();
     match mech.as_str() {
         "PLAIN" => {
-            let data = match initial {
-                Some(i) => i.to_owned(),
-                None => {
-                    if !conn.send(b"334 \r\n").await {
-                        return;
-                    }
-                    let Some(l) = conn.line().await else { return };
-                    l
+            let data = if let Some(i) = initial {
+                i.to_owned()
+            } else {
+                if !conn.send(b"334 \r\n").await {
+                    return;
                 }
+                let Some(l) = conn.line().await else { return };
+                l
             };
             let (user, pass) = plain(&b64(&data));
             rec.auth(&user, &pass).await;
         }
         "LOGIN" => {
-            let user = match initial {
-                Some(i) => b64(i),
-                None => {
-                    if !conn.send(b"334 VXNlcm5hbWU6\r\n").await {
-                        return;
-                    }
-                    let Some(l) = conn.line().await else { return };
-                    b64(&l)
+            let user = if let Some(i) = initial {
+                b64(i)
+            } else {
+                if !conn.send(b"334 VXNlcm5hbWU6\r\n").await {
+                    return;
                 }
+                let Some(l) = conn.line().await else { return };
+                b64(&l)
             };
             if !conn.send(b"334 UGFzc3dvcmQ6\r\n").await {
                 return;

@@ -70,7 +70,7 @@ pub struct Spool {
 impl Spool {
     /// Opens the spool, sealing a segment left open by a crash (keeping its
     /// complete lines only).
-    pub async fn open(dir: &Path, max_bytes: u64) -> Result<Self, StartError> {
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, StartError> {
         let what = format!("cannot use spool dir {}", dir.display());
         let segments = sealed(dir).map_err(io_err(what.clone()))?;
         let mut next = segments.last().map_or(1, |p| seq_of(p) + 1);
@@ -155,7 +155,7 @@ impl Spool {
         line.push(b'\n');
         let len = line.len() as u64;
         if self.used.load(Ordering::Relaxed) + len > self.max_bytes {
-            if Stats::get(&stats.events_spool_full) % 1000 == 0 {
+            if Stats::get(&stats.events_spool_full).is_multiple_of(1000) {
                 tracing::warn!("spool full: events are being dropped until the server catches up");
             }
             Stats::inc(&stats.events_spool_full);

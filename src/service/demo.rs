@@ -182,7 +182,7 @@ impl Gen {
                 e.user_agent = client.map(str::to_owned);
             }
             if self.rng.below(3) == 0 {
-                for _ in 0..1 + self.rng.below(4) {
+                for _ in 0..=self.rng.below(4) {
                     let c = self.rng.pick(COMMANDS);
                     self.event(ip, proto, port, &session, "command").command = Some(c.to_owned());
                 }
@@ -201,7 +201,7 @@ impl Gen {
             30..45 => self.logins(&ip, "telnet", 23, i, None),
             45..65 => {
                 let agent = self.rng.pick(AGENTS);
-                for _ in 0..1 + self.rng.below(8) {
+                for _ in 0..=self.rng.below(8) {
                     let path = self.rng.pick(PATHS);
                     let method = if self.rng.below(4) == 0 {
                         "POST"
@@ -220,7 +220,7 @@ impl Gen {
                 let e = self.event(&ip, "smtp", 25, &session, "mail");
                 e.email = Some(from);
                 e.user_agent = Some(helo.clone());
-                for _ in 0..1 + self.rng.below(5) {
+                for _ in 0..=self.rng.below(5) {
                     let to = format!("user{}@victims.example", self.rng.below(500));
                     let e = self.event(&ip, "smtp", 25, &session, "mail");
                     e.email = Some(to);
@@ -228,7 +228,7 @@ impl Gen {
                 }
             }
             75..85 => {
-                for _ in 0..1 + self.rng.below(4) {
+                for _ in 0..=self.rng.below(4) {
                     let c = self.rng.pick(REDIS);
                     self.event(&ip, "redis", 6379, &session, "command").command =
                         Some(c.to_owned());

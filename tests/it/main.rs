@@ -9,4 +9,5 @@ mod config_cli;
 mod foundation;
 mod limits;
 mod process;
+mod sensor;
 mod threat;
