@@ -102,6 +102,10 @@ pub async fn start(
     } else {
         None
     };
+    let mut warnings = Vec::new();
+    if config.demo {
+        seed_demo(&services, created, &mut warnings).await?;
+    }
 
     let opts = HttpOptions::from_config(config);
     let local_addr = listener
@@ -158,7 +162,6 @@ pub async fn start(
         )),
     ));
 
-    let mut warnings = Vec::new();
     warnings.extend(dir_warning);
     Ok(AppHandle {
         local_addr,
@@ -198,6 +201,31 @@ fn service_options(
         }
     }
     Ok(opts)
+}
+
+/// Fills a freshly created database with the synthetic demo data set.
+async fn seed_demo(
+    services: &Services,
+    created: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), StartError> {
+    if !created {
+        warnings.push(
+            "--demo ignored: the data dir already holds data (demo data is only seeded into a fresh data dir)".to_owned(),
+        );
+        return Ok(());
+    }
+    let out = services
+        .seed_demo()
+        .await
+        .map_err(|e| StartError::Other(format!("cannot seed the demo data: {e}")))?;
+    tracing::info!(
+        events = out.accepted,
+        indicators = services.indicator_count(),
+        "demo data seeded (synthetic, sensor \"{}\")",
+        crate::service::demo::DEMO_SENSOR
+    );
+    Ok(())
 }
 
 /// Opens (or creates and migrates) the database and builds the services;

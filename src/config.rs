@@ -166,6 +166,9 @@ pub struct Config {
     #[arg(long, env = "SIKKER_HASH_CONCURRENCY", value_name = "N", default_value = "2",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub hash_concurrency: u32,
+    /// On the first start of a data dir, fill it with a labelled synthetic demo data set (sensor "demo (synthetic data)"); ignored for a data dir that already exists. Off by default.
+    #[arg(long, env = "SIKKER_DEMO")]
+    pub demo: bool,
 
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -528,13 +531,23 @@ impl Config {
 
 /// `SIKKER_*` variables in `vars` that no option reads.
 pub fn unknown_env_vars(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
-    let known: Vec<String> = option_args().iter().map(env_name).collect();
+    let mut known: Vec<String> = option_args().iter().map(env_name).collect();
+    known.extend(sensor_args().iter().map(env_name));
     let mut unknown: Vec<String> = vars
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| k.starts_with("SIKKER_") && !known.contains(k))
         .collect();
     unknown.sort();
     unknown
+}
+
+/// The options of `sikker sensor` (flags and env vars only).
+fn sensor_args() -> Vec<clap::Arg> {
+    <crate::cli::sensor::SensorArgs as clap::Args>::augment_args(clap::Command::new("sensor"))
+        .get_arguments()
+        .filter(|a| a.get_id() != "help" && a.get_id() != "version")
+        .cloned()
+        .collect()
 }
 
 /// A commented TOML file listing every option with its default.
@@ -582,6 +595,24 @@ pub fn example() -> String {
             )
         };
         let _ = writeln!(out, "# {key} = {value}");
+    }
+    out.push_str(
+        "\n# ---------------------------------------------------------------------------\n\
+         # `sikker sensor` options. The sensor does not read this file: set them as\n\
+         # flags or SIKKER_SENSOR_* environment variables.\n",
+    );
+    for a in sensor_args() {
+        let default = a.get_default_values().first().map_or_else(
+            || "(no default)".to_owned(),
+            |v| v.to_string_lossy().into_owned(),
+        );
+        let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "#   --{}  env {}  default {default}\n#       {help}",
+            a.get_long().unwrap_or_default(),
+            env_name(&a)
+        );
     }
     out
 }

@@ -70,6 +70,7 @@ pub fn effective(c: &Config) -> String {
             "tiers_file",
             opt(c.tiers_file.as_ref().map(|p| p.display().to_string())),
         ),
+        ("demo", c.demo.to_string()),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];
     for (k, v) in lines {

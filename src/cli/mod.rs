@@ -1,8 +1,9 @@
-//! The command line: `serve`, `admin`, `config`, `healthcheck`.
+//! The command line: `serve`, `sensor`, `admin`, `config`, `healthcheck`.
 
 pub mod admin;
 pub mod config_cmd;
 pub mod healthcheck;
+pub mod sensor;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (HTTPS API, TAXII, block lists and web UI).
     Serve(Box<Config>),
+    /// Run low-interaction honeypot listeners that ship evidence to a sikker server.
+    Sensor(Box<sensor::SensorArgs>),
     /// Operator commands; they work whether or not the server is running.
     Admin(admin::AdminArgs),
     /// Configuration helpers.
@@ -44,7 +47,7 @@ impl Command {
     pub fn config(&self) -> Option<&Config> {
         match self {
             Self::Serve(c) | Self::Healthcheck(c) | Self::Config(ConfigCmd::Check(c)) => Some(c),
-            Self::Admin(_) | Self::Config(ConfigCmd::Example) => None,
+            Self::Admin(_) | Self::Sensor(_) | Self::Config(ConfigCmd::Example) => None,
         }
     }
 
@@ -52,6 +55,7 @@ impl Command {
     pub fn log_settings(&self) -> (String, LogFormat) {
         match self {
             Self::Serve(c) => (c.log.clone(), c.log_format),
+            Self::Sensor(s) => (s.log.clone(), LogFormat::Text),
             _ => ("warn".to_owned(), LogFormat::Text),
         }
     }
@@ -61,6 +65,7 @@ impl Command {
 pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(c) => serve::run(*c).await,
+        Command::Sensor(s) => sensor::run(*s).await,
         Command::Admin(a) => admin::run(a).await,
         Command::Config(ConfigCmd::Example) => {
             print!("{}", crate::config::example());

@@ -1,5 +1,6 @@
 //! Behaviour and primitive rules: how sensor events become named, graded
-//! observations. Documented in `docs/scoring.md`; every name here is stable.
+//! observations. Documented in `docs/scoring.md` and `docs/sensors.md`;
+//! every name here is stable.
 
 use super::threat::Severity;
 
@@ -86,6 +87,14 @@ pub const PRIMITIVES: &[(&str, &str)] = &[
     ("path_traversal", "../ sequences in a request path"),
     ("jndi_injection", "a ${jndi:...} string (Log4Shell)"),
     ("shell_injection", "shell metacharacters in a request path"),
+    (
+        "redis_config_write",
+        "Redis CONFIG SET dir/dbfilename (writing files through the database)",
+    ),
+    (
+        "redis_rogue_master",
+        "Redis SLAVEOF/REPLICAOF or MODULE LOAD (loading code from a rogue server)",
+    ),
 ];
 
 pub fn rule(name: &str) -> Option<&'static Rule> {
@@ -154,7 +163,13 @@ pub fn classify_command(cmd: &str) -> Findings {
     if has(&["authorized_keys"]) {
         f.add(Some("persistence_attempt"), Some("ssh_key_write"));
     }
-    if has(&["crontab", "/etc/cron"]) {
+    if has(&["config set dir", "config set dbfilename"]) {
+        f.add(None, Some("redis_config_write"));
+    }
+    if has(&["slaveof ", "replicaof ", "module load"]) {
+        f.add(Some("exploit_attempt"), Some("redis_rogue_master"));
+    }
+    if has(&["crontab", "/etc/cron", "/var/spool/cron"]) {
         f.add(Some("persistence_attempt"), Some("cron_write"));
     }
     if has(&[
@@ -233,6 +248,15 @@ mod tests {
                 .contains(&"persistence_attempt")
         );
         assert!(classify_command("ls").behaviors.is_empty());
+        let f = classify_command("CONFIG SET dir /var/spool/cron/crontabs");
+        assert!(
+            f.primitives.contains(&"redis_config_write") && f.primitives.contains(&"cron_write")
+        );
+        assert!(
+            classify_command("SLAVEOF 11.0.0.1 8886")
+                .behaviors
+                .contains(&"exploit_attempt")
+        );
         assert!(
             classify_command("./xmrig -o stratum+tcp://pool")
                 .behaviors

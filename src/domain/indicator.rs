@@ -88,6 +88,7 @@ pub struct SensorEvent {
     pub http_path: Option<String>,
     pub user_agent: Option<String>,
     pub credential_hash: Option<String>,
+    pub http_method: Option<String>,
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str, by: u64) {
@@ -269,6 +270,7 @@ mod tests {
             http_path: None,
             user_agent: None,
             credential_hash: Some("h1".into()),
+            http_method: None,
         }
     }
 

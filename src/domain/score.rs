@@ -247,6 +247,7 @@ mod tests {
             http_path: None,
             user_agent: None,
             credential_hash: None,
+            http_method: None,
         }
     }
 

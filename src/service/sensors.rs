@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::reports::expiry_day;
 use super::threat::Publish;
@@ -19,28 +19,31 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Events may be this far in the future (clock skew) at most.
 const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
-/// An event as a sensor sends it.
-#[derive(Debug, Deserialize)]
+/// An event as a sensor sends it (and as `sikker sensor` writes it).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct WireEvent {
     pub ts: serde_json::Value,
     pub src_ip: String,
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_port: Option<u16>,
     pub session_id: String,
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_hash: Option<String>,
+    /// The HTTP request method (`GET`, `POST` …) of an `http_request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<String>,
 }
 
 /// One refused event (`line` is 1-based: the NDJSON line or array position).
@@ -150,7 +153,14 @@ pub fn validate_event(
         http_path: limited("http_path", w.http_path.as_ref(), 4096)?,
         user_agent: limited("user_agent", w.user_agent.as_ref(), 512)?,
         credential_hash: limited("credential_hash", w.credential_hash.as_ref(), 128)?,
+        http_method: limited("http_method", w.http_method.as_ref(), 16)?,
     };
+    if ev.http_method.as_deref().is_some_and(|m| {
+        !m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return Err(("http_method", "must be a method token such as GET".into()));
+    }
     match ev.kind {
         EventKind::Command if ev.command.is_none() => {
             Err(("command", "is required for kind command".into()))
@@ -167,7 +177,7 @@ pub fn validate_event(
 fn canonical(ev: &SensorEvent) -> String {
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     format!(
-        "{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        "{}\u{1f}{}\u{1f}{:?}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
         ev.src_ip,
         ev.protocol,
         ev.kind,
@@ -177,7 +187,8 @@ fn canonical(ev: &SensorEvent) -> String {
         o(&ev.command),
         o(&ev.http_path),
         o(&ev.user_agent),
-        o(&ev.credential_hash)
+        o(&ev.credential_hash),
+        o(&ev.http_method)
     )
 }
 

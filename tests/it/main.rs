@@ -11,4 +11,5 @@ mod foundation;
 mod limits;
 mod process;
 mod quotas;
+mod sensor;
 mod threat;
