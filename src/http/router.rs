@@ -24,6 +24,14 @@ pub enum Route {
     Email,
     Status,
     SensorEvents,
+    /// AbuseIPDB APIv2 (`/api/v2/…`).
+    AbuseCheck,
+    AbuseReports,
+    AbuseBlacklist,
+    AbuseReport,
+    AbuseCheckBlock,
+    AbuseBulkReport,
+    AbuseClearAddress,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -51,6 +59,13 @@ impl Route {
             Self::Email => "/v1/key/email/{email}",
             Self::Status => "/v1/key/status",
             Self::SensorEvents => "/v1/sensor/events",
+            Self::AbuseCheck => "/api/v2/check",
+            Self::AbuseReports => "/api/v2/reports",
+            Self::AbuseBlacklist => "/api/v2/blacklist",
+            Self::AbuseReport => "/api/v2/report",
+            Self::AbuseCheckBlock => "/api/v2/check-block",
+            Self::AbuseBulkReport => "/api/v2/bulk-report",
+            Self::AbuseClearAddress => "/api/v2/clear-address",
         }
     }
 
@@ -68,6 +83,13 @@ impl Route {
             | Self::Username
             | Self::Email
             | Self::Status => Access::ApiKey,
+            Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseBlacklist
+            | Self::AbuseReport
+            | Self::AbuseCheckBlock
+            | Self::AbuseBulkReport
+            | Self::AbuseClearAddress => Access::AbuseIpdbKey,
         }
     }
 
@@ -78,16 +100,29 @@ impl Route {
             | Self::BulkCheckInline
             | Self::BulkCheck
             | Self::Username
-            | Self::Email => Some(Bucket::Lookups),
-            Self::Report | Self::BulkReport => Some(Bucket::Reports),
-            Self::Blacklist => Some(Bucket::Blacklist),
+            | Self::Email
+            | Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseCheckBlock => Some(Bucket::Lookups),
+            Self::Report
+            | Self::BulkReport
+            | Self::AbuseReport
+            | Self::AbuseBulkReport
+            | Self::AbuseClearAddress => Some(Bucket::Reports),
+            Self::Blacklist | Self::AbuseBlacklist => Some(Bucket::Blacklist),
             Self::Healthz | Self::Ui | Self::Status | Self::SensorEvents => None,
         }
     }
 
     /// Methods accepted, for the `Allow` header.
     fn allow(self) -> &'static str {
-        if self.is_post() { "POST" } else { "GET, HEAD" }
+        if self == Self::AbuseClearAddress {
+            "DELETE"
+        } else if self.is_post() {
+            "POST"
+        } else {
+            "GET, HEAD"
+        }
     }
 
     fn is_post(self) -> bool {
@@ -98,11 +133,15 @@ impl Route {
                 | Self::Report
                 | Self::BulkReport
                 | Self::SensorEvents
+                | Self::AbuseReport
+                | Self::AbuseBulkReport
         )
     }
 
     fn accepts(self, m: &Method) -> bool {
-        if self.is_post() {
+        if self == Self::AbuseClearAddress {
+            m == Method::DELETE
+        } else if self.is_post() {
             m == Method::POST
         } else {
             m == Method::GET || m == Method::HEAD
@@ -118,8 +157,14 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => 0,
-            Self::Report => general,
+            | Self::Status
+            | Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseBlacklist
+            | Self::AbuseCheckBlock => 0,
+            Self::Report | Self::AbuseReport | Self::AbuseClearAddress => general,
+            // A 2 MB CSV plus multipart framing.
+            Self::AbuseBulkReport => 3 * MIB,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
@@ -175,6 +220,13 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
         ["v1", "key", "status"] => (Route::Status, vec![]),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
+        ["api", "v2", "check"] => (Route::AbuseCheck, vec![]),
+        ["api", "v2", "reports"] => (Route::AbuseReports, vec![]),
+        ["api", "v2", "blacklist"] => (Route::AbuseBlacklist, vec![]),
+        ["api", "v2", "report"] => (Route::AbuseReport, vec![]),
+        ["api", "v2", "check-block"] => (Route::AbuseCheckBlock, vec![]),
+        ["api", "v2", "bulk-report"] => (Route::AbuseBulkReport, vec![]),
+        ["api", "v2", "clear-address"] => (Route::AbuseClearAddress, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };
