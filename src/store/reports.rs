@@ -185,3 +185,64 @@ pub fn all(txn: &ReadTransaction) -> Result<Vec<RawReport>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DB_FILE, Store, migrate, tables::DAYID_REPORT};
+
+    fn v1(id: u64, ip: u128, account: u64) -> RawReportV1 {
+        RawReportV1 {
+            id,
+            ip,
+            account,
+            key_id: account,
+            category: 1,
+            protocol: None,
+            comment: None,
+            at_ms: 0,
+            counted: true,
+        }
+    }
+
+    #[test]
+    fn schema_1_reports_are_indexed_by_the_migration_and_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        store
+            .write_blocking(|txn| {
+                let mut t = txn.open_table(DAYID_REPORT)?;
+                for (id, ip, acc) in [(1, 7, 1), (2, 7, 2), (3, 9, 1)] {
+                    t.insert(
+                        (5, id),
+                        codec::encode(&DbReport::V1(v1(id, ip, acc))).as_slice(),
+                    )?;
+                }
+                drop(t);
+                meta::set_schema_version(txn, 1)?;
+                migrate::run(txn, false).map(|_| ())
+            })
+            .unwrap();
+        let about7 = store.read_blocking(|t| about_ip(t, 7)).unwrap();
+        assert_eq!(about7.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
+        assert!(about7[0].abuseipdb_categories.is_empty());
+        let gone = store
+            .write_blocking(|t| delete_by_account(t, 7, 1))
+            .unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(store.read_blocking(|t| about_ip(t, 7)).unwrap().len(), 1);
+        assert_eq!(
+            store.write_blocking(|t| delete_before(t, 6, 100)).unwrap(),
+            2
+        );
+        assert!(store.read_blocking(|t| about_ip(t, 9)).unwrap().is_empty());
+        let left = store
+            .read_blocking(|t| {
+                Ok(redb::ReadableTableMetadata::len(
+                    &t.open_table(IPDAYID_REPORT)?,
+                )?)
+            })
+            .unwrap();
+        assert_eq!(left, 0, "the index follows the day buckets");
+    }
+}
