@@ -199,6 +199,24 @@ impl Indicator {
         }
     }
 
+    /// Whether a report by `account` at `at` would count, i.e. is not
+    /// inside that account's de-duplication window for this IP.
+    pub fn would_count(&self, account: u64, at: UnixMillis) -> bool {
+        self.reporters.get(&account).is_none_or(|r| {
+            !(at.0 - r.last_counted.0 < DEDUP_WINDOW_MS && at.0 >= r.last_counted.0)
+        })
+    }
+
+    /// Milliseconds until `account` may report this IP again with effect (0 when it may now).
+    pub fn dedup_wait_ms(&self, account: u64, at: UnixMillis) -> i64 {
+        if self.would_count(account, at) {
+            return 0;
+        }
+        self.reporters
+            .get(&account)
+            .map_or(0, |r| r.last_counted.0 + DEDUP_WINDOW_MS - at.0)
+    }
+
     /// Adds one report; returns whether it counted (false inside the
     /// de-duplication window of the same account).
     pub fn apply_report(
@@ -209,11 +227,23 @@ impl Indicator {
         protocol: Option<Protocol>,
         at: UnixMillis,
     ) -> bool {
+        self.apply_report_multi(account, weight_permille, &[category], protocol, at)
+    }
+
+    /// Adds one report naming several categories (each is counted once).
+    pub fn apply_report_multi(
+        &mut self,
+        account: u64,
+        weight_permille: u16,
+        categories: &[Category],
+        protocol: Option<Protocol>,
+        at: UnixMillis,
+    ) -> bool {
         self.seen(at);
+        if !self.would_count(account, at) {
+            return false;
+        }
         if let Some(r) = self.reporters.get_mut(&account) {
-            if at.0 - r.last_counted.0 < DEDUP_WINDOW_MS && at.0 >= r.last_counted.0 {
-                return false;
-            }
             r.counted += 1;
             r.last_counted = at;
             r.weight_permille = r.weight_permille.max(weight_permille);
@@ -231,11 +261,50 @@ impl Indicator {
             }
         }
         self.reports += 1;
-        *self.categories.entry(category.id()).or_default() += 1;
+        for c in categories {
+            *self.categories.entry(c.id()).or_default() += 1;
+        }
         if let Some(p) = protocol {
             self.protocols.entry(p).or_default().reports += 1;
         }
         true
+    }
+
+    /// Takes back the reports of `account` that counted, given as their
+    /// (categories, protocol); the account stops being a reporter. Sensor
+    /// evidence and the seen-times are left to the caller.
+    pub fn retract_reports(&mut self, account: u64, counted: &[(Vec<Category>, Option<Protocol>)]) {
+        let was_reporter = self.reporters.remove(&account).is_some() || !counted.is_empty();
+        if was_reporter {
+            self.distinct_reporters = self.distinct_reporters.saturating_sub(1);
+        }
+        for (cats, proto) in counted {
+            self.reports = self.reports.saturating_sub(1);
+            for c in cats {
+                if let Some(n) = self.categories.get_mut(&c.id()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.categories.remove(&c.id());
+                    }
+                }
+            }
+            if let Some(s) = proto.and_then(|p| self.protocols.get_mut(&p)) {
+                s.reports = s.reports.saturating_sub(1);
+            }
+        }
+        self.protocols
+            .retain(|_, s| s.reports > 0 || s.events > 0 || s.sessions > 0);
+    }
+
+    /// Whether nothing but reports ever spoke about this IP.
+    pub fn has_sensor_evidence(&self) -> bool {
+        self.events > 0 || !self.sensors.is_empty()
+    }
+
+    /// Sets the seen-times, for re-aggregation after reports were removed.
+    pub fn set_seen(&mut self, first: UnixMillis, last: UnixMillis) {
+        self.first_seen = first;
+        self.last_seen = last;
     }
 
     /// Bit set of protocols with any activity.
@@ -306,5 +375,31 @@ mod tests {
         assert_eq!(i.distinct_reporters, 2);
         assert_eq!(i.last_seen, UnixMillis(DEDUP_WINDOW_MS));
         assert_eq!(i.protocols[&Protocol::Ssh].reports, 1);
+    }
+
+    #[test]
+    fn would_count_and_retract() {
+        let bf = Category::parse("brute_force").unwrap();
+        let web = Category::parse("web_exploit").unwrap();
+        let mut i = Indicator::new("1.2.3.4".parse().unwrap(), UnixMillis(0));
+        assert!(i.would_count(7, UnixMillis(0)));
+        assert!(i.apply_report_multi(7, 1000, &[bf, web], Some(Protocol::Ssh), UnixMillis(0)));
+        assert!(!i.would_count(7, UnixMillis(1000)));
+        assert_eq!(i.dedup_wait_ms(7, UnixMillis(1000)), DEDUP_WINDOW_MS - 1000);
+        assert!(i.would_count(8, UnixMillis(1000)));
+        assert!(i.apply_report(8, 1000, bf, None, UnixMillis(1000)));
+        assert_eq!(i.categories[&bf.id()], 2);
+        assert_eq!(i.categories[&web.id()], 1);
+        i.retract_reports(7, &[(vec![bf, web], Some(Protocol::Ssh))]);
+        assert_eq!(i.reports, 1);
+        assert_eq!(i.distinct_reporters, 1);
+        assert_eq!(i.categories.get(&bf.id()), Some(&1));
+        assert!(!i.categories.contains_key(&web.id()));
+        assert!(!i.protocols.contains_key(&Protocol::Ssh));
+        assert!(
+            i.would_count(7, UnixMillis(1001)),
+            "window gone with the reports"
+        );
+        assert!(!i.has_sensor_evidence());
     }
 }

@@ -1,6 +1,7 @@
 //! Pure domain types shared by every layer: IP keys, time and the clock,
 //! threat vocabulary, behaviour rules, the indicator aggregate and its score.
 
+pub mod abuseipdb;
 pub mod account;
 pub mod behavior;
 pub mod country;

@@ -2,7 +2,9 @@
 //! read. Which credential a route needs is declared by the route itself
 //! (`Route::access`), so no keyed endpoint can forget to check it (P52).
 //! API keys come from `Authorization: Bearer …` or, on GET requests,
-//! `?key=…` (the header wins).
+//! `?key=…` (the header wins). The AbuseIPDB surface reads its `Key`
+//! header instead (or `?key=…` on any method) and resolves to the same
+//! principal.
 
 use http::{HeaderMap, Method, header};
 
@@ -20,6 +22,8 @@ use crate::store::sensors::Sensor;
 pub enum Access {
     Public,
     ApiKey,
+    /// An API key in AbuseIPDB's `Key` header; any failure is a 401 there.
+    AbuseIpdbKey,
     Sensor,
     /// A signed-in person (access-token cookie); CSRF token on writes.
     Session,
@@ -85,6 +89,21 @@ pub async fn authenticate(
                 None => None,
             };
             Principal::Key(services.authenticate_api_key(key)?)
+        }
+        Access::AbuseIpdbKey => {
+            let q = Query::parse(query);
+            let key = headers
+                .get("key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .or_else(|| q.get("key"));
+            // Upstream answers a revoked key like a wrong one.
+            let p = services.authenticate_api_key(key).map_err(|e| match e {
+                crate::service::Error::Unauthenticated { .. }
+                | crate::service::Error::Forbidden { .. } => HttpError::Unauthenticated,
+                other => HttpError::Service(other),
+            })?;
+            Principal::Key(p)
         }
         Access::Sensor => Principal::Sensor(services.authenticate_sensor(bearer(headers)).await?),
         Access::Session | Access::Admin => {

@@ -12,7 +12,7 @@ use super::auth::{self, Principal};
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
-use super::{HttpOptions, api, body, client_ip, quota_headers, ui};
+use super::{HttpOptions, api, body, client_ip, compat, quota_headers, ui};
 use crate::service::Services;
 use crate::service::apikeys::ApiPrincipal;
 use crate::store::sensors::Sensor;
@@ -213,5 +213,12 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::AdminUsers => api::admin::users(&ctx).await,
         Route::AdminUser => api::admin::user(&ctx).await,
         Route::AdminInvites => api::admin::invite(&ctx).await,
+        Route::AbuseCheck
+        | Route::AbuseReports
+        | Route::AbuseBlacklist
+        | Route::AbuseReport
+        | Route::AbuseCheckBlock
+        | Route::AbuseBulkReport
+        | Route::AbuseClearAddress => compat::abuseipdb::handle(route, ctx).await,
     }
 }

@@ -57,7 +57,19 @@ pub enum HttpError {
     HandlerTimeout,
     #[error("authentication required")]
     Unauthenticated,
+    /// A refusal a compatibility surface words itself (AbuseIPDB's 402,
+    /// its 15-minute duplicate rule, its daily-limit text).
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        detail: String,
+        parameter: Option<&'static str>,
+        retry_after: Option<u64>,
+    },
 }
+
+/// AbuseIPDB's text for any authentication failure (missing, unknown or revoked key).
+pub const ABUSEIPDB_AUTH_FAILED: &str = "Authentication failed. Your API key is either missing, incorrect, or revoked. Note: The APIv2 key differs from the APIv1 key.";
 
 struct Rendered {
     status: StatusCode,
@@ -121,7 +133,35 @@ impl HttpError {
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             Self::Unauthenticated => plain(StatusCode::UNAUTHORIZED, self.to_string()),
+            Self::Refused {
+                status,
+                detail,
+                parameter,
+                retry_after,
+            } => Rendered {
+                field: parameter.map(str::to_owned),
+                retry_after: *retry_after,
+                ..plain(*status, detail.clone())
+            },
         }
+    }
+
+    /// The AbuseIPDB rendering: 422 for invalid input (detail without the
+    /// field prefix), upstream's fixed text for every authentication failure.
+    fn classify_abuseipdb(&self) -> Rendered {
+        let mut r = self.classify();
+        match self {
+            Self::Service(service::Error::Invalid { reason, .. }) => {
+                r.status = StatusCode::UNPROCESSABLE_ENTITY;
+                r.message.clone_from(reason);
+            }
+            Self::Service(service::Error::Unauthenticated { .. }) | Self::Unauthenticated => {
+                r.status = StatusCode::UNAUTHORIZED;
+                r.message = ABUSEIPDB_AUTH_FAILED.into();
+            }
+            _ => {}
+        }
+        r
     }
 
     pub fn status(&self) -> StatusCode {
@@ -133,7 +173,11 @@ impl HttpError {
         if let Self::Service(service::Error::Internal { detail }) = &self {
             tracing::error!(detail = %detail, "internal error");
         }
-        let r = self.classify();
+        let r = if dialect == Dialect::AbuseIpdb {
+            self.classify_abuseipdb()
+        } else {
+            self.classify()
+        };
         let mut resp = match dialect {
             // `success: false` is what the report endpoint's clients read; harmless elsewhere.
             Dialect::Sikker => {

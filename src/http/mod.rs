@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod client_ip;
+pub mod compat;
 pub mod cookies;
 pub mod dispatch;
 pub mod error;

@@ -42,6 +42,14 @@ pub enum Route {
     AdminUsers,
     AdminUser,
     AdminInvites,
+    /// AbuseIPDB APIv2 (`/api/v2/…`).
+    AbuseCheck,
+    AbuseReports,
+    AbuseBlacklist,
+    AbuseReport,
+    AbuseCheckBlock,
+    AbuseBulkReport,
+    AbuseClearAddress,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -87,6 +95,13 @@ impl Route {
             Self::AdminUsers => "/v1/admin/users",
             Self::AdminUser => "/v1/admin/users/{id}",
             Self::AdminInvites => "/v1/admin/invites",
+            Self::AbuseCheck => "/api/v2/check",
+            Self::AbuseReports => "/api/v2/reports",
+            Self::AbuseBlacklist => "/api/v2/blacklist",
+            Self::AbuseReport => "/api/v2/report",
+            Self::AbuseCheckBlock => "/api/v2/check-block",
+            Self::AbuseBulkReport => "/api/v2/bulk-report",
+            Self::AbuseClearAddress => "/api/v2/clear-address",
         }
     }
 
@@ -121,6 +136,13 @@ impl Route {
             | Self::Username
             | Self::Email
             | Self::Status => Access::ApiKey,
+            Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseBlacklist
+            | Self::AbuseReport
+            | Self::AbuseCheckBlock
+            | Self::AbuseBulkReport
+            | Self::AbuseClearAddress => Access::AbuseIpdbKey,
         }
     }
 
@@ -131,9 +153,16 @@ impl Route {
             | Self::BulkCheckInline
             | Self::BulkCheck
             | Self::Username
-            | Self::Email => Some(Bucket::Lookups),
-            Self::Report | Self::BulkReport => Some(Bucket::Reports),
-            Self::Blacklist => Some(Bucket::Blacklist),
+            | Self::Email
+            | Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseCheckBlock => Some(Bucket::Lookups),
+            Self::Report
+            | Self::BulkReport
+            | Self::AbuseReport
+            | Self::AbuseBulkReport
+            | Self::AbuseClearAddress => Some(Bucket::Reports),
+            Self::Blacklist | Self::AbuseBlacklist => Some(Bucket::Blacklist),
             _ => None,
         }
     }
@@ -156,10 +185,12 @@ impl Route {
             | Self::Logout
             | Self::PasswordChange
             | Self::SessionsRevokeAll
-            | Self::AdminInvites => "POST",
+            | Self::AdminInvites
+            | Self::AbuseReport
+            | Self::AbuseBulkReport => "POST",
             Self::Me | Self::AdminUser => "GET, HEAD, PATCH",
             Self::Keys => "GET, HEAD, POST",
-            Self::SessionRevoke | Self::KeyRevoke => "DELETE",
+            Self::SessionRevoke | Self::KeyRevoke | Self::AbuseClearAddress => "DELETE",
             Self::Healthz
             | Self::Ui
             | Self::Check
@@ -168,7 +199,11 @@ impl Route {
             | Self::Email
             | Self::Status
             | Self::Sessions
-            | Self::AdminUsers => "GET, HEAD",
+            | Self::AdminUsers
+            | Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseBlacklist
+            | Self::AbuseCheckBlock => "GET, HEAD",
         }
     }
 
@@ -189,7 +224,11 @@ impl Route {
             | Self::Sessions
             | Self::SessionRevoke
             | Self::KeyRevoke
-            | Self::AdminUsers => 0,
+            | Self::AdminUsers
+            | Self::AbuseCheck
+            | Self::AbuseReports
+            | Self::AbuseBlacklist
+            | Self::AbuseCheckBlock => 0,
             Self::Report
             | Self::Register
             | Self::Bootstrap
@@ -204,7 +243,11 @@ impl Route {
             | Self::AdminInvites
             | Self::Logout
             | Self::Refresh
-            | Self::SessionsRevokeAll => general,
+            | Self::SessionsRevokeAll
+            | Self::AbuseReport
+            | Self::AbuseClearAddress => general,
+            // A 2 MB CSV plus multipart framing.
+            Self::AbuseBulkReport => 3 * MIB,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
@@ -278,6 +321,13 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "admin", "users", id] => (Route::AdminUser, vec![(*id).to_owned()]),
         ["v1", "admin", "invites"] => (Route::AdminInvites, vec![]),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
+        ["api", "v2", "check"] => (Route::AbuseCheck, vec![]),
+        ["api", "v2", "reports"] => (Route::AbuseReports, vec![]),
+        ["api", "v2", "blacklist"] => (Route::AbuseBlacklist, vec![]),
+        ["api", "v2", "report"] => (Route::AbuseReport, vec![]),
+        ["api", "v2", "check-block"] => (Route::AbuseCheckBlock, vec![]),
+        ["api", "v2", "bulk-report"] => (Route::AbuseBulkReport, vec![]),
+        ["api", "v2", "clear-address"] => (Route::AbuseClearAddress, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };

@@ -30,8 +30,35 @@ pub struct ReportRow {
 pub struct ValidReport {
     pub ip: IpKey,
     pub category: Category,
+    /// Further categories of a report that names several (AbuseIPDB).
+    pub more_categories: Vec<Category>,
     pub protocol: Option<String>,
     pub comment: Option<String>,
+    /// The AbuseIPDB ids as submitted (empty for native reports).
+    pub abuseipdb_categories: Vec<u8>,
+    /// When the attack happened, if the reporter said so (else: now).
+    pub at: Option<UnixMillis>,
+}
+
+/// What became of one submitted report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored and counted towards the score.
+    Counted,
+    /// Stored, but inside the account's 15-minute window for the IP.
+    NotCounted,
+    /// Refused (nothing stored): the account reported the IP within 15
+    /// minutes; it may again in `retry_after_secs`.
+    Duplicate { retry_after_secs: u64 },
+}
+
+/// How reports inside the 15-minute window are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DedupMode {
+    /// Stored, counted once (SikkerAPI).
+    CountOnce,
+    /// Refused without writing (AbuseIPDB), also for a repeat within one batch.
+    Refuse,
 }
 
 /// Why one row was refused: (field, message).
@@ -83,8 +110,11 @@ pub fn validate(row: &ReportRow) -> Result<ValidReport, RowProblem> {
     Ok(ValidReport {
         ip,
         category,
+        more_categories: Vec::new(),
         protocol: protocol.map(str::to_ascii_lowercase),
         comment: comment.map(str::to_owned),
+        abuseipdb_categories: Vec::new(),
+        at: None,
     })
 }
 
@@ -154,59 +184,207 @@ impl Services {
 
     /// Stores valid reports atomically; returns how many counted.
     async fn store_reports(&self, who: &ApiPrincipal, reports: Vec<ValidReport>) -> Result<usize> {
+        let out = self
+            .submit_reports(who, reports, DedupMode::CountOnce)
+            .await?;
+        Ok(out.iter().filter(|s| **s == Submitted::Counted).count())
+    }
+
+    /// Which of `reports` the 15-minute rule refuses, as of now (read only).
+    async fn duplicates(
+        &self,
+        who: &ApiPrincipal,
+        reports: &[ValidReport],
+    ) -> Result<Vec<Option<u64>>> {
+        let now = self.clock.now();
+        let retention = self.retention.indicators_ms;
+        let ips: Vec<(IpKey, UnixMillis)> = reports
+            .iter()
+            .map(|r| (r.ip, r.at.unwrap_or(now)))
+            .collect();
+        let account = who.account;
+        self.store
+            .read(move |txn| {
+                let mut seen = std::collections::HashSet::new();
+                let mut out = Vec::with_capacity(ips.len());
+                for (ip, at) in ips {
+                    if !seen.insert(ip) {
+                        out.push(Some(DEDUP_RETRY_SECS));
+                        continue;
+                    }
+                    let wait = store::indicators::get(txn, ip)?
+                        .filter(|i| now.0 < i.last_seen.0 + retention)
+                        .map_or(0, |i| i.dedup_wait_ms(account, at));
+                    out.push((wait > 0).then(|| wait_secs(wait)));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Stores valid reports in one transaction and aggregates them into
+    /// their indicators; the result says, per report, what became of it.
+    /// Reports the 15-minute rule refuses (`DedupMode::Refuse`) are neither
+    /// stored nor charged.
+    pub async fn submit_reports(
+        &self,
+        who: &ApiPrincipal,
+        reports: Vec<ValidReport>,
+        mode: DedupMode,
+    ) -> Result<Vec<Submitted>> {
         let now = self.clock.now();
         let retention = self.retention.indicators_ms;
         let weight = reporter_weight(now.0 - who.account_created.0);
-        self.charge(who, Bucket::Reports, reports.len() as u64)
-            .await?;
+        let refused = match mode {
+            DedupMode::CountOnce => vec![None; reports.len()],
+            DedupMode::Refuse => self.duplicates(who, &reports).await?,
+        };
+        let to_store = refused.iter().filter(|r| r.is_none()).count() as u64;
+        if to_store > 0 {
+            self.charge(who, Bucket::Reports, to_store).await?;
+        }
         let who = who.clone();
-        let counted = self
-            .ingest(move |txn| {
-                let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
-                let mut counted = 0;
-                for r in reports {
-                    let entry = match touched.entry(r.ip) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let old = store::indicators::get_in_write(txn, r.ip)?;
-                            let old_day = old.as_ref().map(|i| expiry_day(i, retention));
-                            // An expired indicator that the sweep has not removed yet starts afresh.
-                            let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
-                            v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
-                        }
-                    };
-                    let proto = r
-                        .protocol
-                        .as_deref()
-                        .and_then(|p| p.parse::<Protocol>().ok());
-                    let was_counted =
-                        entry
-                            .0
-                            .apply_report(who.account, weight, r.category, proto, now);
-                    counted += usize::from(was_counted);
-                    let raw = RawReport {
-                        id: 0,
-                        ip: r.ip.0,
-                        account: who.account,
-                        key_id: who.key_id,
-                        category: r.category.id(),
-                        protocol: r.protocol,
-                        comment: r.comment,
-                        at_ms: now.0,
-                        counted: was_counted,
-                    };
-                    store::reports::insert(txn, raw, now.day())?;
+        self.ingest(move |txn| {
+            let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
+            let mut out = Vec::with_capacity(reports.len());
+            for (r, refused) in reports.into_iter().zip(refused) {
+                if let Some(retry_after_secs) = refused {
+                    out.push(Submitted::Duplicate { retry_after_secs });
+                    continue;
                 }
-                let mut publish = Vec::with_capacity(touched.len());
-                for (ip, (ind, old_day)) in touched {
-                    store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention))?;
-                    publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+                let entry = match touched.entry(r.ip) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let old = store::indicators::get_in_write(txn, r.ip)?;
+                        let old_day = old.as_ref().map(|i| expiry_day(i, retention));
+                        // An expired indicator that the sweep has not removed yet starts afresh.
+                        let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                        v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
+                    }
+                };
+                let at = r.at.unwrap_or(now);
+                if mode == DedupMode::Refuse && !entry.0.would_count(who.account, at) {
+                    // A concurrent request got there first.
+                    let wait = entry.0.dedup_wait_ms(who.account, at);
+                    out.push(Submitted::Duplicate {
+                        retry_after_secs: wait_secs(wait),
+                    });
+                    continue;
                 }
-                Ok((counted, publish))
-            })
-            .await?;
-        Ok(counted)
+                let proto = r
+                    .protocol
+                    .as_deref()
+                    .and_then(|p| p.parse::<Protocol>().ok());
+                let mut cats = vec![r.category];
+                cats.extend(&r.more_categories);
+                let was_counted = entry
+                    .0
+                    .apply_report_multi(who.account, weight, &cats, proto, at);
+                out.push(if was_counted {
+                    Submitted::Counted
+                } else {
+                    Submitted::NotCounted
+                });
+                let raw = RawReport {
+                    id: 0,
+                    ip: r.ip.0,
+                    account: who.account,
+                    key_id: who.key_id,
+                    category: r.category.id(),
+                    protocol: r.protocol,
+                    comment: r.comment,
+                    at_ms: at.0,
+                    counted: was_counted,
+                    more_categories: r.more_categories.iter().map(|c| c.id()).collect(),
+                    abuseipdb_categories: r.abuseipdb_categories,
+                };
+                store::reports::insert(txn, raw, now.day())?;
+            }
+            let mut publish = Vec::with_capacity(touched.len());
+            for (ip, (ind, old_day)) in touched {
+                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention))?;
+                publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+            }
+            Ok((out, publish))
+        })
+        .await
     }
+
+    /// The stored reports about `ip` made at or after `since`, newest first.
+    pub async fn reports_about(&self, ip: IpKey, since: UnixMillis) -> Result<Vec<RawReport>> {
+        let mut v = self
+            .store
+            .read(move |txn| store::reports::about_ip(txn, ip.0))
+            .await?;
+        v.retain(|r| r.at_ms >= since.0);
+        v.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then(b.id.cmp(&a.id)));
+        Ok(v)
+    }
+
+    /// Deletes every report `who`'s account made about `ip` and takes them
+    /// out of the indicator, in one transaction; returns how many went.
+    /// An indicator left with no evidence at all is removed.
+    pub async fn clear_reports(&self, who: &ApiPrincipal, ip: IpKey) -> Result<usize> {
+        let account = who.account;
+        let retention = self.retention.indicators_ms;
+        self.ingest(move |txn| {
+            let removed = store::reports::delete_by_account(txn, ip.0, account)?;
+            if removed.is_empty() {
+                return Ok((0, vec![]));
+            }
+            let Some(mut ind) = store::indicators::get_in_write(txn, ip)? else {
+                return Ok((removed.len(), vec![]));
+            };
+            let old_day = expiry_day(&ind, retention);
+            let counted: Vec<(Vec<Category>, Option<Protocol>)> = removed
+                .iter()
+                .filter(|r| r.counted)
+                .map(|r| {
+                    let cats = r
+                        .categories()
+                        .into_iter()
+                        .filter_map(Category::from_id)
+                        .collect();
+                    let proto = r.protocol.as_deref().and_then(|p| p.parse().ok());
+                    (cats, proto)
+                })
+                .collect();
+            ind.retract_reports(account, &counted);
+            let rest = store::reports::about_ip_in_write(txn, ip.0)?;
+            let publish = if !ind.has_sensor_evidence() && rest.is_empty() {
+                store::indicators::delete(txn, ip, old_day)?;
+                Publish::Remove(ip)
+            } else {
+                // Sensor evidence has no per-event times here, so the
+                // seen-times only move when reports were all there was.
+                if !ind.has_sensor_evidence() {
+                    let first = rest
+                        .iter()
+                        .map(|r| r.at_ms)
+                        .min()
+                        .unwrap_or(ind.first_seen.0);
+                    let last = rest
+                        .iter()
+                        .map(|r| r.at_ms)
+                        .max()
+                        .unwrap_or(ind.last_seen.0);
+                    ind.set_seen(UnixMillis(first), UnixMillis(last));
+                }
+                store::indicators::put(txn, &ind, Some(old_day), expiry_day(&ind, retention))?;
+                Publish::Upsert(ip, Summary::of(&ind, retention))
+            };
+            Ok((removed.len(), vec![publish]))
+        })
+        .await
+    }
+}
+
+/// What a repeat inside one batch is told to wait.
+const DEDUP_RETRY_SECS: u64 = 900;
+
+fn wait_secs(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).div_ceil(1000)
 }
 
 pub(crate) fn expiry_day(ind: &Indicator, retention_ms: i64) -> i64 {

@@ -77,6 +77,39 @@ impl Services {
         }
     }
 
+    /// The score `check` would serve for `ip` now, without charging (the
+    /// answer to a report, which is charged as a report).
+    pub async fn score_now(&self, ip: IpKey) -> Result<u8> {
+        let now = self.clock.now();
+        let ind = self.indicator(ip, now).await?;
+        Ok(self
+            .judge(ip, ind, &CheckOptions::default(), now)
+            .confidence)
+    }
+
+    /// Live indicators with `lo <= ip <= hi` and their served scores, in
+    /// address order (whitelisted addresses score 0, as in `check`).
+    pub fn scores_in_range(&self, lo: IpKey, hi: IpKey) -> Result<Vec<RangeEntry>> {
+        let now = self.clock.now();
+        let v = self.threat.with_index(|idx| {
+            idx.range(lo, hi, now)
+                .map(|(ip, s)| RangeEntry {
+                    ip,
+                    confidence: s.score(now),
+                    last_seen: s.last_seen,
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(v.into_iter()
+            .map(|mut e| {
+                if self.threat.is_whitelisted(e.ip) {
+                    e.confidence = 0;
+                }
+                e
+            })
+            .collect())
+    }
+
     /// Checks up to 10,000 IPs; counts one lookup per IP.
     pub async fn bulk_check(
         &self,
@@ -104,6 +137,14 @@ impl Services {
             .map(|(ip, ind)| self.judge(ip, ind, &opts, now))
             .collect())
     }
+}
+
+/// One live indicator inside a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeEntry {
+    pub ip: IpKey,
+    pub confidence: u8,
+    pub last_seen: UnixMillis,
 }
 
 /// Filters of a block list.

@@ -50,6 +50,13 @@ pub fn put(
     Ok(())
 }
 
+/// Deletes the indicator of `ip` filed under `expiry_day`.
+pub fn delete(txn: &WriteTransaction, ip: IpKey, expiry_day: i64) -> Result<()> {
+    txn.open_table(IP_INDICATOR)?.remove(ip.0)?;
+    txn.open_table(DAY_IP_EXPIRY)?.remove((expiry_day, ip.0))?;
+    Ok(())
+}
+
 /// Deletes up to `max` indicators whose bucket day is before `day`;
 /// returns the IPs deleted.
 pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Vec<IpKey>> {

@@ -8,12 +8,15 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
 /// `STEPS[i]` migrates from version `i + 1` to `i + 2`.
-const STEPS: &[Step] = &[];
+const STEPS: &[Step] = &[
+    // 1 → 2: raw reports gain an index by IP.
+    super::reports::build_ip_index,
+];
 
 /// Refuses a redb file written by another program: it has tables but no `meta`.
 pub fn refuse_foreign(txn: &WriteTransaction) -> Result<()> {

@@ -14,6 +14,9 @@ pub const IP_INDICATOR: TableDefinition<u128, &[u8]> = TableDefinition::new("ip_
 pub const DAY_IP_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("day_ip_expiry");
 /// (creation day, report id) → raw report; a day is dropped as a whole.
 pub const DAYID_REPORT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("dayid_report");
+/// (IP, creation day, report id) → (): the reports about one IP.
+pub const IPDAYID_REPORT: TableDefinition<(u128, i64, u64), ()> =
+    TableDefinition::new("ipdayid_report");
 
 /// Sensor id → sensor record.
 pub const SENSORID_SENSOR: TableDefinition<u64, &[u8]> = TableDefinition::new("sensorid_sensor");
@@ -78,6 +81,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(IP_INDICATOR)?;
     txn.open_table(DAY_IP_EXPIRY)?;
     txn.open_table(DAYID_REPORT)?;
+    txn.open_table(IPDAYID_REPORT)?;
     txn.open_table(SENSORID_SENSOR)?;
     txn.open_table(TOKENHASH_SENSORID)?;
     txn.open_table(DAY_SENSOR_EVENT)?;
@@ -107,6 +111,7 @@ pub const ALL_NAMES: &[&str] = &[
     "ip_indicator",
     "day_ip_expiry",
     "dayid_report",
+    "ipdayid_report",
     "sensorid_sensor",
     "tokenhash_sensorid",
     "day_sensor_event",
