@@ -5,6 +5,7 @@ pub mod behavior;
 pub mod indicator;
 pub mod ip;
 pub mod score;
+pub mod stix_id;
 pub mod threat;
 pub mod time;
 

@@ -57,6 +57,8 @@ pub enum HttpError {
     HandlerTimeout,
     #[error("authentication required")]
     Unauthenticated,
+    #[error("no acceptable representation; this endpoint answers {expected}")]
+    NotAcceptable { expected: &'static str },
 }
 
 struct Rendered {
@@ -121,6 +123,7 @@ impl HttpError {
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, self.to_string()),
             Self::HandlerTimeout => plain(StatusCode::SERVICE_UNAVAILABLE, self.to_string()),
             Self::Unauthenticated => plain(StatusCode::UNAUTHORIZED, self.to_string()),
+            Self::NotAcceptable { .. } => plain(StatusCode::NOT_ACCEPTABLE, self.to_string()),
         }
     }
 
@@ -160,6 +163,13 @@ impl HttpError {
         if let Some(secs) = r.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // HTTP requires the challenge on every 401 (RFC 9110 §11.6.1).
+        if r.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sikker\""),
+            );
         }
         if let Some(allow) = r.allow {
             resp.headers_mut()

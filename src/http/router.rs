@@ -24,6 +24,14 @@ pub enum Route {
     Email,
     Status,
     SensorEvents,
+    /// TAXII discovery, which is also the API root (`/taxii2/`).
+    TaxiiRoot,
+    TaxiiCollections,
+    TaxiiCollection,
+    TaxiiObjects,
+    TaxiiObject,
+    TaxiiVersions,
+    TaxiiManifest,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -51,13 +59,24 @@ impl Route {
             Self::Email => "/v1/key/email/{email}",
             Self::Status => "/v1/key/status",
             Self::SensorEvents => "/v1/sensor/events",
+            Self::TaxiiRoot => "/taxii2/",
+            Self::TaxiiCollections => "/taxii2/collections/",
+            Self::TaxiiCollection => "/taxii2/collections/{id}/",
+            Self::TaxiiObjects => "/taxii2/collections/{id}/objects/",
+            Self::TaxiiObject => "/taxii2/collections/{id}/objects/{object}/",
+            Self::TaxiiVersions => "/taxii2/collections/{id}/objects/{object}/versions/",
+            Self::TaxiiManifest => "/taxii2/collections/{id}/manifest/",
         }
     }
 
     /// The credential the route requires; checked before the body is read.
     pub fn access(self) -> Access {
         match self {
-            Self::Healthz | Self::Ui => Access::Public,
+            Self::Healthz
+            | Self::Ui
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection => Access::Public,
             Self::SensorEvents => Access::Sensor,
             Self::Check
             | Self::BulkCheckInline
@@ -67,7 +86,11 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => Access::ApiKey,
+            | Self::Status
+            | Self::TaxiiObjects
+            | Self::TaxiiObject
+            | Self::TaxiiVersions
+            | Self::TaxiiManifest => Access::ApiKey,
         }
     }
 
@@ -81,7 +104,16 @@ impl Route {
             | Self::Email => Some(Bucket::Lookups),
             Self::Report | Self::BulkReport => Some(Bucket::Reports),
             Self::Blacklist => Some(Bucket::Blacklist),
-            Self::Healthz | Self::Ui | Self::Status | Self::SensorEvents => None,
+            Self::TaxiiObjects | Self::TaxiiObject | Self::TaxiiVersions | Self::TaxiiManifest => {
+                Some(Bucket::Taxii)
+            }
+            Self::Healthz
+            | Self::Ui
+            | Self::Status
+            | Self::SensorEvents
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection => None,
         }
     }
 
@@ -118,7 +150,14 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => 0,
+            | Self::Status
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection
+            | Self::TaxiiObjects
+            | Self::TaxiiObject
+            | Self::TaxiiVersions
+            | Self::TaxiiManifest => 0,
             Self::Report => general,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
@@ -175,6 +214,17 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
         ["v1", "key", "status"] => (Route::Status, vec![]),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
+        ["taxii2"] => (Route::TaxiiRoot, vec![]),
+        ["taxii2", "collections"] => (Route::TaxiiCollections, vec![]),
+        ["taxii2", "collections", c] => (Route::TaxiiCollection, vec![(*c).to_owned()]),
+        ["taxii2", "collections", c, "objects"] => (Route::TaxiiObjects, vec![(*c).to_owned()]),
+        ["taxii2", "collections", c, "objects", o] => {
+            (Route::TaxiiObject, vec![(*c).to_owned(), (*o).to_owned()])
+        }
+        ["taxii2", "collections", c, "objects", o, "versions"] => {
+            (Route::TaxiiVersions, vec![(*c).to_owned(), (*o).to_owned()])
+        }
+        ["taxii2", "collections", c, "manifest"] => (Route::TaxiiManifest, vec![(*c).to_owned()]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };

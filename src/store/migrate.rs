@@ -8,12 +8,20 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
 /// `STEPS[i]` migrates from version `i + 1` to `i + 2`.
-const STEPS: &[Step] = &[];
+const STEPS: &[Step] = &[v1_to_v2];
+
+/// Version 2 adds the TAXII feed order; indicators stored before it enter
+/// the feed dated by their last evidence.
+fn v1_to_v2(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    super::feed::backfill(txn)?;
+    Ok(())
+}
 
 /// Refuses a redb file written by another program: it has tables but no `meta`.
 pub fn refuse_foreign(txn: &WriteTransaction) -> Result<()> {

@@ -5,6 +5,7 @@
 pub mod apikeys;
 pub mod codec;
 pub mod error;
+pub mod feed;
 pub mod indicators;
 pub mod meta;
 pub mod migrate;
