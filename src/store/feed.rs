@@ -34,11 +34,15 @@ fn last_modified(txn: &WriteTransaction) -> Result<Option<i64>> {
 }
 
 /// Moves `ip` to the end of the feed as of `now`; returns its new position.
+/// A new version is always at least a millisecond after the one it
+/// replaces, because STIX identifies a version by (`id`, `modified`).
 pub fn touch(txn: &WriteTransaction, ip: IpKey, now: UnixMillis) -> Result<FeedPos> {
-    let modified_ms = last_modified(txn)?.map_or(now.0, |m| m.max(now.0));
     let seq = meta::next_id(txn, "feed")?;
     let mut pos_t = txn.open_table(IP_FEEDPOS)?;
     let old = pos_t.get(ip.0)?.map(|v| v.value());
+    let floor = last_modified(txn)?.unwrap_or(i64::MIN);
+    let after_old = old.map_or(i64::MIN, |(_, m, _)| m.saturating_add(1));
+    let modified_ms = now.0.max(floor).max(after_old);
     let mut order = txn.open_table(MODSEQ_IP)?;
     let created_ms = if let Some((created, modified, old_seq)) = old {
         order.remove((modified, old_seq))?;
@@ -171,7 +175,11 @@ mod tests {
         assert_eq!(o.len(), 2);
         assert_eq!(o[0].1, "2.2.2.2");
         assert_eq!(o[1].1, "1.1.1.1");
-        assert_eq!(o[1].0.0, 100, "modified clamped to the feed's last time");
+        assert_eq!(o[0].0.0, 100);
+        assert_eq!(
+            o[1].0.0, 101,
+            "a new version is after the old one even with the clock stepped back"
+        );
         assert!(o[0].0 < o[1].0);
         let pos = store.read_blocking(|t| position(t, a)).unwrap().unwrap();
         assert_eq!(pos.created_ms, 100, "created survives new versions");

@@ -10,4 +10,5 @@ mod foundation;
 mod limits;
 mod process;
 mod quotas;
+mod taxii;
 mod threat;
