@@ -316,6 +316,57 @@ mod tests {
         assert_eq!(start_after(None, None), (i64::MIN, 0));
     }
 
+    /// Measures a 1,000-object page at the end of a 200,000-entry feed:
+    /// `cargo test --lib service::taxii::tests::page_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement"]
+    fn page_cost() {
+        use crate::domain::Indicator;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&dir.path().join("db.redb"))
+            .unwrap()
+            .store;
+        let n: u32 = 200_000;
+        let t = std::time::Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            store
+                .write_blocking(|txn| {
+                    for &i in chunk {
+                        let key = IpKey::from_ip(std::net::Ipv4Addr::from(0x2d00_0000 + i).into());
+                        let ind = Indicator::new(key, UnixMillis(i64::from(i)));
+                        store::indicators::put(txn, &ind, None, 1, UnixMillis(i64::from(i)))?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        println!("write {n} indicators with feed: {:?}", t.elapsed());
+        for (label, after) in [
+            ("first page", (i64::MIN, 0)),
+            ("last page", (i64::from(n) - 1001, u64::MAX)),
+        ] {
+            let t = std::time::Instant::now();
+            let built = store
+                .read_blocking(|txn| {
+                    let mut out = Vec::new();
+                    feed::scan_after(txn, after, |_, ip| {
+                        let ind = store::indicators::get(txn, ip)?.unwrap();
+                        let pos = feed::position(txn, ip)?.unwrap();
+                        out.push(stix::indicator(&ind, &pos, 1000));
+                        Ok(out.len() < 1000)
+                    })?;
+                    Ok(out)
+                })
+                .unwrap();
+            let bytes = serde_json::to_vec(&built).unwrap().len();
+            println!(
+                "{label}: {} objects, {bytes} bytes JSON, {:?}",
+                built.len(),
+                t.elapsed()
+            );
+        }
+    }
+
     #[test]
     fn filters() {
         let f = Filter {

@@ -159,6 +159,35 @@ mod tests {
     }
 
     #[test]
+    fn migration_to_v2_puts_existing_indicators_in_the_feed() {
+        use crate::domain::Indicator;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let store = Store::open(&path).unwrap().store;
+        // A version-1 database: indicators, no feed.
+        store
+            .write_blocking(|txn| {
+                for (s, seen) in [("3.3.3.3", 300), ("1.1.1.1", 100)] {
+                    let ind = Indicator::new(ip(s), UnixMillis(seen));
+                    super::super::indicators::put(txn, &ind, None, 1, UnixMillis(seen))?;
+                    remove(txn, ip(s))?;
+                }
+                meta::set_schema_version(txn, 1)
+            })
+            .unwrap();
+        drop(store);
+        let opened = Store::open(&path).unwrap();
+        assert_eq!(opened.migrated_from, Some(1));
+        let o = order(&opened.store);
+        assert_eq!(
+            o.iter()
+                .map(|(k, ip)| (k.0, ip.as_str()))
+                .collect::<Vec<_>>(),
+            [(100, "1.1.1.1"), (300, "3.3.3.3")]
+        );
+    }
+
+    #[test]
     fn writes_move_to_the_end_and_time_never_goes_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.redb")).unwrap().store;
