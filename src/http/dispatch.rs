@@ -12,7 +12,7 @@ use super::auth::{self, Principal};
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
-use super::{HttpOptions, api, body, client_ip, compat, quota_headers, ui};
+use super::{HttpOptions, api, body, client_ip, compat, quota_headers, taxii, ui};
 use crate::service::Services;
 use crate::service::apikeys::ApiPrincipal;
 use crate::store::sensors::Sensor;
@@ -220,5 +220,12 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         | Route::AbuseCheckBlock
         | Route::AbuseBulkReport
         | Route::AbuseClearAddress => compat::abuseipdb::handle(route, ctx).await,
+        Route::TaxiiRoot => taxii::discovery(&ctx),
+        Route::TaxiiCollections => taxii::collections(&ctx),
+        Route::TaxiiCollection => taxii::collection(&ctx),
+        Route::TaxiiObjects => taxii::objects(&ctx).await,
+        Route::TaxiiObject => taxii::object(&ctx).await,
+        Route::TaxiiVersions => taxii::versions(&ctx).await,
+        Route::TaxiiManifest => taxii::manifest(&ctx).await,
     }
 }

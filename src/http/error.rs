@@ -66,6 +66,8 @@ pub enum HttpError {
         parameter: Option<&'static str>,
         retry_after: Option<u64>,
     },
+    #[error("no acceptable representation; this endpoint answers {expected}")]
+    NotAcceptable { expected: &'static str },
 }
 
 /// AbuseIPDB's text for any authentication failure (missing, unknown or revoked key).
@@ -143,6 +145,7 @@ impl HttpError {
                 retry_after: *retry_after,
                 ..plain(*status, detail.clone())
             },
+            Self::NotAcceptable { .. } => plain(StatusCode::NOT_ACCEPTABLE, self.to_string()),
         }
     }
 
@@ -208,6 +211,13 @@ impl HttpError {
         if let Some(secs) = r.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // HTTP requires the challenge on every 401 (RFC 9110 §11.6.1).
+        if r.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sikker\""),
+            );
         }
         if let Some(allow) = r.allow {
             resp.headers_mut()

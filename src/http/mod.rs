@@ -16,6 +16,7 @@ pub mod redirect;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod taxii;
 pub mod tls;
 pub mod ui;
 

@@ -50,6 +50,14 @@ pub enum Route {
     AbuseCheckBlock,
     AbuseBulkReport,
     AbuseClearAddress,
+    /// TAXII discovery, which is also the API root (`/taxii2/`).
+    TaxiiRoot,
+    TaxiiCollections,
+    TaxiiCollection,
+    TaxiiObjects,
+    TaxiiObject,
+    TaxiiVersions,
+    TaxiiManifest,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -102,6 +110,13 @@ impl Route {
             Self::AbuseCheckBlock => "/api/v2/check-block",
             Self::AbuseBulkReport => "/api/v2/bulk-report",
             Self::AbuseClearAddress => "/api/v2/clear-address",
+            Self::TaxiiRoot => "/taxii2/",
+            Self::TaxiiCollections => "/taxii2/collections/",
+            Self::TaxiiCollection => "/taxii2/collections/{id}/",
+            Self::TaxiiObjects => "/taxii2/collections/{id}/objects/",
+            Self::TaxiiObject => "/taxii2/collections/{id}/objects/{object}/",
+            Self::TaxiiVersions => "/taxii2/collections/{id}/objects/{object}/versions/",
+            Self::TaxiiManifest => "/taxii2/collections/{id}/manifest/",
         }
     }
 
@@ -115,7 +130,10 @@ impl Route {
             | Self::VerifyEmail
             | Self::PasswordReset
             | Self::PasswordResetConfirm
-            | Self::Login => Access::Public,
+            | Self::Login
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection => Access::Public,
             Self::SensorEvents => Access::Sensor,
             Self::Refresh => Access::Refresh,
             Self::Logout
@@ -135,7 +153,11 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => Access::ApiKey,
+            | Self::Status
+            | Self::TaxiiObjects
+            | Self::TaxiiObject
+            | Self::TaxiiVersions
+            | Self::TaxiiManifest => Access::ApiKey,
             Self::AbuseCheck
             | Self::AbuseReports
             | Self::AbuseBlacklist
@@ -163,6 +185,9 @@ impl Route {
             | Self::AbuseBulkReport
             | Self::AbuseClearAddress => Some(Bucket::Reports),
             Self::Blacklist | Self::AbuseBlacklist => Some(Bucket::Blacklist),
+            Self::TaxiiObjects | Self::TaxiiObject | Self::TaxiiVersions | Self::TaxiiManifest => {
+                Some(Bucket::Taxii)
+            }
             _ => None,
         }
     }
@@ -203,7 +228,14 @@ impl Route {
             | Self::AbuseCheck
             | Self::AbuseReports
             | Self::AbuseBlacklist
-            | Self::AbuseCheckBlock => "GET, HEAD",
+            | Self::AbuseCheckBlock
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection
+            | Self::TaxiiObjects
+            | Self::TaxiiObject
+            | Self::TaxiiVersions
+            | Self::TaxiiManifest => "GET, HEAD",
         }
     }
 
@@ -228,7 +260,14 @@ impl Route {
             | Self::AbuseCheck
             | Self::AbuseReports
             | Self::AbuseBlacklist
-            | Self::AbuseCheckBlock => 0,
+            | Self::AbuseCheckBlock
+            | Self::TaxiiRoot
+            | Self::TaxiiCollections
+            | Self::TaxiiCollection
+            | Self::TaxiiObjects
+            | Self::TaxiiObject
+            | Self::TaxiiVersions
+            | Self::TaxiiManifest => 0,
             Self::Report
             | Self::Register
             | Self::Bootstrap
@@ -328,6 +367,17 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["api", "v2", "check-block"] => (Route::AbuseCheckBlock, vec![]),
         ["api", "v2", "bulk-report"] => (Route::AbuseBulkReport, vec![]),
         ["api", "v2", "clear-address"] => (Route::AbuseClearAddress, vec![]),
+        ["taxii2"] => (Route::TaxiiRoot, vec![]),
+        ["taxii2", "collections"] => (Route::TaxiiCollections, vec![]),
+        ["taxii2", "collections", c] => (Route::TaxiiCollection, vec![(*c).to_owned()]),
+        ["taxii2", "collections", c, "objects"] => (Route::TaxiiObjects, vec![(*c).to_owned()]),
+        ["taxii2", "collections", c, "objects", o] => {
+            (Route::TaxiiObject, vec![(*c).to_owned(), (*o).to_owned()])
+        }
+        ["taxii2", "collections", c, "objects", o, "versions"] => {
+            (Route::TaxiiVersions, vec![(*c).to_owned(), (*o).to_owned()])
+        }
+        ["taxii2", "collections", c, "manifest"] => (Route::TaxiiManifest, vec![(*c).to_owned()]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };

@@ -303,7 +303,7 @@ impl Services {
             }
             let mut publish = Vec::with_capacity(touched.len());
             for (ip, (ind, old_day)) in touched {
-                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention))?;
+                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
                 publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
             }
             Ok((out, publish))
@@ -328,6 +328,7 @@ impl Services {
     pub async fn clear_reports(&self, who: &ApiPrincipal, ip: IpKey) -> Result<usize> {
         let account = who.account;
         let retention = self.retention.indicators_ms;
+        let now = self.clock.now();
         self.ingest(move |txn| {
             let removed = store::reports::delete_by_account(txn, ip.0, account)?;
             if removed.is_empty() {
@@ -371,7 +372,7 @@ impl Services {
                         .unwrap_or(ind.last_seen.0);
                     ind.set_seen(UnixMillis(first), UnixMillis(last));
                 }
-                store::indicators::put(txn, &ind, Some(old_day), expiry_day(&ind, retention))?;
+                store::indicators::put(txn, &ind, Some(old_day), expiry_day(&ind, retention), now)?;
                 Publish::Upsert(ip, Summary::of(&ind, retention))
             };
             Ok((removed.len(), vec![publish]))

@@ -353,7 +353,7 @@ impl Services {
             }
             let mut publish = Vec::with_capacity(touched.len());
             for (ip, (ind, old_day)) in touched {
-                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention))?;
+                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
                 publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
             }
             Ok((out, publish))

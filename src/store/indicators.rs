@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{DAY_IP_EXPIRY, IP_INDICATOR};
 use super::{Result, codec};
-use crate::domain::{Indicator, IpKey};
+use crate::domain::{Indicator, IpKey, UnixMillis};
 
 /// The stored form. When `Indicator` changes shape, its current form is
 /// frozen here as a `V1` struct and `V2` is added.
@@ -14,7 +14,7 @@ enum DbIndicator {
     V1(Indicator),
 }
 
-fn decode(bytes: &[u8]) -> Result<Indicator> {
+pub(super) fn decode(bytes: &[u8]) -> Result<Indicator> {
     match codec::decode::<DbIndicator>("ip_indicator", bytes)? {
         DbIndicator::V1(i) => Ok(i),
     }
@@ -30,13 +30,16 @@ pub fn get_in_write(txn: &WriteTransaction, ip: IpKey) -> Result<Option<Indicato
     t.get(ip.0)?.map(|v| decode(v.value())).transpose()
 }
 
-/// Writes `ind`, moving it from `old_expiry_day` (if any) to `expiry_day`.
+/// Writes `ind` as its version of `now`, moving it from `old_expiry_day`
+/// (if any) to `expiry_day` and to the end of the TAXII feed.
 pub fn put(
     txn: &WriteTransaction,
     ind: &Indicator,
     old_expiry_day: Option<i64>,
     expiry_day: i64,
+    now: UnixMillis,
 ) -> Result<()> {
+    super::feed::touch(txn, ind.ip, now)?;
     let mut t = txn.open_table(IP_INDICATOR)?;
     t.insert(
         ind.ip.0,
@@ -54,6 +57,7 @@ pub fn put(
 pub fn delete(txn: &WriteTransaction, ip: IpKey, expiry_day: i64) -> Result<()> {
     txn.open_table(IP_INDICATOR)?.remove(ip.0)?;
     txn.open_table(DAY_IP_EXPIRY)?.remove((expiry_day, ip.0))?;
+    super::feed::remove(txn, ip)?;
     Ok(())
 }
 
@@ -69,6 +73,7 @@ pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Ve
     for &(d, ip) in &keys {
         e.remove((d, ip))?;
         t.remove(ip)?;
+        super::feed::remove(txn, IpKey(ip))?;
     }
     Ok(keys.into_iter().map(|(_, ip)| IpKey(ip)).collect())
 }

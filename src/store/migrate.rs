@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -16,7 +16,17 @@ type Step = fn(&WriteTransaction) -> Result<()>;
 const STEPS: &[Step] = &[
     // 1 → 2: raw reports gain an index by IP.
     super::reports::build_ip_index,
+    // 2 → 3: the TAXII feed order.
+    feed_order,
 ];
+
+/// Indicators stored before version 3 enter the TAXII feed dated by their
+/// last evidence.
+fn feed_order(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    super::feed::backfill(txn)?;
+    Ok(())
+}
 
 /// Refuses a redb file written by another program: it has tables but no `meta`.
 pub fn refuse_foreign(txn: &WriteTransaction) -> Result<()> {

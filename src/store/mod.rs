@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod apikeys;
 pub mod codec;
 pub mod error;
+pub mod feed;
 pub mod indicators;
 pub mod meta;
 pub mod migrate;

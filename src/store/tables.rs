@@ -12,6 +12,12 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const IP_INDICATOR: TableDefinition<u128, &[u8]> = TableDefinition::new("ip_indicator");
 /// (expiry day, IP) → (): the TTL bucket of each indicator.
 pub const DAY_IP_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("day_ip_expiry");
+/// (modified ms, feed sequence) → IP: indicators in TAXII feed order.
+pub const MODSEQ_IP: TableDefinition<(i64, u64), u128> = TableDefinition::new("modseq_ip");
+/// IP → (created ms, modified ms, feed sequence): its current feed position.
+pub const IP_FEEDPOS: TableDefinition<u128, (i64, i64, u64)> = TableDefinition::new("ip_feedpos");
+/// STIX indicator UUID (v5 of the IP) → IP, for lookups by STIX id.
+pub const STIXID_IP: TableDefinition<u128, u128> = TableDefinition::new("stixid_ip");
 /// (creation day, report id) → raw report; a day is dropped as a whole.
 pub const DAYID_REPORT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("dayid_report");
 /// (IP, creation day, report id) → (): the reports about one IP.
@@ -80,6 +86,9 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(META)?;
     txn.open_table(IP_INDICATOR)?;
     txn.open_table(DAY_IP_EXPIRY)?;
+    txn.open_table(MODSEQ_IP)?;
+    txn.open_table(IP_FEEDPOS)?;
+    txn.open_table(STIXID_IP)?;
     txn.open_table(DAYID_REPORT)?;
     txn.open_table(IPDAYID_REPORT)?;
     txn.open_table(SENSORID_SENSOR)?;
@@ -110,6 +119,9 @@ pub const ALL_NAMES: &[&str] = &[
     "meta",
     "ip_indicator",
     "day_ip_expiry",
+    "modseq_ip",
+    "ip_feedpos",
+    "stixid_ip",
     "dayid_report",
     "ipdayid_report",
     "sensorid_sensor",

@@ -13,4 +13,5 @@ mod limits;
 mod process;
 mod quotas;
 mod sensor;
+mod taxii;
 mod threat;
