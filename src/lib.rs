@@ -14,6 +14,7 @@ pub mod http;
 pub mod index;
 pub mod jobs;
 pub mod logging;
+pub mod notify;
 pub mod service;
 pub mod store;
 pub mod systemd;

@@ -178,6 +178,10 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::Username => api::lookup::username(ctx).await,
         Route::Email => api::lookup::email(ctx).await,
         Route::Status => api::status::get(&ctx).await,
+        Route::Alerts(kind) if ctx.method == Method::POST => api::alerts::create(ctx, kind).await,
+        Route::Alerts(kind) => api::alerts::list(&ctx, kind).await,
+        Route::Alert(kind) => api::alerts::delete(&ctx, kind).await,
+        Route::AlertDeliveries => api::alerts::deliveries(&ctx).await,
         Route::SensorEvents => api::sensor::post(ctx).await,
     }
 }

@@ -7,6 +7,7 @@ use http::Method;
 use super::auth::Access;
 use super::error::HttpError;
 use crate::service::quotas::Bucket;
+use crate::store::alerts::AlertKind;
 
 /// Every endpoint the server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,12 @@ pub enum Route {
     Username,
     Email,
     Status,
+    /// `GET` lists, `POST` creates alerts of one kind.
+    Alerts(AlertKind),
+    /// `DELETE` one alert by id.
+    Alert(AlertKind),
+    /// The account's alert delivery log (an extension).
+    AlertDeliveries,
     SensorEvents,
 }
 
@@ -50,6 +57,19 @@ impl Route {
             Self::Username => "/v1/key/username/{username}",
             Self::Email => "/v1/key/email/{email}",
             Self::Status => "/v1/key/status",
+            Self::Alerts(k) => match k {
+                AlertKind::Ip => "/v1/key/ip-alerts",
+                AlertKind::Range => "/v1/key/range-alerts",
+                AlertKind::Username => "/v1/key/username-alerts",
+                AlertKind::Email => "/v1/key/email-alerts",
+            },
+            Self::Alert(k) => match k {
+                AlertKind::Ip => "/v1/key/ip-alerts/{id}",
+                AlertKind::Range => "/v1/key/range-alerts/{id}",
+                AlertKind::Username => "/v1/key/username-alerts/{id}",
+                AlertKind::Email => "/v1/key/email-alerts/{id}",
+            },
+            Self::AlertDeliveries => "/v1/key/alerts/deliveries",
             Self::SensorEvents => "/v1/sensor/events",
         }
     }
@@ -67,7 +87,10 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => Access::ApiKey,
+            | Self::Status
+            | Self::Alerts(_)
+            | Self::Alert(_)
+            | Self::AlertDeliveries => Access::ApiKey,
         }
     }
 
@@ -81,13 +104,24 @@ impl Route {
             | Self::Email => Some(Bucket::Lookups),
             Self::Report | Self::BulkReport => Some(Bucket::Reports),
             Self::Blacklist => Some(Bucket::Blacklist),
-            Self::Healthz | Self::Ui | Self::Status | Self::SensorEvents => None,
+            Self::Healthz
+            | Self::Ui
+            | Self::Status
+            | Self::Alerts(_)
+            | Self::Alert(_)
+            | Self::AlertDeliveries
+            | Self::SensorEvents => None,
         }
     }
 
     /// Methods accepted, for the `Allow` header.
     fn allow(self) -> &'static str {
-        if self.is_post() { "POST" } else { "GET, HEAD" }
+        match self {
+            Self::Alerts(_) => "GET, HEAD, POST",
+            Self::Alert(_) => "DELETE",
+            _ if self.is_post() => "POST",
+            _ => "GET, HEAD",
+        }
     }
 
     fn is_post(self) -> bool {
@@ -102,7 +136,11 @@ impl Route {
     }
 
     fn accepts(self, m: &Method) -> bool {
-        if self.is_post() {
+        if let Self::Alerts(_) = self {
+            m == Method::GET || m == Method::HEAD || m == Method::POST
+        } else if let Self::Alert(_) = self {
+            m == Method::DELETE
+        } else if self.is_post() {
             m == Method::POST
         } else {
             m == Method::GET || m == Method::HEAD
@@ -118,8 +156,10 @@ impl Route {
             | Self::Blacklist
             | Self::Username
             | Self::Email
-            | Self::Status => 0,
-            Self::Report => general,
+            | Self::Status
+            | Self::Alert(_)
+            | Self::AlertDeliveries => 0,
+            Self::Report | Self::Alerts(_) => general,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
@@ -156,6 +196,16 @@ pub fn segments(path: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
+fn alert_kind(segment: &str) -> Option<AlertKind> {
+    match segment {
+        "ip-alerts" => Some(AlertKind::Ip),
+        "range-alerts" => Some(AlertKind::Range),
+        "username-alerts" => Some(AlertKind::Username),
+        "email-alerts" => Some(AlertKind::Email),
+        _ => None,
+    }
+}
+
 fn is_api_prefix(first: Option<&str>) -> bool {
     matches!(first, Some("v1" | "api" | "taxii2" | "healthz"))
 }
@@ -174,6 +224,15 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "key", "username", u] => (Route::Username, vec![(*u).to_owned()]),
         ["v1", "key", "email", e] => (Route::Email, vec![(*e).to_owned()]),
         ["v1", "key", "status"] => (Route::Status, vec![]),
+        ["v1", "key", "alerts", "deliveries"] => (Route::AlertDeliveries, vec![]),
+        ["v1", "key", kind] if alert_kind(kind).is_some() => (
+            Route::Alerts(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![],
+        ),
+        ["v1", "key", kind, id] if alert_kind(kind).is_some() => (
+            Route::Alert(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![(*id).to_owned()],
+        ),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),

@@ -31,6 +31,7 @@ pub use threat::Retention;
 pub struct Options {
     pub retention: Retention,
     pub tiers: tiers::TierTable,
+    pub alerts: alerts::AlertOptions,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -56,6 +57,7 @@ pub struct Services {
     pub(crate) keys: apikeys::KeyCache,
     pub tiers: tiers::TierTable,
     pub(crate) quotas: quotas::Quotas,
+    pub alerts: alerts::AlertState,
 }
 
 impl Services {
@@ -69,9 +71,14 @@ impl Services {
         data_dir: PathBuf,
         opts: Options,
     ) -> Result<Self> {
-        let Options { retention, tiers } = opts;
+        let Options {
+            retention,
+            tiers,
+            alerts,
+        } = opts;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
+        let alerts = alerts::AlertState::load(&store, alerts)?;
         let started = clock.now();
         Ok(Self {
             store,
@@ -85,6 +92,7 @@ impl Services {
             keys,
             tiers,
             quotas: quotas::Quotas::default(),
+            alerts,
         })
     }
 

@@ -160,6 +160,10 @@ impl Services {
         self.charge(who, Bucket::Reports, reports.len() as u64)
             .await?;
         let who = who.clone();
+        let evidence = super::alerts::Evidence {
+            ips: reports.iter().map(|r| r.ip).collect(),
+            ..super::alerts::Evidence::default()
+        };
         let counted = self
             .ingest(move |txn| {
                 let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
@@ -205,6 +209,7 @@ impl Services {
                 Ok((counted, publish))
             })
             .await?;
+        self.notice_evidence(&evidence);
         Ok(counted)
     }
 }

@@ -2,6 +2,7 @@
 //! doorway to transactions. Every call from async code goes through
 //! `read`/`write`, which run on the blocking pool, never on the reactor.
 
+pub mod alerts;
 pub mod apikeys;
 pub mod codec;
 pub mod error;

@@ -48,6 +48,22 @@ pub const EMAIL_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("emai
 pub const DAY_EMAIL_EXPIRY: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("day_email_expiry");
 
+/// Alert id → alert record.
+pub const ALERTID_ALERT: TableDefinition<u64, &[u8]> = TableDefinition::new("alertid_alert");
+/// (account, alert id) → (): an account's alerts.
+pub const ACCOUNTID_ALERTID: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("accountid_alertid");
+/// (range alert id, IP) → (): the distinct IPs a range alert matched.
+pub const ALERTID_IP: TableDefinition<(u64, u128), ()> = TableDefinition::new("alertid_ip");
+/// Delivery id → delivery record (the outbox, kept as the delivery log).
+pub const DELIVERYID_DELIVERY: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("deliveryid_delivery");
+/// (next attempt, delivery id) → (): deliveries still to be made.
+pub const DUE_DELIVERYID: TableDefinition<(i64, u64), ()> = TableDefinition::new("due_deliveryid");
+/// (account, delivery id) → (): an account's delivery log.
+pub const ACCOUNTID_DELIVERYID: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("accountid_deliveryid");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(META)?;
@@ -66,6 +82,12 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DAY_USERNAME_EXPIRY)?;
     txn.open_table(EMAIL_STATS)?;
     txn.open_table(DAY_EMAIL_EXPIRY)?;
+    txn.open_table(ALERTID_ALERT)?;
+    txn.open_table(ACCOUNTID_ALERTID)?;
+    txn.open_table(ALERTID_IP)?;
+    txn.open_table(DELIVERYID_DELIVERY)?;
+    txn.open_table(DUE_DELIVERYID)?;
+    txn.open_table(ACCOUNTID_DELIVERYID)?;
     Ok(())
 }
 
@@ -87,4 +109,10 @@ pub const ALL_NAMES: &[&str] = &[
     "day_username_expiry",
     "email_stats",
     "day_email_expiry",
+    "alertid_alert",
+    "accountid_alertid",
+    "alertid_ip",
+    "deliveryid_delivery",
+    "due_deliveryid",
+    "accountid_deliveryid",
 ];

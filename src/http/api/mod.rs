@@ -1,6 +1,7 @@
 //! Handlers of the SikkerAPI-compatible surface (`/v1/key/…`) and the
 //! sensor API (`/v1/sensor/…`), one module per resource.
 
+pub mod alerts;
 pub mod blacklist;
 pub mod check;
 pub mod lookup;
