@@ -3,6 +3,7 @@
 //! HTTPS to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::pedantic)]
 
+mod alerts;
 mod blocklist;
 mod common;
 mod config_cli;
