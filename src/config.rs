@@ -809,6 +809,61 @@ mod tests {
     }
 
     #[test]
+    fn smtp_settings_are_checked_together() {
+        let e = Config::from_serve_args(["--smtp-host", "mail.example.org"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SIKKER_SMTP_FROM"), "{e}");
+        let e = Config::from_serve_args(["--smtp-from", "a@b.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs --smtp-host"), "{e}");
+        let e = Config::from_serve_args([
+            "--smtp-host",
+            "mail.example.org",
+            "--smtp-from",
+            "a@b.example",
+            "--smtp-tls",
+            "plain",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("loopback"), "{e}");
+        let e = Config::from_serve_args([
+            "--smtp-host",
+            "mail.example.org",
+            "--smtp-from",
+            "not a mailbox",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SIKKER_SMTP_FROM"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let c = Config::from_serve_args([
+            "--smtp-host",
+            "localhost",
+            "--smtp-tls",
+            "plain",
+            "--smtp-from",
+            "sikker <alerts@example.org>",
+            "--smtp-username",
+            "alerts",
+            "--smtp-password-file",
+            pw.to_str().unwrap(),
+        ])
+        .unwrap();
+        let smtp = c.smtp().unwrap().unwrap();
+        assert_eq!(smtp.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{smtp:?}").contains("s3cret"), "never in Debug");
+        assert!(c.service_options().unwrap().alerts.email_enabled);
+        std::fs::remove_file(&pw).unwrap();
+        let e = c.smtp().unwrap_err();
+        assert!(e.contains("SIKKER_SMTP_PASSWORD_FILE"), "{e}");
+    }
+
+    #[test]
     fn unknown_env_vars_are_found() {
         let vars = [
             ("SIKKER_LISTEN".into(), "x".into()),
