@@ -87,6 +87,7 @@ pub async fn start(
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
     let opts = service_options(config, &listener)?;
+    let senders = alert_senders(config)?;
     let (services, created) = open_services(&data_dir, secret, opts, clock.clone()).await?;
     tracing::info!(
         indicators = services.indicator_count(),
@@ -135,6 +136,7 @@ pub async fn start(
             rx.clone(),
         )),
     ));
+    spawn_alert_jobs(&services, senders, &rx, &mut tasks);
     tasks.push((
         "usage-flush",
         tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
@@ -226,6 +228,40 @@ async fn seed_demo(
         crate::service::demo::DEMO_SENSOR
     );
     Ok(())
+}
+
+/// The SMTP and webhook senders; a bad SMTP setting (or an unreadable
+/// password file) fails here, before a bootstrap token is issued.
+fn alert_senders(config: &Config) -> Result<crate::jobs::alerts::Senders, StartError> {
+    let mailer = config
+        .smtp()
+        .map_err(StartError::Other)?
+        .map(|o| crate::notify::smtp::Mailer::new(&o))
+        .transpose()
+        .map_err(StartError::Other)?;
+    let webhook = crate::notify::webhook::WebhookClient::new(config.webhook_allow_http)
+        .map_err(StartError::Other)?;
+    Ok(crate::jobs::alerts::Senders { mailer, webhook })
+}
+
+fn spawn_alert_jobs(
+    services: &Arc<Services>,
+    senders: crate::jobs::alerts::Senders,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) {
+    tasks.push((
+        "alerts",
+        tokio::spawn(crate::jobs::alerts::alerts(services.clone(), rx.clone())),
+    ));
+    tasks.push((
+        "alert-delivery",
+        tokio::spawn(crate::jobs::alerts::deliveries(
+            services.clone(),
+            senders,
+            rx.clone(),
+        )),
+    ));
 }
 
 /// Opens (or creates and migrates) the database and builds the services;

@@ -170,6 +170,43 @@ pub struct Config {
     #[arg(long, env = "SIKKER_DEMO")]
     pub demo: bool,
 
+    /// An alert notifies at most once per this period; matches in between are sent together as a digest.
+    #[arg(long, env = "SIKKER_ALERT_COOLDOWN", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub alert_cooldown: Duration,
+
+    /// SMTP relay that alert e-mails are sent through; e-mail notifications are off when unset.
+    #[arg(long, env = "SIKKER_SMTP_HOST", value_name = "HOST")]
+    pub smtp_host: Option<String>,
+
+    /// SMTP relay port; unset means 587 for starttls, 465 for tls and 25 for plain.
+    #[arg(long, env = "SIKKER_SMTP_PORT", value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+
+    /// How to talk to the SMTP relay: starttls (required), tls (implicit, as on port 465) or plain (only to a loopback relay).
+    #[arg(
+        long,
+        env = "SIKKER_SMTP_TLS",
+        value_name = "MODE",
+        default_value = "starttls"
+    )]
+    pub smtp_tls: SmtpTls,
+
+    /// User name for SMTP authentication; none when unset.
+    #[arg(long, env = "SIKKER_SMTP_USERNAME", value_name = "USER")]
+    pub smtp_username: Option<String>,
+
+    /// File holding the SMTP password (one line); read at start-up.
+    #[arg(long, env = "SIKKER_SMTP_PASSWORD_FILE", value_name = "FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+
+    /// Sender of alert e-mails, e.g. "sikker <alerts@example.org>"; required with --smtp-host.
+    #[arg(long, env = "SIKKER_SMTP_FROM", value_name = "MAILBOX")]
+    pub smtp_from: Option<String>,
+
+    /// Accept http:// webhook URLs and loopback or private webhook targets (for tests and closed networks).
+    #[arg(long, env = "SIKKER_WEBHOOK_ALLOW_HTTP")]
+    pub webhook_allow_http: bool,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -181,6 +218,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption; allowed only for a relay on a loopback address.
+    Plain,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -482,7 +530,48 @@ impl Config {
                 },
                 hash_concurrency: self.hash_concurrency as usize,
             },
+            alerts: crate::service::alerts::AlertOptions {
+                cooldown: self.alert_cooldown,
+                webhook_allow_http: self.webhook_allow_http,
+                email_enabled: self.smtp_host.is_some(),
+            },
         })
+    }
+
+    /// The SMTP relay settings, reading the password file; `None` when no
+    /// relay is configured.
+    pub fn smtp(&self) -> Result<Option<crate::notify::smtp::SmtpOptions>, String> {
+        let Some(host) = self.smtp_host.clone() else {
+            return Ok(None);
+        };
+        let password = match &self.smtp_password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        format!(
+                            "{}: cannot read {}: {e}",
+                            describe_option("smtp_password_file"),
+                            p.display()
+                        )
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let from = self.smtp_from.clone().unwrap_or_default();
+        Ok(Some(crate::notify::smtp::SmtpOptions {
+            host,
+            port: self.smtp_port,
+            tls: match self.smtp_tls {
+                SmtpTls::Starttls => crate::notify::smtp::TlsMode::Starttls,
+                SmtpTls::Tls => crate::notify::smtp::TlsMode::Tls,
+                SmtpTls::Plain => crate::notify::smtp::TlsMode::Plain,
+            },
+            username: self.smtp_username.clone(),
+            password,
+            from,
+        }))
     }
 
     /// Checks that span several options.
@@ -506,6 +595,58 @@ impl Config {
                 "{} cannot be combined with {}",
                 describe_option("insecure_http"),
                 describe_option("http_redirect_listen")
+            ));
+        }
+        self.validate_smtp()
+    }
+
+    fn validate_smtp(&self) -> Result<(), String> {
+        let Some(host) = &self.smtp_host else {
+            for (set, id) in [
+                (self.smtp_from.is_some(), "smtp_from"),
+                (self.smtp_username.is_some(), "smtp_username"),
+                (self.smtp_password_file.is_some(), "smtp_password_file"),
+                (self.smtp_port.is_some(), "smtp_port"),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{} needs {}",
+                        describe_option(id),
+                        describe_option("smtp_host")
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        let Some(from) = &self.smtp_from else {
+            return Err(format!(
+                "{} needs {}",
+                describe_option("smtp_host"),
+                describe_option("smtp_from")
+            ));
+        };
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(format!(
+                "{} is not a mailbox such as \"sikker <alerts@example.org>\"",
+                describe_option("smtp_from")
+            ));
+        }
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if self.smtp_tls == SmtpTls::Plain && !loopback {
+            return Err(format!(
+                "{} plain sends mail unencrypted and is allowed only for a loopback relay, not {host}",
+                describe_option("smtp_tls")
+            ));
+        }
+        if self.smtp_password_file.is_some() && self.smtp_username.is_none() {
+            return Err(format!(
+                "{} needs {}",
+                describe_option("smtp_password_file"),
+                describe_option("smtp_username")
             ));
         }
         Ok(())
@@ -736,6 +877,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_together() {
+        let e = Config::from_serve_args(["--smtp-host", "mail.example.org"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SIKKER_SMTP_FROM"), "{e}");
+        let e = Config::from_serve_args(["--smtp-from", "a@b.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs --smtp-host"), "{e}");
+        let e = Config::from_serve_args([
+            "--smtp-host",
+            "mail.example.org",
+            "--smtp-from",
+            "a@b.example",
+            "--smtp-tls",
+            "plain",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("loopback"), "{e}");
+        let e = Config::from_serve_args([
+            "--smtp-host",
+            "mail.example.org",
+            "--smtp-from",
+            "not a mailbox",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("SIKKER_SMTP_FROM"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let c = Config::from_serve_args([
+            "--smtp-host",
+            "localhost",
+            "--smtp-tls",
+            "plain",
+            "--smtp-from",
+            "sikker <alerts@example.org>",
+            "--smtp-username",
+            "alerts",
+            "--smtp-password-file",
+            pw.to_str().unwrap(),
+        ])
+        .unwrap();
+        let smtp = c.smtp().unwrap().unwrap();
+        assert_eq!(smtp.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{smtp:?}").contains("s3cret"), "never in Debug");
+        assert!(c.service_options().unwrap().alerts.email_enabled);
+        std::fs::remove_file(&pw).unwrap();
+        let e = c.smtp().unwrap_err();
+        assert!(e.contains("SIKKER_SMTP_PASSWORD_FILE"), "{e}");
     }
 
     #[test]

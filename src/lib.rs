@@ -15,6 +15,7 @@ pub mod index;
 pub mod jobs;
 pub mod jwt;
 pub mod logging;
+pub mod notify;
 pub mod sensor;
 pub mod service;
 pub mod store;

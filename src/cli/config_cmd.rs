@@ -71,6 +71,20 @@ pub fn effective(c: &Config) -> String {
             opt(c.tiers_file.as_ref().map(|p| p.display().to_string())),
         ),
         ("demo", c.demo.to_string()),
+        ("alert_cooldown", d(c.alert_cooldown)),
+        ("smtp_host", opt(c.smtp_host.clone())),
+        ("smtp_port", opt(c.smtp_port.map(|p| p.to_string()))),
+        ("smtp_tls", s(&format!("{:?}", c.smtp_tls).to_lowercase())),
+        ("smtp_username", opt(c.smtp_username.clone())),
+        (
+            "smtp_password_file",
+            opt(c
+                .smtp_password_file
+                .as_ref()
+                .map(|p| p.display().to_string())),
+        ),
+        ("smtp_from", opt(c.smtp_from.clone())),
+        ("webhook_allow_http", c.webhook_allow_http.to_string()),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];
     for (k, v) in lines {

@@ -7,6 +7,7 @@ use http::Method;
 use super::auth::Access;
 use super::error::HttpError;
 use crate::service::quotas::Bucket;
+use crate::store::alerts::AlertKind;
 
 /// Every endpoint the server has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +24,12 @@ pub enum Route {
     Username,
     Email,
     Status,
+    /// `GET` lists, `POST` creates alerts of one kind.
+    Alerts(AlertKind),
+    /// `DELETE` one alert by id.
+    Alert(AlertKind),
+    /// The account's alert delivery log (an extension).
+    AlertDeliveries,
     SensorEvents,
     Register,
     Bootstrap,
@@ -84,6 +91,19 @@ impl Route {
             Self::Username => "/v1/key/username/{username}",
             Self::Email => "/v1/key/email/{email}",
             Self::Status => "/v1/key/status",
+            Self::Alerts(k) => match k {
+                AlertKind::Ip => "/v1/key/ip-alerts",
+                AlertKind::Range => "/v1/key/range-alerts",
+                AlertKind::Username => "/v1/key/username-alerts",
+                AlertKind::Email => "/v1/key/email-alerts",
+            },
+            Self::Alert(k) => match k {
+                AlertKind::Ip => "/v1/key/ip-alerts/{id}",
+                AlertKind::Range => "/v1/key/range-alerts/{id}",
+                AlertKind::Username => "/v1/key/username-alerts/{id}",
+                AlertKind::Email => "/v1/key/email-alerts/{id}",
+            },
+            Self::AlertDeliveries => "/v1/key/alerts/deliveries",
             Self::SensorEvents => "/v1/sensor/events",
             Self::Register => "/v1/account/register",
             Self::Bootstrap => "/v1/account/bootstrap",
@@ -157,7 +177,10 @@ impl Route {
             | Self::TaxiiObjects
             | Self::TaxiiObject
             | Self::TaxiiVersions
-            | Self::TaxiiManifest => Access::ApiKey,
+            | Self::TaxiiManifest
+            | Self::Alerts(_)
+            | Self::Alert(_)
+            | Self::AlertDeliveries => Access::ApiKey,
             Self::AbuseCheck
             | Self::AbuseReports
             | Self::AbuseBlacklist
@@ -214,8 +237,10 @@ impl Route {
             | Self::AbuseReport
             | Self::AbuseBulkReport => "POST",
             Self::Me | Self::AdminUser => "GET, HEAD, PATCH",
-            Self::Keys => "GET, HEAD, POST",
-            Self::SessionRevoke | Self::KeyRevoke | Self::AbuseClearAddress => "DELETE",
+            Self::Keys | Self::Alerts(_) => "GET, HEAD, POST",
+            Self::SessionRevoke | Self::KeyRevoke | Self::AbuseClearAddress | Self::Alert(_) => {
+                "DELETE"
+            }
             Self::Healthz
             | Self::Ui
             | Self::Check
@@ -225,6 +250,7 @@ impl Route {
             | Self::Status
             | Self::Sessions
             | Self::AdminUsers
+            | Self::AlertDeliveries
             | Self::AbuseCheck
             | Self::AbuseReports
             | Self::AbuseBlacklist
@@ -267,8 +293,11 @@ impl Route {
             | Self::TaxiiObjects
             | Self::TaxiiObject
             | Self::TaxiiVersions
-            | Self::TaxiiManifest => 0,
+            | Self::TaxiiManifest
+            | Self::Alert(_)
+            | Self::AlertDeliveries => 0,
             Self::Report
+            | Self::Alerts(_)
             | Self::Register
             | Self::Bootstrap
             | Self::VerifyEmail
@@ -323,6 +352,16 @@ pub fn segments(path: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
+fn alert_kind(segment: &str) -> Option<AlertKind> {
+    match segment {
+        "ip-alerts" => Some(AlertKind::Ip),
+        "range-alerts" => Some(AlertKind::Range),
+        "username-alerts" => Some(AlertKind::Username),
+        "email-alerts" => Some(AlertKind::Email),
+        _ => None,
+    }
+}
+
 fn is_api_prefix(first: Option<&str>) -> bool {
     matches!(first, Some("v1" | "api" | "taxii2" | "healthz"))
 }
@@ -359,6 +398,15 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "admin", "users"] => (Route::AdminUsers, vec![]),
         ["v1", "admin", "users", id] => (Route::AdminUser, vec![(*id).to_owned()]),
         ["v1", "admin", "invites"] => (Route::AdminInvites, vec![]),
+        ["v1", "key", "alerts", "deliveries"] => (Route::AlertDeliveries, vec![]),
+        ["v1", "key", kind] if alert_kind(kind).is_some() => (
+            Route::Alerts(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![],
+        ),
+        ["v1", "key", kind, id] if alert_kind(kind).is_some() => (
+            Route::Alert(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![(*id).to_owned()],
+        ),
         ["v1", "sensor", "events"] => (Route::SensorEvents, vec![]),
         ["api", "v2", "check"] => (Route::AbuseCheck, vec![]),
         ["api", "v2", "reports"] => (Route::AbuseReports, vec![]),

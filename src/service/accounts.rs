@@ -341,6 +341,7 @@ impl Services {
     async fn send_verification(&self, a: &Account) -> Result<()> {
         let token = self.link(VERIFY, a, LINK_VALIDITY, a.email.clone());
         self.send_mail(Mail {
+            account: a.id,
             to: a.email.clone(),
             subject: "Confirm your e-mail address".into(),
             body: format!(
@@ -385,6 +386,7 @@ impl Services {
             let binding = password_binding(&a);
             let token = self.link(RESET, &a, RESET_VALIDITY, binding);
             self.send_mail(Mail {
+                account: a.id,
                 to: a.email.clone(),
                 subject: "Reset your password".into(),
                 body: format!(

@@ -1,31 +1,48 @@
-//! Outgoing e-mail about the account (verification, password reset,
-//! notices): the only mail paths that exist (P59).
+//! Outgoing e-mail about the account itself (address verification,
+//! password reset, notices): the only mail paths besides alerts the holder
+//! set up (P59). Messages go through the same persistent outbox as alert
+//! notifications, so a relay outage delays them but does not lose them.
 
 use super::{Result, Services};
+use crate::store::{self, alerts::Channel, alerts::Delivery, alerts::DeliveryStatus};
 
 /// One message to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mail {
+    /// The account it concerns (0 for none).
+    pub account: u64,
     pub to: String,
     pub subject: String,
     pub body: String,
 }
 
 impl Services {
-    /// Queues `mail` for delivery.
-    #[allow(clippy::unused_async)]
+    /// Queues `mail` in the outbox and wakes the delivery job.
     pub async fn send_mail(&self, mail: Mail) -> Result<()> {
-        if let Ok(mut q) = self.mail_queue.lock() {
-            q.push(mail);
-        }
+        let now = self.clock.now();
+        self.store
+            .write(move |txn| {
+                let d = Delivery {
+                    id: store::alerts::next_delivery_id(txn)?,
+                    alert_id: 0,
+                    account: mail.account,
+                    kind: None,
+                    channel: Channel::Email {
+                        to: mail.to,
+                        subject: mail.subject,
+                        body: mail.body,
+                    },
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    last_error: None,
+                    created_ms: now.0,
+                    next_attempt_ms: Some(now.0),
+                    finished_ms: None,
+                };
+                store::alerts::put_delivery(txn, &d, None)
+            })
+            .await?;
+        self.alerts.outbox.notify_one();
         Ok(())
-    }
-
-    /// Messages queued and not yet handed to a relay.
-    pub fn queued_mail(&self) -> Vec<Mail> {
-        self.mail_queue
-            .lock()
-            .map(|q| q.clone())
-            .unwrap_or_default()
     }
 }

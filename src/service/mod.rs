@@ -39,6 +39,7 @@ pub struct Options {
     pub retention: Retention,
     pub tiers: tiers::TierTable,
     pub accounts: accounts::AccountOptions,
+    pub alerts: alerts::AlertOptions,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -67,7 +68,7 @@ pub struct Services {
     pub accounts: accounts::AccountOptions,
     pub(crate) hashing: accounts::Hashing,
     pub(crate) lockout: lockout::Lockout,
-    pub(crate) mail_queue: std::sync::Mutex<Vec<mail::Mail>>,
+    pub alerts: alerts::AlertState,
 }
 
 impl Services {
@@ -85,9 +86,11 @@ impl Services {
             retention,
             tiers,
             accounts,
+            alerts,
         } = opts;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
+        let alerts = alerts::AlertState::load(&store, alerts)?;
         let started = clock.now();
         Ok(Self {
             store,
@@ -104,7 +107,7 @@ impl Services {
             hashing: accounts::Hashing::new(accounts.hash_concurrency),
             accounts,
             lockout: lockout::Lockout::default(),
-            mail_queue: std::sync::Mutex::default(),
+            alerts,
         })
     }
 

@@ -245,70 +245,78 @@ impl Services {
             self.charge(who, Bucket::Reports, to_store).await?;
         }
         let who = who.clone();
-        self.ingest(move |txn| {
-            let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
-            let mut out = Vec::with_capacity(reports.len());
-            for (r, refused) in reports.into_iter().zip(refused) {
-                if let Some(retry_after_secs) = refused {
-                    out.push(Submitted::Duplicate { retry_after_secs });
-                    continue;
-                }
-                let entry = match touched.entry(r.ip) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let old = store::indicators::get_in_write(txn, r.ip)?;
-                        let old_day = old.as_ref().map(|i| expiry_day(i, retention));
-                        // An expired indicator that the sweep has not removed yet starts afresh.
-                        let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
-                        v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
+        let evidence = super::alerts::Evidence {
+            ips: reports.iter().map(|r| r.ip).collect(),
+            ..super::alerts::Evidence::default()
+        };
+        let out = self
+            .ingest(move |txn| {
+                let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
+                let mut out = Vec::with_capacity(reports.len());
+                for (r, refused) in reports.into_iter().zip(refused) {
+                    if let Some(retry_after_secs) = refused {
+                        out.push(Submitted::Duplicate { retry_after_secs });
+                        continue;
                     }
-                };
-                let at = r.at.unwrap_or(now);
-                if mode == DedupMode::Refuse && !entry.0.would_count(who.account, at) {
-                    // A concurrent request got there first.
-                    let wait = entry.0.dedup_wait_ms(who.account, at);
-                    out.push(Submitted::Duplicate {
-                        retry_after_secs: wait_secs(wait),
+                    let entry = match touched.entry(r.ip) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let old = store::indicators::get_in_write(txn, r.ip)?;
+                            let old_day = old.as_ref().map(|i| expiry_day(i, retention));
+                            // An expired indicator that the sweep has not removed yet starts afresh.
+                            let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                            v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
+                        }
+                    };
+                    let at = r.at.unwrap_or(now);
+                    if mode == DedupMode::Refuse && !entry.0.would_count(who.account, at) {
+                        // A concurrent request got there first.
+                        let wait = entry.0.dedup_wait_ms(who.account, at);
+                        out.push(Submitted::Duplicate {
+                            retry_after_secs: wait_secs(wait),
+                        });
+                        continue;
+                    }
+                    let proto = r
+                        .protocol
+                        .as_deref()
+                        .and_then(|p| p.parse::<Protocol>().ok());
+                    let mut cats = vec![r.category];
+                    cats.extend(&r.more_categories);
+                    let was_counted =
+                        entry
+                            .0
+                            .apply_report_multi(who.account, weight, &cats, proto, at);
+                    out.push(if was_counted {
+                        Submitted::Counted
+                    } else {
+                        Submitted::NotCounted
                     });
-                    continue;
+                    let raw = RawReport {
+                        id: 0,
+                        ip: r.ip.0,
+                        account: who.account,
+                        key_id: who.key_id,
+                        category: r.category.id(),
+                        protocol: r.protocol,
+                        comment: r.comment,
+                        at_ms: at.0,
+                        counted: was_counted,
+                        more_categories: r.more_categories.iter().map(|c| c.id()).collect(),
+                        abuseipdb_categories: r.abuseipdb_categories,
+                    };
+                    store::reports::insert(txn, raw, now.day())?;
                 }
-                let proto = r
-                    .protocol
-                    .as_deref()
-                    .and_then(|p| p.parse::<Protocol>().ok());
-                let mut cats = vec![r.category];
-                cats.extend(&r.more_categories);
-                let was_counted = entry
-                    .0
-                    .apply_report_multi(who.account, weight, &cats, proto, at);
-                out.push(if was_counted {
-                    Submitted::Counted
-                } else {
-                    Submitted::NotCounted
-                });
-                let raw = RawReport {
-                    id: 0,
-                    ip: r.ip.0,
-                    account: who.account,
-                    key_id: who.key_id,
-                    category: r.category.id(),
-                    protocol: r.protocol,
-                    comment: r.comment,
-                    at_ms: at.0,
-                    counted: was_counted,
-                    more_categories: r.more_categories.iter().map(|c| c.id()).collect(),
-                    abuseipdb_categories: r.abuseipdb_categories,
-                };
-                store::reports::insert(txn, raw, now.day())?;
-            }
-            let mut publish = Vec::with_capacity(touched.len());
-            for (ip, (ind, old_day)) in touched {
-                store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
-                publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
-            }
-            Ok((out, publish))
-        })
-        .await
+                let mut publish = Vec::with_capacity(touched.len());
+                for (ip, (ind, old_day)) in touched {
+                    store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
+                    publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+                }
+                Ok((out, publish))
+            })
+            .await?;
+        self.notice_evidence(&evidence);
+        Ok(out)
     }
 
     /// The stored reports about `ip` made at or after `since`, newest first.

@@ -3,6 +3,7 @@
 //! `read`/`write`, which run on the blocking pool, never on the reactor.
 
 pub mod accounts;
+pub mod alerts;
 pub mod apikeys;
 pub mod codec;
 pub mod error;

@@ -80,6 +80,21 @@ pub const FAMILY_REFRESHHASH: TableDefinition<(u64, u64, [u8; 32]), ()> =
 /// (expiry day, account, family) → (): the TTL bucket of each session.
 pub const DAY_SESSION_EXPIRY: TableDefinition<(i64, u64, u64), ()> =
     TableDefinition::new("day_session_expiry");
+/// Alert id → alert record.
+pub const ALERTID_ALERT: TableDefinition<u64, &[u8]> = TableDefinition::new("alertid_alert");
+/// (account, alert id) → (): an account's alerts.
+pub const ACCOUNTID_ALERTID: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("accountid_alertid");
+/// (range alert id, IP) → (): the distinct IPs a range alert matched.
+pub const ALERTID_IP: TableDefinition<(u64, u128), ()> = TableDefinition::new("alertid_ip");
+/// Delivery id → delivery record (the outbox, kept as the delivery log).
+pub const DELIVERYID_DELIVERY: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("deliveryid_delivery");
+/// (next attempt, delivery id) → (): deliveries still to be made.
+pub const DUE_DELIVERYID: TableDefinition<(i64, u64), ()> = TableDefinition::new("due_deliveryid");
+/// (account, delivery id) → (): an account's delivery log.
+pub const ACCOUNTID_DELIVERYID: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("accountid_deliveryid");
 
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<()> {
@@ -111,6 +126,12 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(REFRESHHASH_FAMILY)?;
     txn.open_table(FAMILY_REFRESHHASH)?;
     txn.open_table(DAY_SESSION_EXPIRY)?;
+    txn.open_table(ALERTID_ALERT)?;
+    txn.open_table(ACCOUNTID_ALERTID)?;
+    txn.open_table(ALERTID_IP)?;
+    txn.open_table(DELIVERYID_DELIVERY)?;
+    txn.open_table(DUE_DELIVERYID)?;
+    txn.open_table(ACCOUNTID_DELIVERYID)?;
     Ok(())
 }
 
@@ -144,4 +165,10 @@ pub const ALL_NAMES: &[&str] = &[
     "refreshhash_family",
     "family_refreshhash",
     "day_session_expiry",
+    "alertid_alert",
+    "accountid_alertid",
+    "alertid_ip",
+    "deliveryid_delivery",
+    "due_deliveryid",
+    "accountid_deliveryid",
 ];

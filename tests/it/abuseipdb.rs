@@ -1323,21 +1323,6 @@ async fn fail2ban_abuseipdb_action_reports_to_sikker() {
     assert_eq!(a.raw_reports().await.len(), 2);
 }
 
-/// The Python interpreter of the venv `.ci/run` makes (`SIKKER_TEST_PYTHON`).
-fn python() -> std::path::PathBuf {
-    let p = std::env::var_os("SIKKER_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python")
-        });
-    assert!(
-        p.exists(),
-        "{} not found: run the install part of .ci/run (it creates .ci/venv with abuseipdb-wrapper)",
-        p.display()
-    );
-    p
-}
-
 const PY_CLIENT: &str = r#"
 import json, sys
 from abuseipdb_wrapper import AbuseIPDB
@@ -1359,7 +1344,7 @@ print(json.dumps({"full": full, "short": short, "refused": refused}))
 #[tokio::test]
 async fn python_client_library_checks_against_sikker() {
     let a = Api::start().await;
-    let py = python();
+    let py = crate::common::python::python();
     a.report(&[
         ("ip", "8.8.8.8"),
         ("categories", "18,22"),

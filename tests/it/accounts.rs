@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
+use crate::common::smtp::SmtpSink;
 
 /// A browser-like client keeping the session cookies by hand, so tests see
 /// exactly what the server sets.
@@ -110,34 +111,40 @@ fn signup(name: &str) -> Value {
     })
 }
 
-/// The token of the last link e-mailed to `to` (`…#token=…`).
-fn mailed_token(s: &TestServer, to: &str) -> String {
-    let mails = s.handle().services.queued_mail();
-    let m = mails
-        .iter()
-        .rev()
-        .find(|m| m.to == to)
-        .unwrap_or_else(|| panic!("no mail to {to}: {mails:?}"));
-    m.body
+/// The token of the last link e-mailed to `to` (`…#token=…`), as the
+/// real SMTP server received it.
+async fn mailed_token(m: &SmtpSink, to: &str, subject: &str) -> String {
+    let mail = m.last_to(to, subject).await;
+    mail["body"]
+        .as_str()
+        .unwrap()
         .split("#token=")
         .nth(1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no link in {mail}"))
         .split_whitespace()
         .next()
         .unwrap()
         .to_owned()
 }
 
-async fn open_server() -> TestServer {
-    TestServer::start_with(&["--registration", "open"]).await
+async fn server(extra: &[&str]) -> (TestServer, SmtpSink) {
+    let m = SmtpSink::start();
+    let mut flags = m.flags();
+    flags.extend(extra.iter().map(|s| (*s).to_owned()));
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    (TestServer::start_with(&refs).await, m)
+}
+
+async fn open_server() -> (TestServer, SmtpSink) {
+    server(&["--registration", "open"]).await
 }
 
 /// Registers and verifies `name`, then signs in.
-async fn signed_in<'a>(s: &'a TestServer, name: &str) -> Browser<'a> {
+async fn signed_in<'a>(s: &'a TestServer, m: &SmtpSink, name: &str) -> Browser<'a> {
     let mut b = Browser::new(s);
     let (st, v) = b.post("/v1/account/register", signup(name)).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let token = mailed_token(s, &format!("{name}@example.org"));
+    let token = mailed_token(m, &format!("{name}@example.org"), "Confirm").await;
     let (st, _) = b
         .post("/v1/account/verify-email", json!({"token": token}))
         .await;
@@ -190,7 +197,7 @@ async fn registration_modes_and_bad_sign_ups_change_nothing() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
-    let s = open_server().await;
+    let (s, _m) = open_server().await;
     let mut b = Browser::new(&s);
     assert_eq!(
         b.post("/v1/account/register", signup("kari")).await.0,
@@ -270,7 +277,7 @@ async fn registration_modes_and_bad_sign_ups_change_nothing() {
 
 #[tokio::test]
 async fn verification_cookies_keys_and_csrf() {
-    let s = open_server().await;
+    let (s, m) = open_server().await;
     let mut b = Browser::new(&s);
     b.post("/v1/account/register", signup("kari")).await;
     b.login("kari@example.org", PW, false).await;
@@ -297,7 +304,7 @@ async fn verification_cookies_keys_and_csrf() {
     // Keys need a verified address.
     let (st, v) = b.post("/v1/account/keys", json!({"name": "laptop"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
-    let token = mailed_token(&s, "kari@example.org");
+    let token = mailed_token(&m, "kari@example.org", "Confirm").await;
     let (st, v) = b
         .post("/v1/account/verify-email", json!({"token": token}))
         .await;
@@ -375,7 +382,7 @@ async fn verification_cookies_keys_and_csrf() {
     );
 
     // Another account cannot revoke this account's keys.
-    let mut other = signed_in(&s, "ola").await;
+    let mut other = signed_in(&s, &m, "ola").await;
     let (st, _) = other
         .send(
             reqwest::Method::DELETE,
@@ -389,8 +396,8 @@ async fn verification_cookies_keys_and_csrf() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_ends_the_family() {
-    let s = open_server().await;
-    let mut b = signed_in(&s, "kari").await;
+    let (s, m) = open_server().await;
+    let mut b = signed_in(&s, &m, "kari").await;
     let first = b.jar["refresh_token"].clone();
     let (st, v) = b.post("/v1/session/refresh", json!({})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -421,7 +428,7 @@ async fn refresh_rotates_and_reuse_ends_the_family() {
     );
 
     // Refresh without the CSRF echo is refused.
-    let mut c = signed_in(&s, "ola").await;
+    let mut c = signed_in(&s, &m, "ola").await;
     let (st, _) = c
         .send(reqwest::Method::POST, "/v1/session/refresh", None, false)
         .await;
@@ -459,8 +466,8 @@ async fn refresh_rotates_and_reuse_ends_the_family() {
 
 #[tokio::test]
 async fn forged_expired_and_alg_none_tokens_are_refused() {
-    let s = open_server().await;
-    let mut b = signed_in(&s, "kari").await;
+    let (s, m) = open_server().await;
+    let mut b = signed_in(&s, &m, "kari").await;
     let jwt = b.jar["access_token"].clone();
     let parts: Vec<&str> = jwt.split('.').collect();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -493,8 +500,8 @@ async fn forged_expired_and_alg_none_tokens_are_refused() {
 
 #[tokio::test]
 async fn lockout_per_account_and_source_without_revealing_accounts() {
-    let s = open_server().await;
-    let _ = signed_in(&s, "kari").await;
+    let (s, m) = open_server().await;
+    let _ = signed_in(&s, &m, "kari").await;
     let mut b = Browser::new(&s);
     for who in ["kari", "nobody-here"] {
         for i in 0..5 {
@@ -532,14 +539,14 @@ async fn lockout_per_account_and_source_without_revealing_accounts() {
 
 #[tokio::test]
 async fn password_reset_and_change_end_other_sessions() {
-    let s = open_server().await;
-    let mut b = signed_in(&s, "kari").await;
+    let (s, m) = open_server().await;
+    let mut b = signed_in(&s, &m, "kari").await;
     let mut other_device = Browser::new(&s);
     assert_eq!(
         other_device.login("kari", PW, false).await.0,
         StatusCode::OK
     );
-    let before = s.handle().services.queued_mail().len();
+    let before = m.messages().len();
     let (st, v) = b
         .post(
             "/v1/account/password-reset",
@@ -547,11 +554,8 @@ async fn password_reset_and_change_end_other_sessions() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(
-        s.handle().services.queued_mail().len(),
-        before,
-        "no mail for unknown addresses"
-    );
+    crate::common::smtp::settle().await;
+    assert_eq!(m.messages().len(), before, "no mail for unknown addresses");
     let (st, _) = b
         .post(
             "/v1/account/password-reset",
@@ -559,7 +563,7 @@ async fn password_reset_and_change_end_other_sessions() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    let token = mailed_token(&s, "kari@example.org");
+    let token = mailed_token(&m, "kari@example.org", "Reset").await;
     let new_pw = "Glacier-Compass-2027";
     let (st, v) = b
         .post(
@@ -636,8 +640,8 @@ async fn password_reset_and_change_end_other_sessions() {
 
 #[tokio::test]
 async fn sessions_list_and_sign_out_everywhere() {
-    let s = open_server().await;
-    let mut b = signed_in(&s, "kari").await;
+    let (s, m) = open_server().await;
+    let mut b = signed_in(&s, &m, "kari").await;
     let mut phone = Browser::new(&s);
     phone.login("kari", PW, true).await;
     let (_, v) = b.get("/v1/account/sessions").await;
@@ -666,7 +670,7 @@ async fn sessions_list_and_sign_out_everywhere() {
 
 #[tokio::test]
 async fn bootstrap_admin_tiers_roles_and_disabling() {
-    let s = TestServer::start().await;
+    let (s, m) = server(&[]).await;
     let token = s.handle().bootstrap_token.clone().unwrap();
     let mut admin = Browser::new(&s);
     let mut body = signup("root-admin");
@@ -698,7 +702,7 @@ async fn bootstrap_admin_tiers_roles_and_disabling() {
         user.post("/v1/account/register", invited).await.0,
         StatusCode::CREATED
     );
-    let t = mailed_token(&s, "kari@example.org");
+    let t = mailed_token(&m, "kari@example.org", "Confirm").await;
     user.post("/v1/account/verify-email", json!({"token": t}))
         .await;
     user.login("kari", PW, false).await;

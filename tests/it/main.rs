@@ -5,6 +5,7 @@
 
 mod abuseipdb;
 mod accounts;
+mod alerts;
 mod blocklist;
 mod common;
 mod config_cli;

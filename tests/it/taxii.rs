@@ -5,7 +5,6 @@
 //! the OASIS STIX validator while an independent TAXII client walks the feed.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -608,21 +607,6 @@ async fn object_requests_count_against_the_taxii_quota() {
     assert_eq!(r.headers()["x-taxii-remaining"], "4");
 }
 
-/// The venv python with `stix2-validator` and `taxii2-client`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SIKKER_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python");
-    assert!(
-        venv.exists(),
-        "SIKKER_TEST_PYTHON is not set and {} does not exist: run the install part of .ci/run \
-         (python3 -m venv .ci/venv && .ci/venv/bin/pip install stix2-validator taxii2-client)",
-        venv.display()
-    );
-    venv
-}
-
 const CLIENT: &str = r#"
 import json, sys
 import requests
@@ -671,7 +655,7 @@ print(json.dumps(out))
 
 #[tokio::test]
 async fn stix_validator_and_an_independent_taxii_client_agree() {
-    let python = python();
+    let python = crate::common::python::python();
     let f = Feed::start().await;
     let v4 = ips("45.70.0", 45);
     f.report(&v4, "brute_force").await;

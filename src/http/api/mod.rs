@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod alerts;
 pub mod blacklist;
 pub mod check;
 pub mod lookup;

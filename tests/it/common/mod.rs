@@ -1,7 +1,9 @@
 //! `TestServer`: a real server in-process on a free port, with a temp data
 //! dir, a manual clock, and HTTPS clients that trust its certificate.
 
+pub mod python;
 pub mod raw;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,4 +120,23 @@ pub fn https_client(pem: &[u8]) -> reqwest::Client {
         .use_rustls_tls()
         .build()
         .unwrap()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for at most 20 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
