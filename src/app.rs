@@ -86,8 +86,14 @@ pub async fn start(
     let secret_path = data_dir.secret_key();
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
-    let (services, created) =
-        open_services(&data_dir, secret, config.retention(), clock.clone()).await?;
+    let (services, created) = open_services(
+        &data_dir,
+        secret,
+        config.retention(),
+        config.geoip_files(),
+        clock.clone(),
+    )
+    .await?;
     tracing::info!(
         indicators = services.indicator_count(),
         "threat index loaded"
@@ -186,6 +192,7 @@ async fn open_services(
     data_dir: &DataDir,
     secret: SecretKey,
     retention: crate::service::Retention,
+    geoip: crate::geoip::GeoFiles,
     clock: Clock,
 ) -> Result<(Arc<Services>, bool), StartError> {
     let db_path = data_dir.db();
@@ -199,8 +206,21 @@ async fn open_services(
                 "database schema migrated"
             );
         }
-        let services = Services::open(opened.store, clock, secret, Mode::Server, root, retention)
-            .map_err(|e| StartError::Other(e.to_string()))?;
+        let t0 = std::time::Instant::now();
+        let services = Services::open(
+            opened.store,
+            clock,
+            secret,
+            Mode::Server,
+            root,
+            retention,
+            geoip,
+        )
+        .map_err(|e| StartError::Other(e.to_string()))?;
+        tracing::info!(
+            ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "indexes and GeoIP databases loaded"
+        );
         Ok::<_, StartError>((Arc::new(services), opened.created))
     })
     .await
@@ -266,7 +286,8 @@ async fn spawn_redirect(
 }
 
 impl AppHandle {
-    /// Re-reads operator certificate files (SIGHUP). The self-signed
+    /// Re-reads operator certificate files (SIGHUP; the GeoIP files are
+    /// reloaded separately by `Services::geoip_reload`). The self-signed
     /// certificate is reloaded too, which is harmless.
     pub fn reload(&self) -> Result<(), TlsError> {
         match &self.resolver {

@@ -40,6 +40,17 @@ pub enum AdminRequest {
     /// Runs the retention sweep now.
     Sweep,
     Stats,
+    /// The GeoIP databases in use.
+    GeoipInfo,
+    /// Re-reads the operator's GeoIP files; the old ones stay on error.
+    GeoipReload,
+    GeoipLookup {
+        ip: String,
+    },
+    /// Replaces the Tor exit list (one IP or CIDR per line, `#` comments).
+    TorExitsImport {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -150,6 +161,23 @@ impl Services {
                     "ttl_buckets": self.threat.with_index(crate::index::IpIndex::bucket_count)?,
                     "api_keys": self.list_api_keys()?.len(),
                 }))
+            }
+            AdminRequest::GeoipInfo => Ok(json!({
+                "databases": self.geoip_info(),
+                "tor_exit_networks": self.tor_exit_count(),
+            })),
+            AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
+            AdminRequest::GeoipLookup { ip } => {
+                let key = ip
+                    .trim()
+                    .parse::<crate::domain::IpKey>()
+                    .map_err(|e| super::Error::invalid("ip", e.to_string()))?;
+                let ind = self.indicator(key, self.clock.now()).await?;
+                let answer = self.geo_answer(key, ind.as_ref());
+                Ok(json!({ "ip": key.to_string(), "geolocation": answer.to_json() }))
+            }
+            AdminRequest::TorExitsImport { text } => {
+                Ok(serde_json::to_value(self.import_tor_exits(&text).await?).unwrap_or_default())
             }
         }
     }

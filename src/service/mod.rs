@@ -5,6 +5,7 @@ pub mod admin;
 pub mod apikeys;
 pub mod bootstrap;
 pub mod error;
+pub mod geo;
 pub mod reports;
 pub mod reputation;
 pub mod sensors;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::crypto::SecretKey;
 use crate::domain::{Clock, UnixMillis};
+use crate::geoip::GeoFiles;
 use crate::store::Store;
 
 pub use error::{Error, Result};
@@ -46,11 +48,14 @@ pub struct Services {
     pub(crate) threat: Arc<threat::ThreatState>,
     pub(crate) keys: apikeys::KeyCache,
     pub(crate) usage: usage::Usage,
+    pub(crate) geo: geo::GeoState,
 }
 
 impl Services {
     /// Builds the services over an open store, loading the in-memory index,
-    /// whitelist and key cache. Blocking: call off the reactor.
+    /// whitelist, key cache and GeoIP databases (`geoip` names the
+    /// operator's files; a bad one fails here, naming its flag). Blocking:
+    /// call off the reactor.
     pub fn open(
         store: Store,
         clock: Clock,
@@ -58,7 +63,9 @@ impl Services {
         mode: Mode,
         data_dir: PathBuf,
         retention: Retention,
+        geoip: GeoFiles,
     ) -> Result<Self> {
+        let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
         let started = clock.now();
@@ -73,6 +80,7 @@ impl Services {
             threat,
             keys,
             usage: usage::Usage::default(),
+            geo,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod names;
 pub mod reports;
 pub mod sensors;
 pub mod tables;
+pub mod torexits;
 pub mod usage;
 pub mod whitelist;
 
