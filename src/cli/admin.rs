@@ -2,6 +2,7 @@
 //! when none runs, opens the data dir itself under its lock. Both paths run
 //! the same service code.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -170,28 +171,25 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     } = args;
     let request = cmd.request()?;
     let dir = DataDir::existing(&data_dir)?;
-    let outcome = match Client::connect(&dir.socket()).await? {
-        Some(mut client) => {
-            let reply = client.call(request.clone()).await?;
-            if reply.version != env!("CARGO_PKG_VERSION") {
-                eprintln!(
-                    "warning: the server runs sikker {} and this CLI is {}",
-                    reply.version,
-                    env!("CARGO_PKG_VERSION")
-                );
-            }
-            reply.outcome
+    let outcome = if let Some(mut client) = Client::connect(&dir.socket()).await? {
+        let reply = client.call(request.clone()).await?;
+        if reply.version != env!("CARGO_PKG_VERSION") {
+            eprintln!(
+                "warning: the server runs sikker {} and this CLI is {}",
+                reply.version,
+                env!("CARGO_PKG_VERSION")
+            );
         }
-        None => {
-            let server = server_config(&data_dir, config.as_deref())?;
-            offline(
-                &dir,
-                request.clone(),
-                server.retention(),
-                server.geoip_files(),
-            )
-            .await?
-        }
+        reply.outcome
+    } else {
+        let server = server_config(&data_dir, config.as_deref())?;
+        offline(
+            &dir,
+            request.clone(),
+            server.retention(),
+            server.geoip_files(),
+        )
+        .await?
     };
     match outcome {
         Outcome::Ok { result } => {
@@ -302,7 +300,7 @@ fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
         AdminRequest::GeoipInfo | AdminRequest::GeoipReload => {
             let mut out = table(v.get("databases").unwrap_or(&serde_json::Value::Null));
             if let Some(n) = v.get("tor_exit_networks") {
-                out.push_str(&format!("\nTor exit list: {n} networks"));
+                let _ = write!(out, "\nTor exit list: {n} networks");
             }
             out
         }

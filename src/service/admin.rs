@@ -162,23 +162,10 @@ impl Services {
                     "api_keys": self.list_api_keys()?.len(),
                 }))
             }
-            AdminRequest::GeoipInfo => Ok(json!({
-                "databases": self.geoip_info(),
-                "tor_exit_networks": self.tor_exit_count(),
-            })),
+            AdminRequest::GeoipInfo => Ok(self.geoip_info_json()),
             AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
-            AdminRequest::GeoipLookup { ip } => {
-                let key = ip
-                    .trim()
-                    .parse::<crate::domain::IpKey>()
-                    .map_err(|e| super::Error::invalid("ip", e.to_string()))?;
-                let ind = self.indicator(key, self.clock.now()).await?;
-                let answer = self.geo_answer(key, ind.as_ref());
-                Ok(json!({ "ip": key.to_string(), "geolocation": answer.to_json() }))
-            }
-            AdminRequest::TorExitsImport { text } => {
-                Ok(serde_json::to_value(self.import_tor_exits(&text).await?).unwrap_or_default())
-            }
+            AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,
+            AdminRequest::TorExitsImport { text } => Ok(json!(self.import_tor_exits(&text).await?)),
         }
     }
 }

@@ -40,7 +40,11 @@ fn key(net: &IpNet) -> (u128, u8) {
 
 fn net_of((start, len): (u128, u8)) -> Option<IpNet> {
     let ip = IpKey(start);
-    let len = if ip.is_v4() { len.checked_sub(96)? } else { len };
+    let len = if ip.is_v4() {
+        len.checked_sub(96)?
+    } else {
+        len
+    };
     IpNet::new(ip.to_ip(), len).ok()
 }
 
@@ -135,6 +139,25 @@ impl Services {
     /// The databases in use, with dates and record counts.
     pub fn geoip_info(&self) -> Vec<DbInfo> {
         self.geo.dbs().map(|d| d.info()).unwrap_or_default()
+    }
+
+    /// `sikker admin geoip info`.
+    pub fn geoip_info_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "databases": self.geoip_info(),
+            "tor_exit_networks": self.tor_exit_count(),
+        })
+    }
+
+    /// `sikker admin geoip lookup IP`: the check answer's geolocation.
+    pub async fn geoip_lookup_json(&self, ip: &str) -> Result<serde_json::Value> {
+        let key = ip
+            .trim()
+            .parse::<IpKey>()
+            .map_err(|e| Error::invalid("ip", e.to_string()))?;
+        let ind = self.indicator(key, self.clock.now()).await?;
+        let answer = self.geo_answer(key, ind.as_ref());
+        Ok(serde_json::json!({ "ip": key.to_string(), "geolocation": answer.to_json() }))
     }
 
     /// Number of networks on the Tor exit list.
