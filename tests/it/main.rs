@@ -7,6 +7,7 @@ mod blocklist;
 mod common;
 mod config_cli;
 mod foundation;
+mod geoip;
 mod limits;
 mod process;
 mod threat;
