@@ -1,10 +1,11 @@
 //! Operator-supplied MaxMind DB files (GeoIP2/GeoLite2 Country, City, ASN),
 //! read whole into memory and checked when opened.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use maxminddb::Reader;
+use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
 
 use super::{CountryCode, GeoError};
@@ -80,6 +81,7 @@ pub struct Db {
     reader: Reader<Vec<u8>>,
     pub path: PathBuf,
     pub kind: Kind,
+    networks: u64,
 }
 
 impl std::fmt::Debug for Db {
@@ -89,6 +91,33 @@ impl std::fmt::Debug for Db {
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
+}
+
+/// Walks the whole search tree and decodes every record once, so a damaged
+/// tree or data section is found when the file is opened, not on the first
+/// lookup that happens to reach it. (`Reader::verify` does the same but also
+/// refuses files whose metadata lacks optional fields, such as an empty
+/// description, which real databases have.) Returns the number of networks.
+fn walk(reader: &Reader<Vec<u8>>) -> Result<u64, maxminddb::MaxMindDbError> {
+    let mut seen = HashSet::new();
+    let mut networks = 0_u64;
+    // A tree of N nodes has at most 2N leaves; more means a cycle.
+    let limit = u64::from(reader.metadata.node_count).saturating_mul(2) + 1;
+    for item in reader.networks(WithinOptions::default())? {
+        let r = item?;
+        networks += 1;
+        if networks > limit {
+            return Err(maxminddb::MaxMindDbError::invalid_database(
+                "the search tree has a cycle",
+            ));
+        }
+        if let Some(offset) = r.offset()
+            && seen.insert(offset)
+        {
+            r.decode::<serde::de::IgnoredAny>()?;
+        }
+    }
+    Ok(networks)
 }
 
 impl Db {
@@ -102,11 +131,6 @@ impl Db {
         let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let reader = Reader::from_source(bytes)
             .map_err(|e| fail(format!("not a readable MaxMind DB file: {e}")))?;
-        // A damaged search tree or data section is found now, not on the
-        // first lookup that happens to walk into it.
-        reader
-            .verify()
-            .map_err(|e| fail(format!("damaged MaxMind DB file: {e}")))?;
         let db_type = &reader.metadata.database_type;
         if !kind.accepts(db_type) {
             return Err(fail(format!(
@@ -118,10 +142,12 @@ impl Db {
                 }
             )));
         }
+        let networks = walk(&reader).map_err(|e| fail(format!("damaged MaxMind DB file: {e}")))?;
         Ok(Self {
             reader,
             path: path.to_path_buf(),
             kind,
+            networks,
         })
     }
 
@@ -174,8 +200,8 @@ impl Db {
             .collect()
     }
 
-    /// Nodes of the search tree (a MaxMind DB has no cheap record count).
-    pub fn node_count(&self) -> u32 {
-        self.reader.metadata.node_count
+    /// Networks with data, counted when the file was opened.
+    pub fn networks(&self) -> u64 {
+        self.networks
     }
 }

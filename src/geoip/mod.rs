@@ -246,8 +246,8 @@ impl GeoDbs {
             source: db.path.display().to_string(),
             database: db.database_type().to_owned(),
             build_date: db.build_date(),
-            records: u64::from(db.node_count()),
-            record_unit: "search tree nodes",
+            records: db.networks(),
+            record_unit: "networks",
             load_ms: None,
         };
         let ms = |d: &Duration| Some((d.as_secs_f64() * 1e5).round() / 100.0);

@@ -153,6 +153,15 @@ async fn check_bulk_and_blacklist_carry_geolocation_and_filter_by_it() {
         list("ipVersion=6&onlyCountries=US").await.0,
         ["2606:4700:4700::1111"]
     );
+
+    // The attribution the data's licences ask for is served by the UI.
+    let about = s.get("/about.html").await;
+    assert_eq!(about.status(), StatusCode::OK);
+    let text = about.text().await.unwrap();
+    assert!(
+        text.contains("https://db-ip.com") && text.contains("routeviews") && text.contains("NRO"),
+        "{text}"
+    );
 }
 
 /// Operator files: a country, an ASN and a city database.
@@ -284,9 +293,14 @@ async fn bad_operator_files_fail_at_start_naming_file_and_flag() {
     write_files(files.path(), "NL", "Netherlands");
     let junk = files.path().join("junk.mmdb");
     std::fs::write(&junk, b"\xAB\xCD\xEFMaxMind.com garbage").unwrap();
+    // Metadata intact, search tree pointing past the data section.
+    let mut damaged = std::fs::read(files.path().join("country.mmdb")).unwrap();
+    damaged[..6].fill(0xEE);
+    std::fs::write(files.path().join("damaged.mmdb"), damaged).unwrap();
     let p = |f: &str| files.path().join(f).display().to_string();
     for (flag, file, expect) in [
         ("--geoip-country", p("junk.mmdb"), "junk.mmdb"),
+        ("--geoip-country", p("damaged.mmdb"), "damaged MaxMind DB"),
         ("--geoip-country", p("asn.mmdb"), "GeoLite2-ASN"),
         ("--geoip-asn", p("country.mmdb"), "GeoLite2-Country"),
         ("--geoip-city", p("country.mmdb"), "GeoLite2-Country"),
