@@ -20,7 +20,7 @@ pub struct Header {
 }
 
 /// Address ranges → value index, per family.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Ranges {
     v4_starts: Vec<u32>,
     v4_vals: Vec<u32>,
@@ -50,8 +50,37 @@ impl Ranges {
     }
 }
 
+// Counts only: the tables hold hundreds of thousands of entries.
+impl std::fmt::Debug for Ranges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ranges")
+            .field("v4", &self.v4_starts.len())
+            .field("v6", &self.v6_starts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for CountryTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountryTable")
+            .field("header", &self.header)
+            .field("values", &self.values.len())
+            .field("ranges", &self.ranges)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AsnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsnTable")
+            .field("header", &self.header)
+            .field("values", &self.values.len())
+            .field("ranges", &self.ranges)
+            .finish()
+    }
+}
+
 /// The embedded country table.
-#[derive(Debug)]
 pub struct CountryTable {
     pub header: Header,
     pub values: Vec<(CountryCode, Arc<str>)>,
@@ -59,7 +88,6 @@ pub struct CountryTable {
 }
 
 /// The embedded AS table.
-#[derive(Debug)]
 pub struct AsnTable {
     pub header: Header,
     pub values: Vec<(u32, Arc<str>)>,

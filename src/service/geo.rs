@@ -20,6 +20,9 @@ pub struct GeoState {
     files: GeoFiles,
     dbs: RwLock<Arc<GeoDbs>>,
     tor: RwLock<Arc<CidrSet<()>>>,
+    /// One reload or import at a time, so memory is published in the order
+    /// the store (or the files) were read.
+    change: tokio::sync::Mutex<()>,
 }
 
 impl From<GeoError> for Error {
@@ -97,6 +100,7 @@ impl GeoState {
             files,
             dbs: RwLock::new(Arc::new(dbs)),
             tor: RwLock::new(Arc::new(tor_set(&tor))),
+            change: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -167,6 +171,7 @@ impl Services {
 
     /// Re-reads the operator's files; on any error the databases in use stay.
     pub async fn geoip_reload(&self) -> Result<Vec<DbInfo>> {
+        let _one = self.geo.change.lock().await;
         let files = self.geo.files.clone();
         let dbs = tokio::task::spawn_blocking(move || GeoDbs::load(&files))
             .await
@@ -209,6 +214,7 @@ impl Services {
         }
         keys.sort_unstable();
         keys.dedup();
+        let _one = self.geo.change.lock().await;
         let ipv4 = keys.iter().filter(|(s, _)| IpKey(*s).is_v4()).count();
         let stored = keys.clone();
         self.store
