@@ -283,8 +283,13 @@ async fn open_services(
                 "database schema migrated"
             );
         }
+        let t0 = std::time::Instant::now();
         let services = Services::open(opened.store, clock, secret, Mode::Server, root, opts)
             .map_err(|e| StartError::Other(e.to_string()))?;
+        tracing::info!(
+            ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "indexes and GeoIP databases loaded"
+        );
         Ok::<_, StartError>((Arc::new(services), opened.created))
     })
     .await
@@ -350,7 +355,8 @@ async fn spawn_redirect(
 }
 
 impl AppHandle {
-    /// Re-reads operator certificate files (SIGHUP). The self-signed
+    /// Re-reads operator certificate files (SIGHUP; the GeoIP files are
+    /// reloaded separately by `Services::geoip_reload`). The self-signed
     /// certificate is reloaded too, which is harmless.
     pub fn reload(&self) -> Result<(), TlsError> {
         match &self.resolver {

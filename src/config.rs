@@ -128,6 +128,18 @@ pub struct Config {
     #[arg(long, env = "SIKKER_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// MaxMind GeoIP2/GeoLite2 Country (or City) `.mmdb` replacing the embedded country table; reloaded on SIGHUP. Default: the embedded table.
+    #[arg(long, env = "SIKKER_GEOIP_COUNTRY", value_name = "FILE")]
+    pub geoip_country: Option<PathBuf>,
+
+    /// MaxMind GeoLite2-ASN (or GeoIP2-ISP) `.mmdb` replacing the embedded AS table; reloaded on SIGHUP. Default: the embedded table.
+    #[arg(long, env = "SIKKER_GEOIP_ASN", value_name = "FILE")]
+    pub geoip_asn: Option<PathBuf>,
+
+    /// MaxMind GeoIP2/GeoLite2 City `.mmdb` that adds city names; reloaded on SIGHUP. Default: none (city is null).
+    #[arg(long, env = "SIKKER_GEOIP_CITY", value_name = "FILE")]
+    pub geoip_city: Option<PathBuf>,
+
     /// Raw reports are deleted this long after they were made.
     #[arg(long, env = "SIKKER_RETENTION_REPORTS", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub retention_reports: Duration,
@@ -530,6 +542,7 @@ impl Config {
                 },
                 hash_concurrency: self.hash_concurrency as usize,
             },
+            geoip: self.geoip_files(),
             alerts: crate::service::alerts::AlertOptions {
                 cooldown: self.alert_cooldown,
                 webhook_allow_http: self.webhook_allow_http,
@@ -572,6 +585,15 @@ impl Config {
             password,
             from,
         }))
+    }
+
+    /// The operator's GeoIP files (each replaces its embedded table).
+    pub fn geoip_files(&self) -> crate::geoip::GeoFiles {
+        crate::geoip::GeoFiles {
+            country: self.geoip_country.clone(),
+            asn: self.geoip_asn.clone(),
+            city: self.geoip_city.clone(),
+        }
     }
 
     /// Checks that span several options.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod datadir;
 pub mod domain;
+pub mod geoip;
 pub mod http;
 pub mod index;
 pub mod jobs;

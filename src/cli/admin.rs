@@ -2,6 +2,7 @@
 //! when none runs, opens the data dir itself under its lock. Both paths run
 //! the same service code.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -54,6 +55,28 @@ pub enum AdminCmd {
     Sweep,
     /// Counts of indicators, buckets and keys.
     Stats,
+    /// GeoIP databases: which are in use, reload the operator's files, look up an IP.
+    #[command(subcommand)]
+    Geoip(GeoipCmd),
+    /// Import data files.
+    #[command(subcommand)]
+    Import(ImportCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum GeoipCmd {
+    /// The databases in use, their build dates and record counts.
+    Info,
+    /// Re-read the files given with --geoip-country/--geoip-asn/--geoip-city (the old ones stay on error).
+    Reload,
+    /// Where an IP is, from the local databases only, e.g. `sikker admin geoip lookup 8.8.8.8`.
+    Lookup { ip: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ImportCmd {
+    /// Replace the Tor exit list with FILE: one IP or CIDR per line, `#` starts a comment.
+    TorExits { file: PathBuf },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -99,8 +122,8 @@ pub enum WhitelistCmd {
 }
 
 impl AdminCmd {
-    fn request(self) -> AdminRequest {
-        match self {
+    fn request(self) -> anyhow::Result<AdminRequest> {
+        Ok(match self {
             Self::Ping => AdminRequest::Ping,
             Self::Bootstrap => AdminRequest::Bootstrap,
             Self::Key(KeyCmd::Create { name, tier }) => AdminRequest::KeyCreate { name, tier },
@@ -116,7 +139,26 @@ impl AdminCmd {
             Self::Whitelist(WhitelistCmd::Remove { net }) => AdminRequest::WhitelistRemove { net },
             Self::Sweep => AdminRequest::Sweep,
             Self::Stats => AdminRequest::Stats,
-        }
+            Self::Geoip(GeoipCmd::Info) => AdminRequest::GeoipInfo,
+            Self::Geoip(GeoipCmd::Reload) => AdminRequest::GeoipReload,
+            Self::Geoip(GeoipCmd::Lookup { ip }) => AdminRequest::GeoipLookup { ip },
+            Self::Import(ImportCmd::TorExits { file }) => {
+                let len = std::fs::metadata(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .len();
+                // The admin socket carries one request line of at most MAX_LINE bytes.
+                if len > (crate::admin::MAX_LINE / 2) as u64 {
+                    bail!(
+                        "{} is {len} bytes; a Tor exit list is at most {} bytes",
+                        file.display(),
+                        crate::admin::MAX_LINE / 2
+                    );
+                }
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+                AdminRequest::TorExitsImport { text }
+            }
+        })
     }
 }
 
@@ -127,30 +169,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         json,
         cmd,
     } = args;
-    let request = cmd.request();
+    let request = cmd.request()?;
     let dir = DataDir::existing(&data_dir)?;
-    let outcome = match Client::connect(&dir.socket()).await? {
-        Some(mut client) => {
-            let reply = client.call(request.clone()).await?;
-            if reply.version != env!("CARGO_PKG_VERSION") {
-                eprintln!(
-                    "warning: the server runs sikker {} and this CLI is {}",
-                    reply.version,
-                    env!("CARGO_PKG_VERSION")
-                );
-            }
-            reply.outcome
+    let outcome = if let Some(mut client) = Client::connect(&dir.socket()).await? {
+        let reply = client.call(request.clone()).await?;
+        if reply.version != env!("CARGO_PKG_VERSION") {
+            eprintln!(
+                "warning: the server runs sikker {} and this CLI is {}",
+                reply.version,
+                env!("CARGO_PKG_VERSION")
+            );
         }
-        None => {
-            offline(
-                &dir,
-                request.clone(),
-                server_config(&data_dir, config.as_deref())?
-                    .service_options()
-                    .map_err(anyhow::Error::msg)?,
-            )
-            .await?
-        }
+        reply.outcome
+    } else {
+        let opts = server_config(&data_dir, config.as_deref())?
+            .service_options()
+            .map_err(anyhow::Error::msg)?;
+        offline(&dir, request.clone(), opts).await?
     };
     match outcome {
         Outcome::Ok { result } => {
@@ -252,6 +287,17 @@ fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
             s("id"),
             s("token")
         ),
+        AdminRequest::GeoipInfo | AdminRequest::GeoipReload => {
+            let mut out = table(v.get("databases").unwrap_or(&serde_json::Value::Null));
+            if let Some(n) = v.get("tor_exit_networks") {
+                let _ = write!(out, "\nTor exit list: {n} networks");
+            }
+            out
+        }
+        AdminRequest::GeoipLookup { .. } => match v.get("geolocation") {
+            Some(g) if !g.is_null() => format!("ip: {}\n{}", s("ip"), table(g)),
+            _ => format!("{}: no location known", s("ip")),
+        },
         _ => table(v),
     }
 }

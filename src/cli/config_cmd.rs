@@ -56,6 +56,18 @@ pub fn effective(c: &Config) -> String {
         ("request_timeout", d(c.request_timeout)),
         ("header_timeout", d(c.header_timeout)),
         ("idle_timeout", d(c.idle_timeout)),
+        (
+            "geoip_country",
+            opt(c.geoip_country.as_ref().map(|p| p.display().to_string())),
+        ),
+        (
+            "geoip_asn",
+            opt(c.geoip_asn.as_ref().map(|p| p.display().to_string())),
+        ),
+        (
+            "geoip_city",
+            opt(c.geoip_city.as_ref().map(|p| p.display().to_string())),
+        ),
         ("retention_reports", d(c.retention_reports)),
         ("retention_indicators", d(c.retention_indicators)),
         ("sweep_interval", d(c.sweep_interval)),

@@ -66,6 +66,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     Ok(()) => tracing::info!("TLS certificate reloaded"),
                     Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the current certificate"),
                 }
+                match handle.services.geoip_reload().await {
+                    Ok(dbs) => tracing::info!(databases = dbs.len(), "GeoIP databases reloaded"),
+                    Err(e) => tracing::error!(error = %e, "GeoIP reload failed; keeping the databases in use"),
+                }
                 systemd::notify("READY=1");
             }
         }

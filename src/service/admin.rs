@@ -40,6 +40,17 @@ pub enum AdminRequest {
     /// Runs the retention sweep now.
     Sweep,
     Stats,
+    /// The GeoIP databases in use.
+    GeoipInfo,
+    /// Re-reads the operator's GeoIP files; the old ones stay on error.
+    GeoipReload,
+    GeoipLookup {
+        ip: String,
+    },
+    /// Replaces the Tor exit list (one IP or CIDR per line, `#` comments).
+    TorExitsImport {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,6 +162,10 @@ impl Services {
                     "api_keys": self.list_api_keys()?.len(),
                 }))
             }
+            AdminRequest::GeoipInfo => Ok(self.geoip_info_json()),
+            AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
+            AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,
+            AdminRequest::TorExitsImport { text } => Ok(json!(self.import_tor_exits(&text).await?)),
         }
     }
 }

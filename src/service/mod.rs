@@ -8,6 +8,7 @@ pub mod apikeys;
 pub mod bootstrap;
 pub mod demo;
 pub mod error;
+pub mod geo;
 pub mod lockout;
 pub mod mail;
 pub mod quotas;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use crate::crypto::SecretKey;
 use crate::domain::{Clock, UnixMillis};
+
 use crate::store::Store;
 
 pub use error::{Error, Result};
@@ -40,6 +42,7 @@ pub struct Options {
     pub tiers: tiers::TierTable,
     pub accounts: accounts::AccountOptions,
     pub alerts: alerts::AlertOptions,
+    pub geoip: crate::geoip::GeoFiles,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -69,11 +72,14 @@ pub struct Services {
     pub(crate) hashing: accounts::Hashing,
     pub(crate) lockout: lockout::Lockout,
     pub alerts: alerts::AlertState,
+    pub(crate) geo: geo::GeoState,
 }
 
 impl Services {
     /// Builds the services over an open store, loading the in-memory index,
-    /// whitelist and key cache. Blocking: call off the reactor.
+    /// whitelist, key cache and GeoIP databases (`geoip` names the
+    /// operator's files; a bad one fails here, naming its flag). Blocking:
+    /// call off the reactor.
     pub fn open(
         store: Store,
         clock: Clock,
@@ -87,7 +93,9 @@ impl Services {
             tiers,
             accounts,
             alerts,
+            geoip,
         } = opts;
+        let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
         let alerts = alerts::AlertState::load(&store, alerts)?;
@@ -108,6 +116,7 @@ impl Services {
             accounts,
             lockout: lockout::Lockout::default(),
             alerts,
+            geo,
         })
     }
 

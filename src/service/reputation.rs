@@ -8,6 +8,7 @@ use super::quotas::Bucket;
 use super::{Error, Result, Services};
 use crate::domain::score::{self, Explanation};
 use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior};
+use crate::geoip::GeoInfo;
 use crate::store::{self, names};
 
 /// Options of a single check.
@@ -29,6 +30,8 @@ pub struct CheckResult {
     /// Score as served (0 when whitelisted unless ignored).
     pub confidence: u8,
     pub explanation: Option<Explanation>,
+    /// Local geolocation with the Tor-exit and open-proxy flags.
+    pub geo: super::geo::GeoAnswer,
 }
 
 impl Services {
@@ -68,12 +71,14 @@ impl Services {
         } else {
             raw_score
         };
+        let geo = self.geo_answer(ip, ind.as_ref());
         CheckResult {
             ip,
             whitelisted,
             indicator: ind,
             confidence,
             explanation,
+            geo,
         }
     }
 
@@ -179,6 +184,28 @@ impl Default for BlocklistFilter {
     }
 }
 
+impl BlocklistFilter {
+    /// The country and AS filters. An address the databases do not place
+    /// fails every "only" filter and passes every "except" filter.
+    pub fn matches_geo(&self, g: &GeoInfo) -> bool {
+        let in_countries = |list: &[String]| {
+            g.country_code
+                .is_some_and(|c| list.iter().any(|x| x.eq_ignore_ascii_case(c.as_str())))
+        };
+        // AS numbers compare as numbers, so "AS0123" matches 123.
+        let in_asns = |list: &[String]| {
+            g.asn.is_some_and(|a| {
+                list.iter()
+                    .any(|x| x.parse::<u64>().is_ok_and(|x| x == u64::from(a)))
+            })
+        };
+        (self.only_countries.is_empty() || in_countries(&self.only_countries))
+            && !in_countries(&self.except_countries)
+            && (self.only_asn.is_empty() || in_asns(&self.only_asn))
+            && !in_asns(&self.except_asn)
+    }
+}
+
 /// One block-list line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockEntry {
@@ -187,6 +214,7 @@ pub struct BlockEntry {
     pub last_seen: UnixMillis,
     pub sessions: u32,
     pub protocols: u16,
+    pub geo: GeoInfo,
 }
 
 impl Services {
@@ -194,11 +222,8 @@ impl Services {
     /// first, then most recent. The caller charges the IPs it returns.
     pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
         let now = self.clock.now();
-        // No geolocation database is loaded yet: an IP's country and ASN are
-        // unknown, so an "only" filter matches nothing and "except" excludes nothing.
-        if !f.only_countries.is_empty() || !f.only_asn.is_empty() {
-            return Ok(vec![]);
-        }
+        let dbs = self.geo.dbs();
+        let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup(ip)).unwrap_or_default();
         let mut out: Vec<BlockEntry> = self.threat.with_index(|idx| {
             idx.iter(now)
                 .filter(|(ip, s)| {
@@ -209,12 +234,17 @@ impl Services {
                 })
                 .filter_map(|(ip, s)| {
                     let c = s.score(now);
-                    (c >= f.score_minimum).then_some(BlockEntry {
+                    if c < f.score_minimum {
+                        return None;
+                    }
+                    let geo = geo_of(ip);
+                    f.matches_geo(&geo).then_some(BlockEntry {
                         ip,
                         confidence: c,
                         last_seen: s.last_seen,
                         sessions: s.sessions,
                         protocols: s.protocols,
+                        geo,
                     })
                 })
                 .collect()

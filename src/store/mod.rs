@@ -16,6 +16,7 @@ pub mod reports;
 pub mod sensors;
 pub mod sessions;
 pub mod tables;
+pub mod torexits;
 pub mod usage;
 pub mod whitelist;
 

@@ -46,6 +46,9 @@ pub const KEYDAY_USAGE: TableDefinition<(u64, i64, u8), u64> = TableDefinition::
 /// (network start, prefix length in the u128 space) → whitelist entry.
 pub const NET_WHITELIST: TableDefinition<(u128, u8), &[u8]> = TableDefinition::new("net_whitelist");
 
+/// (network start, prefix length in the u128 space) → (): the imported Tor exit list.
+pub const NET_TOREXIT: TableDefinition<(u128, u8), ()> = TableDefinition::new("net_torexit");
+
 /// Username seen in attacks → statistics.
 pub const USERNAME_STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("username_stats");
 /// (expiry day, username) → ().
@@ -114,6 +117,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(KEYID_KEYHASH)?;
     txn.open_table(KEYDAY_USAGE)?;
     txn.open_table(NET_WHITELIST)?;
+    txn.open_table(NET_TOREXIT)?;
     txn.open_table(USERNAME_STATS)?;
     txn.open_table(DAY_USERNAME_EXPIRY)?;
     txn.open_table(EMAIL_STATS)?;
@@ -153,6 +157,7 @@ pub const ALL_NAMES: &[&str] = &[
     "keyid_keyhash",
     "keyday_usage",
     "net_whitelist",
+    "net_torexit",
     "username_stats",
     "day_username_expiry",
     "email_stats",

@@ -235,12 +235,9 @@ async fn check_shapes_and_bad_input() {
     assert_eq!(d["isPublic"], true);
     assert_eq!(d["ipVersion"], 4);
     assert_eq!(d["isWhitelisted"], false);
-    assert_eq!(
-        d["countryCode"],
-        Value::Null,
-        "no GeoIP data: never invented"
-    );
-    assert_eq!(d["isp"], "");
+    // From the embedded GeoIP tables (81.2.69.0/24: Andrews & Arnold, GB).
+    assert_eq!(d["countryCode"], "GB");
+    assert_eq!(d["isp"], "Andrews & Arnold Ltd");
     assert_eq!(d["hostnames"], json!([]));
     assert_eq!(d["isTor"], false);
     assert_eq!(d["totalReports"], 1);
@@ -803,11 +800,28 @@ async fn blacklist_json_and_plaintext() {
         .await
         .unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    // No GeoIP data: an "only" country filter matches nothing, "except" drops nothing.
+    // Country filters use the embedded GeoIP tables: all three are in the US.
     let v: Value = a
         .get(
             "blacklist",
             &[("confidenceMinimum", "25"), ("onlyCountries", "US,CA")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    assert!(
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["countryCode"] == "US")
+    );
+    let v: Value = a
+        .get(
+            "blacklist",
+            &[("confidenceMinimum", "25"), ("onlyCountries", "DE")],
         )
         .await
         .json()
@@ -823,7 +837,7 @@ async fn blacklist_json_and_plaintext() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    assert_eq!(v["data"], json!([]));
     // Whitelisted addresses never appear.
     a.s.handle()
         .services

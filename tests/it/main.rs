@@ -10,6 +10,7 @@ mod blocklist;
 mod common;
 mod config_cli;
 mod foundation;
+mod geoip;
 mod limits;
 mod process;
 mod quotas;

@@ -196,9 +196,9 @@ fn json_body(list: &[BlockEntry], f: &BlocklistFilter, now_ms: i64) -> Resp {
                 "lastSeen": e.last_seen.0,
                 "sessions": e.sessions,
                 "protocols": protocol_names(e.protocols),
-                "countryCode": null,
-                "asn": null,
-                "asnOrg": null,
+                "countryCode": e.geo.country_code.map(|c| c.to_string()),
+                "asn": e.geo.asn.map(|a| a.to_string()),
+                "asnOrg": e.geo.as_org.as_deref(),
             })
         })
         .collect();

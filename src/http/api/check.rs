@@ -53,7 +53,7 @@ pub fn render(r: &CheckResult, verbose: bool) -> Map<String, Value> {
     m.insert("found".into(), json!(r.indicator.is_some()));
     m.insert("confidenceLevel".into(), json!(r.confidence));
     m.insert("isWhitelisted".into(), json!(r.whitelisted));
-    m.insert("geolocation".into(), Value::Null);
+    m.insert("geolocation".into(), r.geo.to_json());
     let Some(ind) = &r.indicator else {
         for k in ["firstSeen", "lastSeen"] {
             m.insert(k.into(), Value::Null);
@@ -125,6 +125,10 @@ pub fn render(r: &CheckResult, verbose: bool) -> Map<String, Value> {
         }
     }
     m
+}
+
+fn country(r: &CheckResult) -> Option<String> {
+    r.geo.geo.country_code.map(|c| c.to_string())
 }
 
 /// An input line that is not an IP.
@@ -207,8 +211,8 @@ pub async fn bulk(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let rows: Vec<Value> = results
         .iter()
         .map(|r| match &r.indicator {
-            Some(i) => json!({"ip": r.ip.to_string(), "found": true, "confidenceLevel": r.confidence, "isWhitelisted": r.whitelisted, "countryCode": null, "lastSeen": i.last_seen.0}),
-            None => json!({"ip": r.ip.to_string(), "found": false, "confidenceLevel": null, "isWhitelisted": r.whitelisted, "countryCode": null, "lastSeen": null}),
+            Some(i) => json!({"ip": r.ip.to_string(), "found": true, "confidenceLevel": r.confidence, "isWhitelisted": r.whitelisted, "countryCode": country(r), "lastSeen": i.last_seen.0}),
+            None => json!({"ip": r.ip.to_string(), "found": false, "confidenceLevel": null, "isWhitelisted": r.whitelisted, "countryCode": country(r), "lastSeen": null}),
         })
         .collect();
     Ok(response::json(

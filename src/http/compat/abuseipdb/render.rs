@@ -84,16 +84,18 @@ pub struct GeoFields {
     pub is_tor: bool,
 }
 
-/// The only place these fields are filled. No GeoIP database is wired to
-/// the services yet, so everything is unknown; only non-public addresses
-/// get upstream's `Reserved` usage type, which needs no database.
-pub fn geo_fields(_services: &Services, ip: IpKey) -> GeoFields {
+/// The only place these fields are filled: country from the local GeoIP
+/// tables, `isp` from the AS organisation, `isTor` from the imported exit
+/// list. Usage type and domain are not known locally: null (only
+/// non-public addresses get upstream's `Reserved`, which needs no data).
+pub fn geo_fields(services: &Services, ip: IpKey) -> GeoFields {
+    let g = services.geo_answer(ip, None);
     GeoFields {
-        country_code: None,
-        country_name: None,
+        country_code: g.geo.country_code.map(|c| c.as_str().to_owned()),
+        country_name: g.geo.country_name.as_deref().map(str::to_owned),
         usage_type: (!ip.is_public()).then(|| "Reserved".to_owned()),
-        isp: String::new(),
+        isp: g.geo.as_org.as_deref().unwrap_or_default().to_owned(),
         domain: None,
-        is_tor: false,
+        is_tor: g.is_tor,
     }
 }

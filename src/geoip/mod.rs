@@ -1,0 +1,371 @@
+//! Local geolocation: country, city and AS of an address, from the tables
+//! embedded in the binary or from operator-supplied MaxMind `.mmdb` files.
+//! Nothing here opens a socket: every answer comes from memory.
+
+pub mod mmdb;
+pub mod table;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::domain::IpKey;
+use table::{AsnTable, CountryTable};
+
+/// The embedded country table (see `geoip/README.md`).
+pub static EMBEDDED_COUNTRY: &[u8] = include_bytes!("../../geoip/country.bin");
+/// The embedded AS number and organisation table.
+pub static EMBEDDED_ASN: &[u8] = include_bytes!("../../geoip/asn.bin");
+
+/// An ISO 3166-1 alpha-2 code, upper case.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CountryCode([u8; 2]);
+
+impl CountryCode {
+    /// Two ASCII letters, any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.as_bytes() {
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Some(Self([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from two ASCII letters.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+}
+
+impl std::fmt::Debug for CountryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the local databases say about one address. Every field is `None`
+/// when no database covers the address: nothing is guessed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GeoInfo {
+    pub country_code: Option<CountryCode>,
+    pub country_name: Option<Arc<str>>,
+    pub city: Option<Arc<str>>,
+    pub asn: Option<u32>,
+    pub as_org: Option<Arc<str>>,
+}
+
+impl GeoInfo {
+    pub fn is_empty(&self) -> bool {
+        self.country_code.is_none() && self.asn.is_none() && self.city.is_none()
+    }
+}
+
+/// Operator-supplied files; each replaces the embedded table of its kind
+/// (city only exists when given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GeoFiles {
+    pub country: Option<PathBuf>,
+    pub asn: Option<PathBuf>,
+    pub city: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GeoError {
+    #[error("cannot use GeoIP database {path} ({flag}): {reason}")]
+    File {
+        path: String,
+        flag: &'static str,
+        reason: String,
+    },
+    #[error("the embedded {what} table is damaged: {reason}")]
+    Embedded { what: &'static str, reason: String },
+}
+
+/// A table parsed once per process, with the time its parse took.
+type Parsed<T> = Result<(Arc<T>, Duration), GeoError>;
+
+fn embedded_country() -> Parsed<CountryTable> {
+    static T: OnceLock<Parsed<CountryTable>> = OnceLock::new();
+    T.get_or_init(|| {
+        let t0 = Instant::now();
+        CountryTable::parse(EMBEDDED_COUNTRY)
+            .map(|t| (Arc::new(t), t0.elapsed()))
+            .map_err(|reason| GeoError::Embedded {
+                what: "country",
+                reason,
+            })
+    })
+    .clone()
+}
+
+fn embedded_asn() -> Parsed<AsnTable> {
+    static T: OnceLock<Parsed<AsnTable>> = OnceLock::new();
+    T.get_or_init(|| {
+        let t0 = Instant::now();
+        AsnTable::parse(EMBEDDED_ASN)
+            .map(|t| (Arc::new(t), t0.elapsed()))
+            .map_err(|reason| GeoError::Embedded { what: "AS", reason })
+    })
+    .clone()
+}
+
+#[derive(Debug)]
+enum CountrySource {
+    Embedded(Arc<CountryTable>, Duration),
+    File(mmdb::Db),
+}
+
+#[derive(Debug)]
+enum AsnSource {
+    Embedded(Arc<AsnTable>, Duration),
+    File(mmdb::Db),
+}
+
+/// One database in use, for `sikker admin geoip info`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DbInfo {
+    /// `country`, `asn` or `city`.
+    pub kind: &'static str,
+    /// `embedded` or the file's path.
+    pub source: String,
+    /// The file's `database_type`, or where the embedded data came from.
+    pub database: String,
+    pub build_date: String,
+    pub records: u64,
+    /// What `records` counts.
+    pub record_unit: &'static str,
+    /// Time spent decoding the embedded table (once per process), if embedded.
+    pub load_ms: Option<f64>,
+}
+
+/// The databases in use. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct GeoDbs {
+    country: CountrySource,
+    asn: AsnSource,
+    city: Option<mmdb::Db>,
+    /// Names for country codes whose file carries none.
+    names: Option<Arc<CountryTable>>,
+}
+
+impl GeoDbs {
+    /// Opens `files`, using the embedded tables for kinds not given. Blocking.
+    pub fn load(files: &GeoFiles) -> Result<Self, GeoError> {
+        let country = if let Some(p) = &files.country {
+            CountrySource::File(mmdb::Db::open(p, mmdb::Kind::Country)?)
+        } else {
+            let (t, d) = embedded_country()?;
+            CountrySource::Embedded(t, d)
+        };
+        let asn = if let Some(p) = &files.asn {
+            AsnSource::File(mmdb::Db::open(p, mmdb::Kind::Asn)?)
+        } else {
+            let (t, d) = embedded_asn()?;
+            AsnSource::Embedded(t, d)
+        };
+        let city = match &files.city {
+            Some(p) => Some(mmdb::Db::open(p, mmdb::Kind::City)?),
+            None => None,
+        };
+        let names = match &country {
+            CountrySource::Embedded(t, _) => Some(t.clone()),
+            CountrySource::File(_) => embedded_country().ok().map(|(t, _)| t),
+        };
+        Ok(Self {
+            country,
+            asn,
+            city,
+            names,
+        })
+    }
+
+    /// Everything the databases know about `ip`. Private, loopback and
+    /// other non-public addresses have no location, whatever a file says.
+    pub fn lookup(&self, ip: IpKey) -> GeoInfo {
+        let mut g = GeoInfo::default();
+        if !ip.is_public() {
+            return g;
+        }
+        match &self.country {
+            CountrySource::Embedded(t, _) => {
+                if let Some((code, name)) = t.get(ip) {
+                    g.country_code = Some(*code);
+                    g.country_name = (!name.is_empty()).then(|| name.clone());
+                }
+            }
+            CountrySource::File(db) => {
+                if let Some((code, name)) = db.country(ip) {
+                    g.country_code = Some(code);
+                    g.country_name =
+                        name.or_else(|| self.names.as_ref().and_then(|n| n.name_of(code)));
+                }
+            }
+        }
+        match &self.asn {
+            AsnSource::Embedded(t, _) => {
+                if let Some((asn, org)) = t.get(ip) {
+                    g.asn = Some(*asn);
+                    g.as_org = (!org.is_empty()).then(|| org.clone());
+                }
+            }
+            AsnSource::File(db) => {
+                if let Some((asn, org)) = db.asn(ip) {
+                    g.asn = Some(asn);
+                    g.as_org = org;
+                }
+            }
+        }
+        if let Some(db) = &self.city {
+            g.city = db.city(ip);
+        }
+        g
+    }
+
+    /// The country code only (block-list filters).
+    pub fn country(&self, ip: IpKey) -> Option<CountryCode> {
+        if !ip.is_public() {
+            return None;
+        }
+        match &self.country {
+            CountrySource::Embedded(t, _) => t.get(ip).map(|(c, _)| *c),
+            CountrySource::File(db) => db.country(ip).map(|(c, _)| c),
+        }
+    }
+
+    /// Which databases are in use, with dates and sizes.
+    pub fn info(&self) -> Vec<DbInfo> {
+        let file = |kind, db: &mmdb::Db| DbInfo {
+            kind,
+            source: db.path.display().to_string(),
+            database: db.database_type().to_owned(),
+            build_date: db.build_date(),
+            records: db.networks(),
+            record_unit: "networks",
+            load_ms: None,
+        };
+        let ms = |d: &Duration| Some((d.as_secs_f64() * 1e5).round() / 100.0);
+        let ranges = |r: &table::Ranges| {
+            let (a, b) = r.len();
+            (a + b) as u64
+        };
+        let mut out = vec![
+            match &self.country {
+                CountrySource::Embedded(t, d) => DbInfo {
+                    kind: "country",
+                    source: "embedded".into(),
+                    database: t.header.source.clone(),
+                    build_date: t.header.date.clone(),
+                    records: ranges(&t.ranges),
+                    record_unit: "ranges",
+                    load_ms: ms(d),
+                },
+                CountrySource::File(db) => file("country", db),
+            },
+            match &self.asn {
+                AsnSource::Embedded(t, d) => DbInfo {
+                    kind: "asn",
+                    source: "embedded".into(),
+                    database: t.header.source.clone(),
+                    build_date: t.header.date.clone(),
+                    records: ranges(&t.ranges),
+                    record_unit: "ranges",
+                    load_ms: ms(d),
+                },
+                AsnSource::File(db) => file("asn", db),
+            },
+        ];
+        if let Some(db) = &self.city {
+            out.push(file("city", db));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpKey {
+        s.parse().unwrap()
+    }
+
+    /// What the shipped data says about well-known resolvers. When the
+    /// tables are rebuilt these may move; the README says to re-check them.
+    #[test]
+    fn embedded_tables_answer_for_known_addresses() {
+        let g = GeoDbs::load(&GeoFiles::default()).unwrap();
+        let cases = [
+            ("8.8.8.8", "US", 15169, "Google LLC"),
+            ("1.1.1.1", "AU", 13335, "Cloudflare, Inc."),
+            ("9.9.9.9", "US", 19281, "Quad9"),
+            ("2620:fe::fe", "US", 19281, "Quad9"),
+            ("2001:4860:4860::8888", "US", 15169, "Google LLC"),
+            ("2606:4700:4700::1111", "US", 13335, "Cloudflare, Inc."),
+            ("::ffff:8.8.4.4", "US", 15169, "Google LLC"),
+        ];
+        for (addr, cc, asn, org) in cases {
+            let a = g.lookup(ip(addr));
+            assert_eq!(
+                a.country_code.map(|c| c.to_string()).as_deref(),
+                Some(cc),
+                "{addr}"
+            );
+            assert_eq!(a.asn, Some(asn), "{addr}");
+            assert_eq!(a.as_org.as_deref(), Some(org), "{addr}");
+            assert!(a.country_name.is_some(), "{addr}");
+            assert_eq!(a.city, None, "no city without --geoip-city");
+        }
+        assert_eq!(
+            g.lookup(ip("8.8.8.8")).country_name.as_deref(),
+            Some("United States")
+        );
+        for private in ["10.1.2.3", "192.168.0.1", "127.0.0.1", "::1", "fe80::1"] {
+            assert_eq!(g.lookup(ip(private)), GeoInfo::default(), "{private}");
+        }
+        let info = g.info();
+        assert_eq!(info.len(), 2);
+        assert!(
+            info.iter()
+                .all(|i| i.source == "embedded" && i.records > 100_000)
+        );
+    }
+
+    #[test]
+    fn country_codes() {
+        assert_eq!(CountryCode::parse("nl").unwrap().as_str(), "NL");
+        for bad in ["", "N", "NLD", "1A", "é"] {
+            assert!(CountryCode::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_and_wrong_files_name_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.mmdb");
+        std::fs::write(&junk, b"this is not a MaxMind database").unwrap();
+        let e = GeoDbs::load(&GeoFiles {
+            asn: Some(junk.clone()),
+            ..GeoFiles::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("junk.mmdb") && e.contains("--geoip-asn"), "{e}");
+        let e = GeoDbs::load(&GeoFiles {
+            city: Some(dir.path().join("absent.mmdb")),
+            ..GeoFiles::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("absent.mmdb") && e.contains("--geoip-city"),
+            "{e}"
+        );
+    }
+}
