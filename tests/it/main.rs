@@ -9,6 +9,8 @@ mod alerts;
 mod blocklist;
 mod common;
 mod config_cli;
+mod crash;
+mod diskfull;
 mod foundation;
 mod geoip;
 mod limits;
