@@ -16,6 +16,7 @@ mod geoip;
 mod limits;
 mod process;
 mod quotas;
+mod schema;
 mod sensor;
 mod taxii;
 mod threat;
