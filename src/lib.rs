@@ -21,3 +21,6 @@ pub mod sensor;
 pub mod service;
 pub mod store;
 pub mod systemd;
+
+#[cfg(test)]
+mod hostile;

@@ -55,6 +55,8 @@ pub enum AdminCmd {
     Sweep,
     /// Counts of indicators, buckets and keys.
     Stats,
+    /// Check that the in-memory index equals the database (exit 1 naming the differences).
+    Verify,
     /// GeoIP databases: which are in use, reload the operator's files, look up an IP.
     #[command(subcommand)]
     Geoip(GeoipCmd),
@@ -139,6 +141,7 @@ impl AdminCmd {
             Self::Whitelist(WhitelistCmd::Remove { net }) => AdminRequest::WhitelistRemove { net },
             Self::Sweep => AdminRequest::Sweep,
             Self::Stats => AdminRequest::Stats,
+            Self::Verify => AdminRequest::Verify,
             Self::Geoip(GeoipCmd::Info) => AdminRequest::GeoipInfo,
             Self::Geoip(GeoipCmd::Reload) => AdminRequest::GeoipReload,
             Self::Geoip(GeoipCmd::Lookup { ip }) => AdminRequest::GeoipLookup { ip },

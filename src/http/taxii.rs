@@ -163,7 +163,7 @@ fn parse_versions(values: &[String]) -> Result<Option<Vec<i64>>, HttpError> {
 }
 
 /// The query of an objects, object, versions or manifest request.
-fn page_request(query: Option<&str>) -> Result<PageRequest, HttpError> {
+pub(crate) fn page_request(query: Option<&str>) -> Result<PageRequest, HttpError> {
     let mut req = PageRequest {
         filter: Filter::default(),
         added_after_ns: None,

@@ -132,6 +132,17 @@ impl IpIndex {
         removed
     }
 
+    /// The entry of `ip`, live or not yet swept.
+    pub fn get_any(&self, ip: IpKey) -> Option<&Summary> {
+        self.map.get(&ip.0)
+    }
+
+    /// Every entry held, live or not yet swept, in address order (for
+    /// checking the index against the store).
+    pub fn all(&self) -> impl Iterator<Item = (IpKey, &Summary)> {
+        self.map.iter().map(|(k, s)| (IpKey(*k), s))
+    }
+
     /// Number of day buckets held (for status output).
     pub fn bucket_count(&self) -> usize {
         self.buckets.len()

@@ -40,6 +40,8 @@ pub enum AdminRequest {
     /// Runs the retention sweep now.
     Sweep,
     Stats,
+    /// Compares the in-memory index with the database.
+    Verify,
     /// The GeoIP databases in use.
     GeoipInfo,
     /// Re-reads the operator's GeoIP files; the old ones stay on error.
@@ -60,6 +62,25 @@ pub struct PingInfo {
     pub schema_version: u32,
     pub data_dir: String,
     pub uptime_secs: u64,
+}
+
+impl Services {
+    /// `verify`: the index check, an error naming the first differences.
+    async fn verify_json(&self) -> Result<Value> {
+        let c = self.verify_index().await?;
+        if c.mismatch_count > 0 {
+            return Err(super::Error::Internal {
+                detail: format!(
+                    "index differs from the database: {} of {} stored indicators, {} indexed; first: {}",
+                    c.mismatch_count,
+                    c.stored,
+                    c.indexed,
+                    c.mismatches.join(", ")
+                ),
+            });
+        }
+        Ok(serde_json::to_value(c).unwrap_or_default())
+    }
 }
 
 fn ms_to_rfc3339(ms: Option<i64>) -> Value {
@@ -162,6 +183,7 @@ impl Services {
                     "api_keys": self.list_api_keys()?.len(),
                 }))
             }
+            AdminRequest::Verify => self.verify_json().await,
             AdminRequest::GeoipInfo => Ok(self.geoip_info_json()),
             AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
             AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,

@@ -38,7 +38,16 @@ impl Error {
 }
 
 impl From<crate::store::Error> for Error {
+    /// I/O failures of the data dir (disk full, read-only, failing device)
+    /// are the operator's to fix and the service may recover: they become
+    /// `Unavailable` (503), logged here once with their cause.
     fn from(e: crate::store::Error) -> Self {
+        if e.is_io() {
+            tracing::error!(error = %e, "database write failed; is the data dir full or read-only?");
+            return Self::Unavailable {
+                reason: "storage is unavailable; the change was not saved, try again later".into(),
+            };
+        }
         Self::Internal {
             detail: e.to_string(),
         }

@@ -119,6 +119,78 @@ impl Services {
     }
 }
 
+/// What `Services::verify_index` compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexCheck {
+    /// Indicators in the database.
+    pub stored: u64,
+    /// Entries in the in-memory index.
+    pub indexed: u64,
+    /// IPs whose summary differs, or that are on one side only (at most
+    /// `MAX_REPORTED_MISMATCHES`; operator output only, never logged).
+    pub mismatches: Vec<String>,
+    pub mismatch_count: u64,
+}
+
+const MAX_REPORTED_MISMATCHES: usize = 20;
+
+impl Services {
+    /// Compares the in-memory index with every indicator in the database,
+    /// under the ingest lock so no write is half-published. Any difference
+    /// is a bug (memory must equal disk after every commit); it is reported
+    /// as `Error::Internal`.
+    pub async fn verify_index(&self) -> Result<IndexCheck> {
+        let store = self.store.clone();
+        let threat = self.threat.clone();
+        let retention = self.retention.indicators_ms;
+        let check = tokio::task::spawn_blocking(move || -> Result<IndexCheck> {
+            let _guard = threat.ingest.lock().map_err(|_| poisoned())?;
+            let mut stored = std::collections::BTreeMap::new();
+            store.read_blocking(|txn| {
+                store::indicators::for_each(txn, |ind| {
+                    stored.insert(ind.ip.0, Summary::of(&ind, retention));
+                })
+            })?;
+            let idx = threat.index.read().map_err(|_| poisoned())?;
+            let mut check = IndexCheck {
+                stored: stored.len() as u64,
+                indexed: idx.len() as u64,
+                ..IndexCheck::default()
+            };
+            let mut note = |ip: u128| {
+                check.mismatch_count += 1;
+                if check.mismatches.len() < MAX_REPORTED_MISMATCHES {
+                    check.mismatches.push(IpKey(ip).to_string());
+                }
+            };
+            for (ip, s) in idx.all() {
+                if stored.get(&ip.0) != Some(s) {
+                    note(ip.0);
+                }
+            }
+            for ip in stored.keys() {
+                if idx.get_any(IpKey(*ip)).is_none() {
+                    note(*ip);
+                }
+            }
+            Ok(check)
+        })
+        .await
+        .map_err(|e| Error::Internal {
+            detail: e.to_string(),
+        })??;
+        if check.mismatch_count > 0 {
+            tracing::error!(
+                stored = check.stored,
+                indexed = check.indexed,
+                mismatches = check.mismatch_count,
+                "the in-memory index differs from the database"
+            );
+        }
+        Ok(check)
+    }
+}
+
 /// The whitelist as a CIDR set carrying each entry's reason.
 pub fn whitelist_set(entries: &[store::whitelist::Entry]) -> CidrSet<String> {
     CidrSet::new(

@@ -31,6 +31,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The file system failed (full, read-only, I/O error), not the data.
+    pub fn is_io(&self) -> bool {
+        match self {
+            Self::Io { .. } => true,
+            Self::Db(e) => matches!(
+                **e,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn open(path: &Path, e: redb::DatabaseError) -> Self {
         let path = path.display().to_string();
         match e {

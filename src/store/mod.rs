@@ -22,6 +22,7 @@ pub mod whitelist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
@@ -37,6 +38,8 @@ pub const DB_FILE: &str = "sikker.redb";
 pub struct Store {
     db: Arc<Database>,
     path: Arc<PathBuf>,
+    /// Fault injection: when set, every write fails as a full disk would.
+    write_fault: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -75,6 +78,7 @@ impl Store {
         let store = Self {
             db: Arc::new(db),
             path: Arc::new(path.to_path_buf()),
+            write_fault: Arc::new(AtomicBool::new(false)),
         };
         let migrated_from = store.write_blocking(|txn| {
             migrate::refuse_foreign(txn)?;
@@ -86,6 +90,14 @@ impl Store {
             created,
             migrated_from,
         })
+    }
+
+    /// Makes every following write fail with "no space left on device"
+    /// (`true`) or work again (`false`), for tests of a full or read-only
+    /// data dir on machines where a small file system cannot be mounted.
+    #[doc(hidden)]
+    pub fn inject_write_fault(&self, on: bool) {
+        self.write_fault.store(on, Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -101,6 +113,12 @@ impl Store {
     /// A write transaction on the calling thread; committed when `f` succeeds,
     /// dropped (rolled back) when it fails.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        if self.write_fault.load(Ordering::Relaxed) {
+            return Err(Error::Io {
+                what: format!("cannot write {}", self.path.display()),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
         let out = f(&txn)?;
         txn.commit().map_err(redb::Error::from)?;

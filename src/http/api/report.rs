@@ -90,12 +90,12 @@ pub async fn bulk(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     Ok(response::json(StatusCode::OK, &out))
 }
 
-type Rows = (
+pub(crate) type Rows = (
     Vec<(usize, ReportRow)>,
     Vec<crate::service::reports::RowError>,
 );
 
-fn json_rows(body: &Bytes) -> Result<Rows, HttpError> {
+pub(crate) fn json_rows(body: &Bytes) -> Result<Rows, HttpError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| invalid("body", &format!("is not valid JSON: {e}")))?;
     let items = match v {
@@ -183,7 +183,7 @@ fn multipart_error(e: &multer::Error) -> HttpError {
 
 /// CSV rows `IP,Category[,Protocol[,Comment]]`, `,` or `;`, header optional,
 /// one record per line; rows are numbered by their line in the file.
-fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
+pub(crate) fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
     if file.len() > MAX_CSV_BYTES {
         return Err(HttpError::PayloadTooLarge {
             limit: MAX_CSV_BYTES,

@@ -36,7 +36,7 @@ fn refused(errors: &[EventError]) -> Resp {
 }
 
 /// A JSON array or one JSON object per line.
-fn parse(text: &str) -> Result<(Vec<WireEvent>, Vec<EventError>), HttpError> {
+pub(crate) fn parse(text: &str) -> Result<(Vec<WireEvent>, Vec<EventError>), HttpError> {
     let trimmed = text.trim_start();
     let mut events = Vec::new();
     let mut errors = Vec::new();

@@ -5,7 +5,7 @@
 //! dialect by `http/error.rs`.
 
 mod bulk;
-mod params;
+pub(crate) mod params;
 mod render;
 
 use std::collections::BTreeSet;

@@ -12,7 +12,7 @@ use super::super::super::query::invalid;
 
 /// Where a value came from; a higher source wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
+pub(crate) enum Source {
     Query,
     Body,
 }
@@ -48,7 +48,7 @@ fn json_text(v: &Value) -> String {
 }
 
 impl Params {
-    fn push_form(&mut self, raw: &[u8], src: Source) {
+    pub(crate) fn push_form(&mut self, raw: &[u8], src: Source) {
         for (k, v) in form_urlencoded::parse(raw) {
             self.items
                 .push((base_name(&k).to_owned(), Val::Text(v.into_owned()), src));
