@@ -424,6 +424,7 @@ impl Services {
     /// Deletes every privacy-table item past its period as of `now`, in
     /// batches of `batch` per transaction (called by the retention sweep).
     pub async fn sweep_privacy(&self, now: UnixMillis, batch: usize) -> Result<PrivacySweep> {
+        self.flush_usage().await?;
         let o = self.privacy.opts;
         let mut r = PrivacySweep::default();
         let today = now.day();
@@ -508,6 +509,7 @@ impl Services {
     /// when that one is purged (`sikker admin retention status`).
     #[allow(clippy::too_many_lines)]
     pub async fn retention_status(&self) -> Result<Vec<CategoryStatus>> {
+        self.flush_usage().await?;
         let o = self.privacy.opts;
         let ret = self.retention;
         let now = self.clock.now();
@@ -864,6 +866,7 @@ impl Services {
     /// Everything held about `account`, as one JSON document (P29, P33):
     /// no password hash, token hash or key hash.
     pub async fn export_account(&self, account: u64) -> Result<Value> {
+        self.flush_usage().await?;
         let a = self.account(account).await?;
         let keys = self.account_keys(account)?;
         let key_ids: Vec<u64> = keys.iter().map(|k| k.id).collect();

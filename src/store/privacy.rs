@@ -49,7 +49,7 @@ pub enum CorrectionStatus {
 
 /// How control of the IP was verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "method")]
+#[serde(rename_all = "snake_case")]
 pub enum Verification {
     /// The request came from the IP itself.
     FromIp,

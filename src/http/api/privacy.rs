@@ -411,10 +411,11 @@ pub fn is_page_load(method: &Method, path: &str, headers: &http::HeaderMap) -> b
         return false;
     }
     let last = path.rsplit('/').next().unwrap_or_default();
-    let asset = last.contains('.')
-        && !std::path::Path::new(last)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("html"));
+    // "/ip/8.8.8.8" is a page; "app.js" is not.
+    let asset = std::path::Path::new(last).extension().is_some_and(|e| {
+        let e = e.to_string_lossy();
+        e.bytes().any(|b| b.is_ascii_alphabetic()) && !e.eq_ignore_ascii_case("html")
+    });
     let dest_ok = headers
         .get("sec-fetch-dest")
         .and_then(|v| v.to_str().ok())
