@@ -148,6 +148,34 @@ pub struct Config {
     #[arg(long, env = "SIKKER_RETENTION_INDICATORS", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub retention_indicators: Duration,
 
+    /// API usage counters (per key, day and endpoint group) are deleted this long after their day.
+    #[arg(long, env = "SIKKER_RETENTION_USAGE", value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
+    pub retention_usage: Duration,
+
+    /// Network data of account holders (the registration address) is deleted this long after collection.
+    #[arg(long, env = "SIKKER_RETENTION_NETWORK", value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
+    pub retention_network: Duration,
+
+    /// What is left of an erased account (profile, e-mail) is purged this long after erasure.
+    #[arg(long, env = "SIKKER_RETENTION_ACCOUNT_AFTER_DELETION", value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
+    pub retention_account_after_deletion: Duration,
+
+    /// First-party analytics events (collected only with consent) are deleted this long after collection.
+    #[arg(long, env = "SIKKER_RETENTION_ANALYTICS", value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
+    pub retention_analytics: Duration,
+
+    /// Anonymous audience-measurement page views are deleted this long after their day (13 months).
+    #[arg(long, env = "SIKKER_RETENTION_AUDIENCE", value_name = "DURATION", default_value = "395d", value_parser = parse_duration)]
+    pub retention_audience: Duration,
+
+    /// The consent log, the data-subject request log and the notice log are kept this long.
+    #[arg(long, env = "SIKKER_RETENTION_PRIVACY_LOG", value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
+    pub retention_privacy_log: Duration,
+
+    /// Most notice e-mails (`sikker admin notify`) queued per minute; the rest wait their turn in the outbox.
+    #[arg(long, env = "SIKKER_NOTIFY_RATE", value_name = "N", default_value = "60", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub notify_rate: u32,
+
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub sweep_interval: Duration,
@@ -514,6 +542,20 @@ impl Config {
         }
     }
 
+    /// The privacy retention table and notice rate (P13–P22, P58).
+    pub fn privacy_options(&self) -> crate::service::privacy::PrivacyOptions {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::service::privacy::PrivacyOptions {
+            usage_ms: ms(self.retention_usage),
+            network_ms: ms(self.retention_network),
+            account_after_deletion_ms: ms(self.retention_account_after_deletion),
+            analytics_ms: ms(self.retention_analytics),
+            audience_ms: ms(self.retention_audience),
+            privacy_log_ms: ms(self.retention_privacy_log),
+            notify_per_minute: self.notify_rate,
+        }
+    }
+
     /// Everything the services take from the configuration; reads the
     /// tier file, so a bad one fails here naming its flag.
     pub fn service_options(&self) -> Result<crate::service::Options, String> {
@@ -525,6 +567,7 @@ impl Config {
         let window_ms = i64::try_from(self.lockout_window.as_millis()).unwrap_or(i64::MAX);
         Ok(crate::service::Options {
             retention: self.retention(),
+            privacy: self.privacy_options(),
             tiers,
             accounts: crate::service::accounts::AccountOptions {
                 registration: self.registration,

@@ -63,6 +63,19 @@ pub enum AdminCmd {
     /// Import data files.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Listing corrections: list, approve/deny/revoke with a reason.
+    #[command(subcommand)]
+    Correction(super::privacy::CorrectionCmd),
+    /// Retention: per category the oldest item and the next purge.
+    #[command(subcommand)]
+    Retention(super::privacy::RetentionCmd),
+    /// Data-subject requests: export, erase, record, answer, pending.
+    #[command(subcommand)]
+    Gdpr(super::privacy::GdprCmd),
+    /// E-mail every account holder (breach or policy change), rate-limited.
+    Notify(super::privacy::NotifyArgs),
+    /// Notices sent with `notify`, and who was notified when.
+    Notices,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -145,6 +158,11 @@ impl AdminCmd {
             Self::Geoip(GeoipCmd::Info) => AdminRequest::GeoipInfo,
             Self::Geoip(GeoipCmd::Reload) => AdminRequest::GeoipReload,
             Self::Geoip(GeoipCmd::Lookup { ip }) => AdminRequest::GeoipLookup { ip },
+            Self::Correction(c) => super::privacy::correction(c),
+            Self::Retention(c) => super::privacy::retention(c),
+            Self::Gdpr(c) => super::privacy::gdpr(c),
+            Self::Notify(a) => super::privacy::notify(a)?,
+            Self::Notices => super::privacy::notices(),
             Self::Import(ImportCmd::TorExits { file }) => {
                 let len = std::fs::metadata(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 
+// One line per option: the list grows with the configuration.
+#[allow(clippy::too_many_lines)]
 pub fn effective(c: &Config) -> String {
     let s = |v: &dyn std::fmt::Display| toml::Value::String(v.to_string()).to_string();
     let opt = |v: Option<String>| v.map_or_else(|| "# (unset)".to_owned(), |v| s(&v));
@@ -70,6 +72,16 @@ pub fn effective(c: &Config) -> String {
         ),
         ("retention_reports", d(c.retention_reports)),
         ("retention_indicators", d(c.retention_indicators)),
+        ("retention_usage", d(c.retention_usage)),
+        ("retention_network", d(c.retention_network)),
+        (
+            "retention_account_after_deletion",
+            d(c.retention_account_after_deletion),
+        ),
+        ("retention_analytics", d(c.retention_analytics)),
+        ("retention_audience", d(c.retention_audience)),
+        ("retention_privacy_log", d(c.retention_privacy_log)),
+        ("notify_rate", c.notify_rate.to_string()),
         ("sweep_interval", d(c.sweep_interval)),
         (
             "registration",

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod config_cmd;
 pub mod healthcheck;
+pub mod privacy;
 pub mod sensor;
 pub mod serve;
 

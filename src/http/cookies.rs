@@ -15,6 +15,9 @@ pub const CSRF: &str = "csrf_token";
 /// Where the refresh token is sent: the session endpoints only.
 pub const REFRESH_PATH: &str = "/v1/session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The analytics consent choice (P41): readable by the page, 1 year.
+pub const CONSENT: &str = "ska_analytics_consent";
+pub const CONSENT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The value of cookie `name` in the request, if present.
 pub fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -66,6 +69,13 @@ pub fn clear_session(h: &mut HeaderMap) {
     set(h, ACCESS, "", "/", Duration::ZERO, true);
     set(h, REFRESH, "", REFRESH_PATH, Duration::ZERO, true);
     set(h, CSRF, "", "/", Duration::ZERO, false);
+}
+
+/// Sets `ska_analytics_consent` to granted or denied (Secure, SameSite=Lax,
+/// one year; not HttpOnly, since the banner reads it).
+pub fn set_consent(h: &mut HeaderMap, granted: bool) {
+    let v = if granted { "granted" } else { "denied" };
+    set(h, CONSENT, v, "/", CONSENT_TTL, false);
 }
 
 #[cfg(test)]

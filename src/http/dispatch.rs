@@ -185,7 +185,15 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
                 &serde_json::json!({ "status": "ok" }),
             ))
         }
-        Route::Ui => Ok(ui::serve(&ctx.path, &ctx.headers)),
+        Route::Ui => {
+            let resp = ui::serve(&ctx.path, &ctx.headers);
+            if resp.status() == StatusCode::OK
+                && api::privacy::is_page_load(&ctx.method, &ctx.path, &ctx.headers)
+            {
+                api::privacy::count_page_view(&ctx).await;
+            }
+            Ok(resp)
+        }
         Route::Check => api::check::get(ctx).await,
         Route::BulkCheckInline | Route::BulkCheck => api::check::bulk(ctx).await,
         Route::Report => api::report::single(ctx).await,
@@ -231,5 +239,6 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::TaxiiObject => taxii::object(&ctx).await,
         Route::TaxiiVersions => taxii::versions(&ctx).await,
         Route::TaxiiManifest => taxii::manifest(&ctx).await,
+        Route::Privacy(r) => api::privacy::handle(r, ctx).await,
     }
 }

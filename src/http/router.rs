@@ -4,6 +4,7 @@
 
 use http::Method;
 
+use super::api::privacy::PrivacyRoute;
 use super::auth::Access;
 use super::error::HttpError;
 use crate::service::quotas::Bucket;
@@ -65,6 +66,8 @@ pub enum Route {
     TaxiiObject,
     TaxiiVersions,
     TaxiiManifest,
+    /// Corrections, data-subject rights, consent, analytics, audience.
+    Privacy(PrivacyRoute),
 }
 
 const MIB: usize = 1024 * 1024;
@@ -137,6 +140,7 @@ impl Route {
             Self::TaxiiObject => "/taxii2/collections/{id}/objects/{object}/",
             Self::TaxiiVersions => "/taxii2/collections/{id}/objects/{object}/versions/",
             Self::TaxiiManifest => "/taxii2/collections/{id}/manifest/",
+            Self::Privacy(p) => p.template(),
         }
     }
 
@@ -188,6 +192,7 @@ impl Route {
             | Self::AbuseCheckBlock
             | Self::AbuseBulkReport
             | Self::AbuseClearAddress => Access::AbuseIpdbKey,
+            Self::Privacy(p) => p.access(),
         }
     }
 
@@ -262,6 +267,7 @@ impl Route {
             | Self::TaxiiObject
             | Self::TaxiiVersions
             | Self::TaxiiManifest => "GET, HEAD",
+            Self::Privacy(p) => p.allow(),
         }
     }
 
@@ -320,6 +326,7 @@ impl Route {
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
             Self::BulkReport | Self::SensorEvents => 16 * MIB,
+            Self::Privacy(p) => p.body_limit(general),
         }
     }
 }
@@ -426,6 +433,9 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
             (Route::TaxiiVersions, vec![(*c).to_owned(), (*o).to_owned()])
         }
         ["taxii2", "collections", c, "manifest"] => (Route::TaxiiManifest, vec![(*c).to_owned()]),
+        p if PrivacyRoute::route(p).is_some() => PrivacyRoute::route(p)
+            .map(|(r, params)| (Route::Privacy(r), params))
+            .ok_or(HttpError::NotFound)?,
         _ if !is_api_prefix(parts.first().copied()) => (Route::Ui, vec![]),
         _ => return Err(HttpError::NotFound),
     };

@@ -53,6 +53,8 @@ pub enum AdminRequest {
     TorExitsImport {
         text: String,
     },
+    /// Listing corrections, retention, data-subject requests and notices.
+    Privacy(super::privacy::PrivacyRequest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -188,6 +190,7 @@ impl Services {
             AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
             AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,
             AdminRequest::TorExitsImport { text } => Ok(json!(self.import_tor_exits(&text).await?)),
+            AdminRequest::Privacy(p) => self.privacy_admin(p).await,
         }
     }
 }

@@ -179,6 +179,11 @@ impl Services {
                 reason: "API key disabled or expired".into(),
             });
         }
+        if self.privacy.is_restricted(k.account) {
+            return Err(Error::Forbidden {
+                reason: "processing is restricted for this account at its holder's request".into(),
+            });
+        }
         if k.last_used_day != Some(today) {
             k.last_used_day = Some(today);
             if let Ok(mut d) = self.keys.dirty.lock() {

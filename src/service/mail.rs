@@ -19,6 +19,11 @@ pub struct Mail {
 impl Services {
     /// Queues `mail` in the outbox and wakes the delivery job.
     pub async fn send_mail(&self, mail: Mail) -> Result<()> {
+        self.send_mail_at(mail, self.clock.now()).await
+    }
+
+    /// Queues `mail` for its first attempt at `at` (notices are spread out).
+    pub async fn send_mail_at(&self, mail: Mail, at: crate::domain::UnixMillis) -> Result<()> {
         let now = self.clock.now();
         self.store
             .write(move |txn| {
@@ -36,7 +41,7 @@ impl Services {
                     attempts: 0,
                     last_error: None,
                     created_ms: now.0,
-                    next_attempt_ms: Some(now.0),
+                    next_attempt_ms: Some(at.0.max(now.0)),
                     finished_ms: None,
                 };
                 store::alerts::put_delivery(txn, &d, None)

@@ -5,12 +5,14 @@ pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod apikeys;
+pub mod audience;
 pub mod bootstrap;
 pub mod demo;
 pub mod error;
 pub mod geo;
 pub mod lockout;
 pub mod mail;
+pub mod privacy;
 pub mod quotas;
 pub mod reports;
 pub mod reputation;
@@ -39,6 +41,7 @@ pub use threat::Retention;
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub retention: Retention,
+    pub privacy: privacy::PrivacyOptions,
     pub tiers: tiers::TierTable,
     pub accounts: accounts::AccountOptions,
     pub alerts: alerts::AlertOptions,
@@ -73,6 +76,8 @@ pub struct Services {
     pub(crate) lockout: lockout::Lockout,
     pub alerts: alerts::AlertState,
     pub(crate) geo: geo::GeoState,
+    pub(crate) privacy: privacy::PrivacyState,
+    pub(crate) audience: audience::AudienceState,
 }
 
 impl Services {
@@ -90,11 +95,13 @@ impl Services {
     ) -> Result<Self> {
         let Options {
             retention,
+            privacy,
             tiers,
             accounts,
             alerts,
             geoip,
         } = opts;
+        let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
         let keys = apikeys::KeyCache::load(&store)?;
@@ -117,6 +124,8 @@ impl Services {
             lockout: lockout::Lockout::default(),
             alerts,
             geo,
+            privacy,
+            audience: audience::AudienceState::default(),
         })
     }
 

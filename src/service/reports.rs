@@ -319,8 +319,12 @@ impl Services {
         Ok(out)
     }
 
-    /// The stored reports about `ip` made at or after `since`, newest first.
+    /// The stored reports about `ip` made at or after `since`, newest first
+    /// (a public answer: none for an IP with a granted correction, P27).
     pub async fn reports_about(&self, ip: IpKey, since: UnixMillis) -> Result<Vec<RawReport>> {
+        if self.threat.is_corrected(ip) {
+            return Ok(Vec::new());
+        }
         let mut v = self
             .store
             .read(move |txn| store::reports::about_ip(txn, ip.0))

@@ -56,13 +56,16 @@ impl Services {
         now: UnixMillis,
     ) -> CheckResult {
         let whitelisted = self.threat.is_whitelisted(ip);
+        // A granted listing correction answers exactly as an unlisted IP
+        // (P27): a `corrected` flag would itself publish the past listing.
+        let corrected = self.threat.is_corrected(ip);
         let ind = ind.filter(|i| {
             let fresh = opts.max_age_secs.is_none_or(|s| {
                 now.0 - i.last_seen.0 <= i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
             });
             let on_protocol = opts.protocols.is_empty()
                 || opts.protocols.iter().any(|p| i.protocols.contains_key(p));
-            fresh && on_protocol
+            !corrected && fresh && on_protocol
         });
         let explanation = ind.as_ref().map(|i| score::score(i, now));
         let raw_score = explanation.as_ref().map_or(0, |e| e.score);
@@ -106,6 +109,7 @@ impl Services {
                 .collect::<Vec<_>>()
         })?;
         Ok(v.into_iter()
+            .filter(|e| !self.threat.is_corrected(e.ip))
             .map(|mut e| {
                 if self.threat.is_whitelisted(e.ip) {
                     e.confidence = 0;
@@ -249,8 +253,10 @@ impl Services {
                 })
                 .collect()
         })?;
-        if !f.ignore_whitelist {
-            out.retain(|e| !self.threat.is_whitelisted(e.ip));
+        if f.ignore_whitelist {
+            out.retain(|e| !self.threat.is_corrected(e.ip));
+        } else {
+            out.retain(|e| !self.threat.is_publicly_hidden(e.ip));
         }
         out.sort_unstable_by(|a, b| {
             b.confidence

@@ -1,6 +1,7 @@
 //! Retention sweep: drops whole expired day buckets — indicators, raw
 //! reports, de-duplication keys, username and e-mail statistics — in bounded
-//! batches, each a short write transaction, so the single writer is never
+//! batches, each a short write transaction (the privacy tables follow the
+//! policy table in `service::privacy`), so the single writer is never
 //! held for long. Reads already hide expired items before the sweep runs.
 
 use super::threat::Publish;
@@ -18,6 +19,7 @@ pub struct SweepReport {
     pub emails: usize,
     pub sessions: usize,
     pub batches: usize,
+    pub privacy: super::privacy::PrivacySweep,
 }
 
 impl Services {
@@ -75,6 +77,7 @@ impl Services {
             tokio::task::yield_now().await;
         }
         r.sessions = self.sweep_sessions(now, batch).await?;
+        r.privacy = self.sweep_privacy(now, batch).await?;
         Ok(r)
     }
 }

@@ -109,10 +109,10 @@ struct Found {
     after: Cursor,
 }
 
-/// Whether an IP is kept out of public answers. Whitelisted IPs are; granted
-/// listing corrections (P27) are to be checked here as well once they exist.
+/// Whether an IP is kept out of public answers: whitelisted IPs and those
+/// with a granted listing correction (P27).
 fn hidden(threat: &ThreatState, ip: IpKey) -> bool {
-    threat.is_whitelisted(ip)
+    threat.is_publicly_hidden(ip)
 }
 
 impl Services {

@@ -36,6 +36,8 @@ impl Default for Retention {
 pub struct ThreatState {
     pub(crate) index: RwLock<IpIndex>,
     pub(crate) whitelist: RwLock<CidrSet<String>>,
+    /// IPs with a granted listing correction (P27), kept out of public answers.
+    pub(crate) corrected: RwLock<std::collections::HashSet<IpKey>>,
     pub(crate) ingest: Mutex<()>,
 }
 
@@ -62,9 +64,15 @@ impl ThreatState {
         })?;
         let entries = store.read_blocking(store::whitelist::all)?;
         let whitelist = whitelist_set(&entries);
+        let corrected = store
+            .read_blocking(store::privacy::corrected_ips)?
+            .into_iter()
+            .map(IpKey)
+            .collect();
         Ok(Self {
             index: RwLock::new(index),
             whitelist: RwLock::new(whitelist),
+            corrected: RwLock::new(corrected),
             ingest: Mutex::new(()),
         })
     }
@@ -75,6 +83,26 @@ impl ThreatState {
 
     pub fn is_whitelisted(&self, ip: IpKey) -> bool {
         self.whitelist.read().is_ok_and(|w| w.contains(ip))
+    }
+
+    /// Whether a granted listing correction covers `ip` (P27).
+    pub fn is_corrected(&self, ip: IpKey) -> bool {
+        self.corrected.read().is_ok_and(|c| c.contains(&ip))
+    }
+
+    /// Whether `ip` is kept out of public answers: whitelisted or corrected.
+    pub fn is_publicly_hidden(&self, ip: IpKey) -> bool {
+        self.is_corrected(ip) || self.is_whitelisted(ip)
+    }
+
+    pub fn set_corrected(&self, ip: IpKey, on: bool) -> Result<()> {
+        let mut c = self.corrected.write().map_err(|_| poisoned())?;
+        if on {
+            c.insert(ip);
+        } else {
+            c.remove(&ip);
+        }
+        Ok(())
     }
 
     /// The reasons of every whitelist entry covering `ip`, innermost first.

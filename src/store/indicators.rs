@@ -53,6 +53,23 @@ pub fn put(
     Ok(())
 }
 
+/// Rewrites the stored record of `ind` in place (no feed or expiry change),
+/// for anonymising a reporter after erasure.
+pub fn rewrite(txn: &WriteTransaction, ind: &Indicator) -> Result<()> {
+    txn.open_table(IP_INDICATOR)?.insert(
+        ind.ip.0,
+        codec::encode(&DbIndicator::V1(ind.clone())).as_slice(),
+    )?;
+    Ok(())
+}
+
+/// The oldest expiry day with an indicator, and how many are stored.
+pub fn oldest_expiry(txn: &ReadTransaction) -> Result<(Option<i64>, u64)> {
+    use redb::ReadableTableMetadata as _;
+    let e = txn.open_table(DAY_IP_EXPIRY)?;
+    Ok((e.first()?.map(|(k, _)| k.value().0), e.len()?))
+}
+
 /// Deletes the indicator of `ip` filed under `expiry_day`.
 pub fn delete(txn: &WriteTransaction, ip: IpKey, expiry_day: i64) -> Result<()> {
     txn.open_table(IP_INDICATOR)?.remove(ip.0)?;

@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -18,6 +18,8 @@ const STEPS: &[Step] = &[
     super::reports::build_ip_index,
     // 2 → 3: the TAXII feed order.
     feed_order,
+    // 3 → 4: usage counters gain their TTL index.
+    usage_day_index,
 ];
 
 /// Indicators stored before version 3 enter the TAXII feed dated by their
@@ -26,6 +28,12 @@ fn feed_order(txn: &WriteTransaction) -> Result<()> {
     super::tables::create_all(txn)?;
     super::feed::backfill(txn)?;
     Ok(())
+}
+
+/// Usage counters stored before version 4 enter the usage TTL index.
+fn usage_day_index(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    super::usage::build_day_index(txn)
 }
 
 /// Refuses a redb file written by another program: it has tables but no `meta`.

@@ -12,6 +12,7 @@ pub mod indicators;
 pub mod meta;
 pub mod migrate;
 pub mod names;
+pub mod privacy;
 pub mod reports;
 pub mod sensors;
 pub mod sessions;

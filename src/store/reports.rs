@@ -163,6 +163,34 @@ pub fn delete_by_account(txn: &WriteTransaction, ip: u128, account: u64) -> Resu
     Ok(removed)
 }
 
+/// Detaches every report of `account` from it (erasure, P31): the report
+/// stays for the aggregate until its day is dropped. Returns how many.
+pub fn anonymise_account(txn: &WriteTransaction, account: u64) -> Result<usize> {
+    let mut t = txn.open_table(DAYID_REPORT)?;
+    let mut hits = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let r = decode(v.value())?;
+        if r.account == account {
+            hits.push((k.value(), r));
+        }
+    }
+    for (k, mut r) in hits.iter().cloned() {
+        r.account = 0;
+        r.key_id = 0;
+        r.comment = None;
+        t.insert(k, codec::encode(&DbReport::V2(r)).as_slice())?;
+    }
+    Ok(hits.len())
+}
+
+/// The oldest day with a raw report, and how many are stored.
+pub fn oldest_day(txn: &ReadTransaction) -> Result<(Option<i64>, u64)> {
+    use redb::ReadableTableMetadata as _;
+    let t = txn.open_table(DAYID_REPORT)?;
+    Ok((t.first()?.map(|(k, _)| k.value().0), t.len()?))
+}
+
 /// Fills the by-IP index from the day buckets (schema migration 1 → 2).
 pub fn build_ip_index(txn: &WriteTransaction) -> Result<()> {
     let t = txn.open_table(DAYID_REPORT)?;

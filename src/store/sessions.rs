@@ -157,3 +157,10 @@ pub fn sweep(txn: &WriteTransaction, day: i64, limit: usize) -> Result<usize> {
     }
     Ok(due.len())
 }
+
+/// The oldest expiry day of a session, and how many sessions are stored.
+pub fn oldest_expiry(txn: &ReadTransaction) -> Result<(Option<i64>, u64)> {
+    use redb::ReadableTableMetadata as _;
+    let e = txn.open_table(DAY_SESSION_EXPIRY)?;
+    Ok((e.first()?.map(|(k, _)| k.value().0), e.len()?))
+}

@@ -99,6 +99,33 @@ pub const DUE_DELIVERYID: TableDefinition<(i64, u64), ()> = TableDefinition::new
 pub const ACCOUNTID_DELIVERYID: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("accountid_deliveryid");
 
+/// Listing correction id → versioned correction record (history for admins).
+pub const CORRECTIONID_CORRECTION: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("correctionid_correction");
+/// IP → id of its granted correction: the IPs kept out of public answers.
+pub const IP_CORRECTIONID: TableDefinition<u128, u64> = TableDefinition::new("ip_correctionid");
+/// Account id → privacy state (restricted, objected, erased at).
+pub const ACCOUNTID_PRIVACY: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("accountid_privacy");
+/// (purge day, account) → (): erased accounts whose remaining data is purged that day.
+pub const DAY_ACCOUNTPURGE: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("day_accountpurge");
+/// Data-subject request id → request record with received/answered times.
+pub const REQUESTID_GDPRREQUEST: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("requestid_gdprrequest");
+/// (day, id) → consent decision (granted/denied with its time).
+pub const DAYID_CONSENT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("dayid_consent");
+/// (day, id) → first-party analytics event (only with consent).
+pub const DAYID_ANALYTICS: TableDefinition<(i64, u64), &[u8]> =
+    TableDefinition::new("dayid_analytics");
+/// (day, id) → anonymous page view (visitor hash, path, referrer domain, country).
+pub const DAYID_PAGEVIEW: TableDefinition<(i64, u64), &[u8]> =
+    TableDefinition::new("dayid_pageview");
+/// (day, key id, bucket) → (): the TTL index of `keyday_usage`.
+pub const DAY_KEYUSAGE: TableDefinition<(i64, u64, u8), ()> = TableDefinition::new("day_keyusage");
+/// Notice id → a breach/policy notice and who was notified when.
+pub const NOTICEID_NOTICE: TableDefinition<u64, &[u8]> = TableDefinition::new("noticeid_notice");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(META)?;
@@ -136,6 +163,16 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DELIVERYID_DELIVERY)?;
     txn.open_table(DUE_DELIVERYID)?;
     txn.open_table(ACCOUNTID_DELIVERYID)?;
+    txn.open_table(CORRECTIONID_CORRECTION)?;
+    txn.open_table(IP_CORRECTIONID)?;
+    txn.open_table(ACCOUNTID_PRIVACY)?;
+    txn.open_table(DAY_ACCOUNTPURGE)?;
+    txn.open_table(REQUESTID_GDPRREQUEST)?;
+    txn.open_table(DAYID_CONSENT)?;
+    txn.open_table(DAYID_ANALYTICS)?;
+    txn.open_table(DAYID_PAGEVIEW)?;
+    txn.open_table(DAY_KEYUSAGE)?;
+    txn.open_table(NOTICEID_NOTICE)?;
     Ok(())
 }
 
@@ -176,4 +213,14 @@ pub const ALL_NAMES: &[&str] = &[
     "deliveryid_delivery",
     "due_deliveryid",
     "accountid_deliveryid",
+    "correctionid_correction",
+    "ip_correctionid",
+    "accountid_privacy",
+    "day_accountpurge",
+    "requestid_gdprrequest",
+    "dayid_consent",
+    "dayid_analytics",
+    "dayid_pageview",
+    "day_keyusage",
+    "noticeid_notice",
 ];

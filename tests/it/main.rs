@@ -14,6 +14,7 @@ mod diskfull;
 mod foundation;
 mod geoip;
 mod limits;
+mod privacy;
 mod process;
 mod quotas;
 mod schema;

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod blacklist;
 pub mod check;
 pub mod lookup;
+pub mod privacy;
 pub mod report;
 pub mod sensor;
 pub mod session;
