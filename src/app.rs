@@ -150,6 +150,7 @@ pub async fn start(
     let state = Arc::new(HttpState {
         services: services.clone(),
         opts: opts.clone(),
+        ui_limiter: crate::http::api::ui_api::Limiter::default(),
     });
     let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
     tasks.push((

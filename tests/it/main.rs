@@ -17,3 +17,4 @@ mod quotas;
 mod sensor;
 mod taxii;
 mod threat;
+mod ui;
