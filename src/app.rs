@@ -150,6 +150,7 @@ pub async fn start(
     let state = Arc::new(HttpState {
         services: services.clone(),
         opts: opts.clone(),
+        ui_limiter: crate::http::api::ui_api::Limiter::default(),
     });
     let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
     tasks.push((
@@ -370,11 +371,17 @@ impl AppHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + self.grace + Duration::from_secs(5);
-        for (name, task) in self.tasks {
-            match tokio::time::timeout_at(deadline, task).await {
+        for (name, mut task) in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(())) => tracing::debug!(task = name, "task stopped"),
                 Ok(Err(e)) => tracing::error!(task = name, error = %e, "task failed"),
-                Err(_) => tracing::warn!(task = name, "task did not stop in time"),
+                Err(_) => {
+                    // Past the grace period: stop it, so nothing keeps the
+                    // database open after shutdown returns.
+                    tracing::warn!(task = name, "task did not stop in time; aborting it");
+                    task.abort();
+                    let _ = task.await;
+                }
             }
         }
         let _ = std::fs::remove_file(self.data_dir.socket());

@@ -22,6 +22,8 @@ use crate::store::sensors::Sensor;
 pub struct HttpState {
     pub services: Arc<Services>,
     pub opts: HttpOptions,
+    /// Public web lookups per client network.
+    pub ui_limiter: api::ui_api::Limiter,
 }
 
 /// What the accept loop knows about a connection.
@@ -225,6 +227,19 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::AdminUsers => api::admin::users(&ctx).await,
         Route::AdminUser => api::admin::user(&ctx).await,
         Route::AdminInvites => api::admin::invite(&ctx).await,
+        Route::AdminSensors => api::ui_api::sensors(&ctx).await,
+        Route::AdminSensor => api::ui_api::sensor_revoke(&ctx).await,
+        Route::AdminWhitelist => api::ui_api::whitelist(&ctx).await,
+        Route::AdminWhitelistEntry => api::ui_api::whitelist_remove(&ctx).await,
+        Route::AdminHealth => api::ui_api::health(&ctx).await,
+        Route::UiIp => api::ui_api::ip(&ctx).await,
+        Route::UiPolicy => Ok(api::ui_api::policy(&ctx)),
+        Route::UiDashboard => api::ui_api::dashboard(&ctx).await,
+        Route::UiReport => api::ui_api::keyed(ctx, api::ui_api::Keyed::Report).await,
+        Route::UiBulkReport => api::ui_api::keyed(ctx, api::ui_api::Keyed::BulkReport).await,
+        Route::UiAlerts(k) => api::ui_api::keyed(ctx, api::ui_api::Keyed::Alerts(k)).await,
+        Route::UiAlert(k) => api::ui_api::keyed(ctx, api::ui_api::Keyed::Alert(k)).await,
+        Route::UiDeliveries => api::ui_api::keyed(ctx, api::ui_api::Keyed::Deliveries).await,
         Route::AbuseCheck
         | Route::AbuseReports
         | Route::AbuseBlacklist

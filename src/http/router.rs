@@ -50,6 +50,22 @@ pub enum Route {
     AdminUsers,
     AdminUser,
     AdminInvites,
+    AdminSensors,
+    AdminSensor,
+    AdminWhitelist,
+    AdminWhitelistEntry,
+    AdminHealth,
+    /// The public IP page's lookup (free, not stored, rate-limited).
+    UiIp,
+    /// The live settings the privacy policy page states.
+    UiPolicy,
+    UiDashboard,
+    /// Keyed operations for the signed-in pages, on one of the account's keys.
+    UiReport,
+    UiBulkReport,
+    UiAlerts(AlertKind),
+    UiAlert(AlertKind),
+    UiDeliveries,
     /// AbuseIPDB APIv2 (`/api/v2/…`).
     AbuseCheck,
     AbuseReports,
@@ -126,6 +142,29 @@ impl Route {
             Self::AdminUsers => "/v1/admin/users",
             Self::AdminUser => "/v1/admin/users/{id}",
             Self::AdminInvites => "/v1/admin/invites",
+            Self::AdminSensors => "/v1/admin/sensors",
+            Self::AdminSensor => "/v1/admin/sensors/{id}",
+            Self::AdminWhitelist => "/v1/admin/whitelist",
+            Self::AdminWhitelistEntry => "/v1/admin/whitelist/{net}",
+            Self::AdminHealth => "/v1/admin/health",
+            Self::UiIp => "/v1/ui/ip/{ip}",
+            Self::UiPolicy => "/v1/ui/policy",
+            Self::UiDashboard => "/v1/ui/dashboard",
+            Self::UiReport => "/v1/ui/report",
+            Self::UiBulkReport => "/v1/ui/bulk-report",
+            Self::UiAlerts(k) => match k {
+                AlertKind::Ip => "/v1/ui/ip-alerts",
+                AlertKind::Range => "/v1/ui/range-alerts",
+                AlertKind::Username => "/v1/ui/username-alerts",
+                AlertKind::Email => "/v1/ui/email-alerts",
+            },
+            Self::UiAlert(k) => match k {
+                AlertKind::Ip => "/v1/ui/ip-alerts/{id}",
+                AlertKind::Range => "/v1/ui/range-alerts/{id}",
+                AlertKind::Username => "/v1/ui/username-alerts/{id}",
+                AlertKind::Email => "/v1/ui/email-alerts/{id}",
+            },
+            Self::UiDeliveries => "/v1/ui/alerts/deliveries",
             Self::AbuseCheck => "/api/v2/check",
             Self::AbuseReports => "/api/v2/reports",
             Self::AbuseBlacklist => "/api/v2/blacklist",
@@ -157,7 +196,9 @@ impl Route {
             | Self::Login
             | Self::TaxiiRoot
             | Self::TaxiiCollections
-            | Self::TaxiiCollection => Access::Public,
+            | Self::TaxiiCollection
+            | Self::UiIp
+            | Self::UiPolicy => Access::Public,
             Self::SensorEvents => Access::Sensor,
             Self::Refresh => Access::Refresh,
             Self::Logout
@@ -167,8 +208,21 @@ impl Route {
             | Self::SessionRevoke
             | Self::SessionsRevokeAll
             | Self::Keys
-            | Self::KeyRevoke => Access::Session,
-            Self::AdminUsers | Self::AdminUser | Self::AdminInvites => Access::Admin,
+            | Self::KeyRevoke
+            | Self::UiDashboard
+            | Self::UiReport
+            | Self::UiBulkReport
+            | Self::UiAlerts(_)
+            | Self::UiAlert(_)
+            | Self::UiDeliveries => Access::Session,
+            Self::AdminUsers
+            | Self::AdminUser
+            | Self::AdminInvites
+            | Self::AdminSensors
+            | Self::AdminSensor
+            | Self::AdminWhitelist
+            | Self::AdminWhitelistEntry
+            | Self::AdminHealth => Access::Admin,
             Self::Check
             | Self::BulkCheckInline
             | Self::BulkCheck
@@ -240,12 +294,22 @@ impl Route {
             | Self::SessionsRevokeAll
             | Self::AdminInvites
             | Self::AbuseReport
-            | Self::AbuseBulkReport => "POST",
+            | Self::AbuseBulkReport
+            | Self::UiReport
+            | Self::UiBulkReport => "POST",
             Self::Me | Self::AdminUser => "GET, HEAD, PATCH",
-            Self::Keys | Self::Alerts(_) => "GET, HEAD, POST",
-            Self::SessionRevoke | Self::KeyRevoke | Self::AbuseClearAddress | Self::Alert(_) => {
-                "DELETE"
-            }
+            Self::Keys
+            | Self::Alerts(_)
+            | Self::UiAlerts(_)
+            | Self::AdminSensors
+            | Self::AdminWhitelist => "GET, HEAD, POST",
+            Self::SessionRevoke
+            | Self::KeyRevoke
+            | Self::AbuseClearAddress
+            | Self::Alert(_)
+            | Self::UiAlert(_)
+            | Self::AdminSensor
+            | Self::AdminWhitelistEntry => "DELETE",
             Self::Healthz
             | Self::Ui
             | Self::Check
@@ -266,7 +330,12 @@ impl Route {
             | Self::TaxiiObjects
             | Self::TaxiiObject
             | Self::TaxiiVersions
-            | Self::TaxiiManifest => "GET, HEAD",
+            | Self::TaxiiManifest
+            | Self::AdminHealth
+            | Self::UiIp
+            | Self::UiPolicy
+            | Self::UiDashboard
+            | Self::UiDeliveries => "GET, HEAD",
             Self::Privacy(p) => p.allow(),
         }
     }
@@ -301,7 +370,15 @@ impl Route {
             | Self::TaxiiVersions
             | Self::TaxiiManifest
             | Self::Alert(_)
-            | Self::AlertDeliveries => 0,
+            | Self::AlertDeliveries
+            | Self::AdminSensor
+            | Self::AdminWhitelistEntry
+            | Self::AdminHealth
+            | Self::UiIp
+            | Self::UiPolicy
+            | Self::UiDashboard
+            | Self::UiAlert(_)
+            | Self::UiDeliveries => 0,
             Self::Report
             | Self::Alerts(_)
             | Self::Register
@@ -319,9 +396,13 @@ impl Route {
             | Self::Refresh
             | Self::SessionsRevokeAll
             | Self::AbuseReport
-            | Self::AbuseClearAddress => general,
+            | Self::AbuseClearAddress
+            | Self::AdminSensors
+            | Self::AdminWhitelist
+            | Self::UiReport
+            | Self::UiAlerts(_) => general,
             // A 2 MB CSV plus multipart framing.
-            Self::AbuseBulkReport => 3 * MIB,
+            Self::AbuseBulkReport | Self::UiBulkReport => 3 * MIB,
             // 10,000 lines as the official CLI sends them (it allows 10 MB files).
             Self::BulkCheckInline | Self::BulkCheck => 10 * MIB,
             // 10,000 JSON reports with 1,000-character comments, or a 2 MB CSV.
@@ -405,6 +486,25 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, HttpError> {
         ["v1", "admin", "users"] => (Route::AdminUsers, vec![]),
         ["v1", "admin", "users", id] => (Route::AdminUser, vec![(*id).to_owned()]),
         ["v1", "admin", "invites"] => (Route::AdminInvites, vec![]),
+        ["v1", "admin", "sensors"] => (Route::AdminSensors, vec![]),
+        ["v1", "admin", "sensors", id] => (Route::AdminSensor, vec![(*id).to_owned()]),
+        ["v1", "admin", "whitelist"] => (Route::AdminWhitelist, vec![]),
+        ["v1", "admin", "whitelist", net] => (Route::AdminWhitelistEntry, vec![(*net).to_owned()]),
+        ["v1", "admin", "health"] => (Route::AdminHealth, vec![]),
+        ["v1", "ui", "ip", ip] => (Route::UiIp, vec![(*ip).to_owned()]),
+        ["v1", "ui", "policy"] => (Route::UiPolicy, vec![]),
+        ["v1", "ui", "dashboard"] => (Route::UiDashboard, vec![]),
+        ["v1", "ui", "report"] => (Route::UiReport, vec![]),
+        ["v1", "ui", "bulk-report"] => (Route::UiBulkReport, vec![]),
+        ["v1", "ui", "alerts", "deliveries"] => (Route::UiDeliveries, vec![]),
+        ["v1", "ui", kind] if alert_kind(kind).is_some() => (
+            Route::UiAlerts(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![],
+        ),
+        ["v1", "ui", kind, id] if alert_kind(kind).is_some() => (
+            Route::UiAlert(alert_kind(kind).unwrap_or(AlertKind::Ip)),
+            vec![(*id).to_owned()],
+        ),
         ["v1", "key", "alerts", "deliveries"] => (Route::AlertDeliveries, vec![]),
         ["v1", "key", kind] if alert_kind(kind).is_some() => (
             Route::Alerts(alert_kind(kind).unwrap_or(AlertKind::Ip)),

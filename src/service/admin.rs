@@ -92,24 +92,30 @@ fn ms_to_rfc3339(ms: Option<i64>) -> Value {
 }
 
 impl Services {
+    async fn ping_json(&self) -> Result<Value> {
+        let schema_version = self
+            .store
+            .read(meta::schema_version)
+            .await?
+            .unwrap_or_default();
+        let uptime_ms = self.clock.now().0.saturating_sub(self.started.0);
+        let info = PingInfo {
+            mode: match self.mode {
+                Mode::Server => "server",
+                Mode::Offline => "offline",
+            }
+            .to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            schema_version,
+            data_dir: self.data_dir.display().to_string(),
+            uptime_secs: u64::try_from(uptime_ms / 1000).unwrap_or_default(),
+        };
+        Ok(serde_json::to_value(info).unwrap_or_default())
+    }
+
     pub async fn admin(&self, req: AdminRequest) -> Result<Value> {
         match req {
-            AdminRequest::Ping => {
-                let schema_version = self.store.read(meta::schema_version).await?.unwrap_or_default();
-                let uptime_ms = self.clock.now().0.saturating_sub(self.started.0);
-                let info = PingInfo {
-                    mode: match self.mode {
-                        Mode::Server => "server",
-                        Mode::Offline => "offline",
-                    }
-                    .to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    schema_version,
-                    data_dir: self.data_dir.display().to_string(),
-                    uptime_secs: u64::try_from(uptime_ms / 1000).unwrap_or_default(),
-                };
-                Ok(serde_json::to_value(info).unwrap_or_default())
-            }
+            AdminRequest::Ping => self.ping_json().await,
             AdminRequest::Bootstrap => {
                 let token = self.issue_bootstrap_token().await?;
                 Ok(json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }))

@@ -290,6 +290,35 @@ impl Services {
             .collect())
     }
 
+    /// The principal of one of `account`'s live keys, for the signed-in web
+    /// pages that report and manage alerts without pasting a key: `key_id`
+    /// picks one, otherwise the newest live key is used.
+    pub fn account_principal(&self, account: u64, key_id: Option<u64>) -> Result<ApiPrincipal> {
+        let live: Vec<ApiKey> = self
+            .account_keys(account)?
+            .into_iter()
+            .filter(|k| k.revoked_ms.is_none())
+            .collect();
+        let k = match key_id {
+            Some(id) => live
+                .into_iter()
+                .find(|k| k.id == id)
+                .ok_or_else(|| Error::not_found(format!("API key {id}")))?,
+            None => live
+                .into_iter()
+                .max_by_key(|k| k.id)
+                .ok_or_else(|| Error::Forbidden {
+                    reason: "create an API key first: reports and alerts are counted against a key's quota".into(),
+                })?,
+        };
+        Ok(ApiPrincipal {
+            key_id: k.id,
+            account: k.account,
+            account_created: UnixMillis(k.account_created_ms),
+            tier: k.tier,
+        })
+    }
+
     /// Revokes a key of `account`; another account's key is "not found".
     pub async fn revoke_account_key(&self, account: u64, id: u64) -> Result<ApiKey> {
         if !self.account_keys(account)?.iter().any(|k| k.id == id) {

@@ -85,6 +85,21 @@ impl Services {
         }
     }
 
+    /// A lookup made on the public web page: the same answer as `check`
+    /// but charged to nobody and recorded nowhere (web lookups are free and
+    /// not stored, P23). IPs kept out of public answers (whitelisted) come
+    /// back without their evidence.
+    pub async fn public_lookup(&self, ip: IpKey) -> Result<CheckResult> {
+        let now = self.clock.now();
+        let hidden = self.threat.is_whitelisted(ip);
+        let ind = if hidden {
+            None
+        } else {
+            self.indicator(ip, now).await?
+        };
+        Ok(self.judge(ip, ind, &CheckOptions::default(), now))
+    }
+
     /// The score `check` would serve for `ip` now, without charging (the
     /// answer to a report, which is charged as a report).
     pub async fn score_now(&self, ip: IpKey) -> Result<u8> {

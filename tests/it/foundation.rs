@@ -136,7 +136,7 @@ async fn ui_is_served_with_types_etags_and_fallback() {
 
     let r = s.get("/app.css").await;
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
-    let r = s.get("/app.js").await;
+    let r = s.get("/js/main.js").await;
     assert!(
         r.headers()["content-type"]
             .to_str()

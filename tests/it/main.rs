@@ -21,3 +21,4 @@ mod schema;
 mod sensor;
 mod taxii;
 mod threat;
+mod ui;

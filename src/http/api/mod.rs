@@ -12,6 +12,7 @@ pub mod report;
 pub mod sensor;
 pub mod session;
 pub mod status;
+pub mod ui_api;
 
 use http::header;
 

@@ -1,6 +1,7 @@
 //! `TestServer`: a real server in-process on a free port, with a temp data
 //! dir, a manual clock, and HTTPS clients that trust its certificate.
 
+pub mod cdp;
 pub mod mmdb;
 pub mod python;
 pub mod raw;
