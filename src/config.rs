@@ -219,6 +219,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_WEBHOOK_ALLOW_HTTP")]
     pub webhook_allow_http: bool,
 
+    /// Extra regular expression whose matches in report comments are replaced by `[redacted]` before storage (repeat the flag; the variable and each TOML array item hold one pattern); none by default.
+    #[arg(long, env = "SIKKER_SCRUB_PATTERN", value_name = "REGEX", value_parser = parse_scrub_pattern)]
+    pub scrub_pattern: Vec<String>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -257,6 +261,11 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
         .map_err(|_| "expected an IP address or CIDR such as 10.0.0.0/8".into())
+}
+
+fn parse_scrub_pattern(s: &str) -> Result<String, String> {
+    crate::domain::scrub::Scrubber::new(&[s.to_owned()])?;
+    Ok(s.to_owned())
 }
 
 fn parse_public_url(s: &str) -> Result<String, String> {
@@ -548,6 +557,8 @@ impl Config {
                 webhook_allow_http: self.webhook_allow_http,
                 email_enabled: self.smtp_host.is_some(),
             },
+            scrubber: crate::domain::scrub::Scrubber::new(&self.scrub_pattern)
+                .map_err(|e| format!("{}: {e}", describe_option("scrub_pattern")))?,
         })
     }
 

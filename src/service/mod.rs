@@ -43,6 +43,7 @@ pub struct Options {
     pub accounts: accounts::AccountOptions,
     pub alerts: alerts::AlertOptions,
     pub geoip: crate::geoip::GeoFiles,
+    pub scrubber: crate::domain::scrub::Scrubber,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -73,6 +74,8 @@ pub struct Services {
     pub(crate) lockout: lockout::Lockout,
     pub alerts: alerts::AlertState,
     pub(crate) geo: geo::GeoState,
+    /// Applied to every report comment before it is stored.
+    pub scrubber: crate::domain::scrub::Scrubber,
 }
 
 impl Services {
@@ -94,6 +97,7 @@ impl Services {
             accounts,
             alerts,
             geoip,
+            scrubber,
         } = opts;
         let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
@@ -117,6 +121,7 @@ impl Services {
             lockout: lockout::Lockout::default(),
             alerts,
             geo,
+            scrubber,
         })
     }
 

@@ -9,6 +9,7 @@ mod alerts;
 mod blocklist;
 mod common;
 mod config_cli;
+mod evidence;
 mod foundation;
 mod geoip;
 mod limits;
