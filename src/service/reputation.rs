@@ -25,6 +25,8 @@ pub struct CheckOptions {
 pub struct CheckResult {
     pub ip: IpKey,
     pub whitelisted: bool,
+    /// Why: the allowlist entry or named set covering the address.
+    pub whitelist_reason: Option<String>,
     /// The indicator when found and live (and matching the options).
     pub indicator: Option<Indicator>,
     /// Score as served (0 when whitelisted unless ignored).
@@ -55,7 +57,8 @@ impl Services {
         opts: &CheckOptions,
         now: UnixMillis,
     ) -> CheckResult {
-        let whitelisted = self.threat.is_whitelisted(ip);
+        let whitelist_reason = self.never_block(ip);
+        let whitelisted = whitelist_reason.is_some();
         let ind = ind.filter(|i| {
             let fresh = opts.max_age_secs.is_none_or(|s| {
                 now.0 - i.last_seen.0 <= i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
@@ -75,6 +78,7 @@ impl Services {
         CheckResult {
             ip,
             whitelisted,
+            whitelist_reason,
             indicator: ind,
             confidence,
             explanation,
@@ -107,7 +111,7 @@ impl Services {
         })?;
         Ok(v.into_iter()
             .map(|mut e| {
-                if self.threat.is_whitelisted(e.ip) {
+                if self.never_block(e.ip).is_some() {
                     e.confidence = 0;
                 }
                 e
@@ -250,7 +254,7 @@ impl Services {
                 .collect()
         })?;
         if !f.ignore_whitelist {
-            out.retain(|e| !self.threat.is_whitelisted(e.ip));
+            out.retain(|e| self.never_block(e.ip).is_none());
         }
         out.sort_unstable_by(|a, b| {
             b.confidence

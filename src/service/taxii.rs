@@ -112,7 +112,7 @@ struct Found {
 /// Whether an IP is kept out of public answers. Whitelisted IPs are; granted
 /// listing corrections (P27) are to be checked here as well once they exist.
 fn hidden(threat: &ThreatState, ip: IpKey) -> bool {
-    threat.is_whitelisted(ip)
+    threat.never_block(ip).is_some()
 }
 
 impl Services {
