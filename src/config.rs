@@ -755,7 +755,7 @@ pub fn example() -> String {
             .collect();
         let value = if matches!(a.get_action(), ArgAction::SetTrue) {
             "false".to_owned()
-        } else if a.get_value_delimiter().is_some() {
+        } else if a.get_value_delimiter().is_some() || matches!(a.get_action(), ArgAction::Append) {
             "[]".to_owned()
         } else if let Some(d) = defaults.first() {
             toml_literal(d)
@@ -850,8 +850,25 @@ mod tests {
             a.get_id() == key
                 && (!a.get_default_values().is_empty()
                     || matches!(a.get_action(), ArgAction::SetTrue)
-                    || a.get_value_delimiter().is_some())
+                    || a.get_value_delimiter().is_some()
+                    || matches!(a.get_action(), ArgAction::Append))
         })
+    }
+
+    #[test]
+    fn scrub_patterns_from_a_toml_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "scrub_pattern = [\"customer-\\\\d+\", \"ticket#\\\\d+\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap();
+        assert_eq!(c.scrub_pattern, [r"customer-\d+", r"ticket#\d+"]);
+        std::fs::write(&p, "scrub_pattern = [\"(\"]\n").unwrap();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("scrub-pattern"), "{e}");
     }
 
     #[test]
