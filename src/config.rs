@@ -247,6 +247,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_WEBHOOK_ALLOW_HTTP")]
     pub webhook_allow_http: bool,
 
+    /// Extra regular expression whose matches in report comments are replaced by `[redacted]` before storage (repeat the flag; the variable and each TOML array item hold one pattern); none by default.
+    #[arg(long, env = "SIKKER_SCRUB_PATTERN", value_name = "REGEX", value_parser = parse_scrub_pattern)]
+    pub scrub_pattern: Vec<String>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "SIKKER_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -285,6 +289,11 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
         .map_err(|_| "expected an IP address or CIDR such as 10.0.0.0/8".into())
+}
+
+fn parse_scrub_pattern(s: &str) -> Result<String, String> {
+    crate::domain::scrub::Scrubber::new(&[s.to_owned()])?;
+    Ok(s.to_owned())
 }
 
 fn parse_public_url(s: &str) -> Result<String, String> {
@@ -591,6 +600,8 @@ impl Config {
                 webhook_allow_http: self.webhook_allow_http,
                 email_enabled: self.smtp_host.is_some(),
             },
+            scrubber: crate::domain::scrub::Scrubber::new(&self.scrub_pattern)
+                .map_err(|e| format!("{}: {e}", describe_option("scrub_pattern")))?,
         })
     }
 
@@ -787,7 +798,7 @@ pub fn example() -> String {
             .collect();
         let value = if matches!(a.get_action(), ArgAction::SetTrue) {
             "false".to_owned()
-        } else if a.get_value_delimiter().is_some() {
+        } else if a.get_value_delimiter().is_some() || matches!(a.get_action(), ArgAction::Append) {
             "[]".to_owned()
         } else if let Some(d) = defaults.first() {
             toml_literal(d)
@@ -882,8 +893,25 @@ mod tests {
             a.get_id() == key
                 && (!a.get_default_values().is_empty()
                     || matches!(a.get_action(), ArgAction::SetTrue)
-                    || a.get_value_delimiter().is_some())
+                    || a.get_value_delimiter().is_some()
+                    || matches!(a.get_action(), ArgAction::Append))
         })
+    }
+
+    #[test]
+    fn scrub_patterns_from_a_toml_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "scrub_pattern = [\"customer-\\\\d+\", \"ticket#\\\\d+\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap();
+        assert_eq!(c.scrub_pattern, [r"customer-\d+", r"ticket#\d+"]);
+        std::fs::write(&p, "scrub_pattern = [\"(\"]\n").unwrap();
+        let e = Config::from_serve_args(["--config", p.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("scrub-pattern"), "{e}");
     }
 
     #[test]

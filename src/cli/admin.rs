@@ -134,6 +134,22 @@ pub enum WhitelistCmd {
     Remove {
         net: String,
     },
+    /// Import or replace the named never-block set NAME from FILE (one IP or CIDR per line, `#` comments),
+    /// e.g. `sikker admin whitelist import googlebot googlebot.txt --source https://developers.google.com/search/apis/ipranges/googlebot.json`.
+    /// Bad lines are reported by number and the rest imported.
+    Import {
+        name: String,
+        file: PathBuf,
+        /// Where the list came from; the file name when unset.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// List the named sets with their source and import date.
+    Sets,
+    /// Remove the named set NAME.
+    DropSet {
+        name: String,
+    },
 }
 
 impl AdminCmd {
@@ -152,6 +168,26 @@ impl AdminCmd {
             }
             Self::Whitelist(WhitelistCmd::List) => AdminRequest::WhitelistList,
             Self::Whitelist(WhitelistCmd::Remove { net }) => AdminRequest::WhitelistRemove { net },
+            Self::Whitelist(WhitelistCmd::Import { name, file, source }) => {
+                let len = std::fs::metadata(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .len();
+                if len > (crate::admin::MAX_LINE / 2) as u64 {
+                    bail!(
+                        "{} is {len} bytes; a set file is at most {} bytes",
+                        file.display(),
+                        crate::admin::MAX_LINE / 2
+                    );
+                }
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+                let source = source.unwrap_or_else(|| file.display().to_string());
+                AdminRequest::WhitelistImport { name, source, text }
+            }
+            Self::Whitelist(WhitelistCmd::Sets) => AdminRequest::WhitelistSets,
+            Self::Whitelist(WhitelistCmd::DropSet { name }) => {
+                AdminRequest::WhitelistDropSet { name }
+            }
             Self::Sweep => AdminRequest::Sweep,
             Self::Stats => AdminRequest::Stats,
             Self::Verify => AdminRequest::Verify,

@@ -8,6 +8,12 @@ use crate::config::Config;
 #[allow(clippy::too_many_lines)]
 pub fn effective(c: &Config) -> String {
     let s = |v: &dyn std::fmt::Display| toml::Value::String(v.to_string()).to_string();
+    let list = |v: &[String]| {
+        format!(
+            "[{}]",
+            v.iter().map(|p| s(p)).collect::<Vec<_>>().join(", ")
+        )
+    };
     let opt = |v: Option<String>| v.map_or_else(|| "# (unset)".to_owned(), |v| s(&v));
     let d = |v: std::time::Duration| s(&humantime::format_duration(v));
     let mut out = String::from("# configuration is valid; effective values:\n");
@@ -109,6 +115,7 @@ pub fn effective(c: &Config) -> String {
         ),
         ("smtp_from", opt(c.smtp_from.clone())),
         ("webhook_allow_http", c.webhook_allow_http.to_string()),
+        ("scrub_pattern", list(&c.scrub_pattern)),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];
     for (k, v) in lines {

@@ -8,6 +8,7 @@ pub mod country;
 pub mod indicator;
 pub mod ip;
 pub mod score;
+pub mod scrub;
 pub mod stix_id;
 pub mod threat;
 pub mod time;

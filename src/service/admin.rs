@@ -37,6 +37,16 @@ pub enum AdminRequest {
     WhitelistRemove {
         net: String,
     },
+    /// Imports or replaces a named never-block set (one IP or CIDR per line).
+    WhitelistImport {
+        name: String,
+        source: String,
+        text: String,
+    },
+    WhitelistSets,
+    WhitelistDropSet {
+        name: String,
+    },
     /// Runs the retention sweep now.
     Sweep,
     Stats,
@@ -113,6 +123,8 @@ impl Services {
         Ok(serde_json::to_value(info).unwrap_or_default())
     }
 
+    // One arm per admin request; each is a call into its use case.
+    #[allow(clippy::too_many_lines)]
     pub async fn admin(&self, req: AdminRequest) -> Result<Value> {
         match req {
             AdminRequest::Ping => self.ping_json().await,
@@ -177,6 +189,21 @@ impl Services {
             AdminRequest::WhitelistRemove { net } => {
                 self.whitelist_remove(&net).await?;
                 Ok(json!({ "removed": net }))
+            }
+            AdminRequest::WhitelistImport { name, source, text } => {
+                let out = self.whitelist_import(&name, &source, &text).await?;
+                Ok(serde_json::to_value(out).unwrap_or_default())
+            }
+            AdminRequest::WhitelistSets => Ok(Value::Array(
+                self.whitelist_sets()
+                    .await?
+                    .into_iter()
+                    .map(|s| json!({ "name": s.name, "source": s.source, "imported": ms_to_rfc3339(Some(s.imported_ms)), "networks": s.nets.len() }))
+                    .collect(),
+            )),
+            AdminRequest::WhitelistDropSet { name } => {
+                self.whitelist_drop_set(&name).await?;
+                Ok(json!({ "dropped": name }))
             }
             AdminRequest::Sweep => {
                 let r = self.sweep(self.clock.now(), crate::jobs::SWEEP_BATCH).await?;

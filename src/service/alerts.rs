@@ -574,7 +574,22 @@ impl Services {
     /// never waits.
     pub fn notice_evidence(&self, ev: &Evidence) {
         let hits = match self.alerts.registry.read() {
-            Ok(reg) if !reg.is_empty() => match_evidence(&reg, ev),
+            Ok(reg) if !reg.is_empty() => {
+                // Allowlisted addresses are never reported as threats, so
+                // IP and range alerts stay silent for them; username and
+                // e-mail alerts watch the credential and still fire.
+                let ev = Evidence {
+                    ips: ev
+                        .ips
+                        .iter()
+                        .copied()
+                        .filter(|ip| self.never_block(*ip).is_none())
+                        .collect(),
+                    usernames: ev.usernames.clone(),
+                    emails: ev.emails.clone(),
+                };
+                match_evidence(&reg, &ev)
+            }
             _ => return,
         };
         if !hits.is_empty() && self.alerts.hits_tx.send(hits).is_err() {

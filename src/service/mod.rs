@@ -46,6 +46,7 @@ pub struct Options {
     pub accounts: accounts::AccountOptions,
     pub alerts: alerts::AlertOptions,
     pub geoip: crate::geoip::GeoFiles,
+    pub scrubber: crate::domain::scrub::Scrubber,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -78,6 +79,8 @@ pub struct Services {
     pub(crate) geo: geo::GeoState,
     pub(crate) privacy: privacy::PrivacyState,
     pub(crate) audience: audience::AudienceState,
+    /// Applied to every report comment before it is stored.
+    pub scrubber: crate::domain::scrub::Scrubber,
 }
 
 impl Services {
@@ -100,6 +103,7 @@ impl Services {
             accounts,
             alerts,
             geoip,
+            scrubber,
         } = opts;
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
@@ -126,6 +130,7 @@ impl Services {
             geo,
             privacy,
             audience: audience::AudienceState::default(),
+            scrubber,
         })
     }
 

@@ -244,6 +244,18 @@ impl Services {
         if to_store > 0 {
             self.charge(who, Bucket::Reports, to_store).await?;
         }
+        // Scrubbed before the write closure, so no original comment ever
+        // reaches the database or a log line.
+        let reports: Vec<ValidReport> = reports
+            .into_iter()
+            .map(|mut r| {
+                r.comment = r
+                    .comment
+                    .take()
+                    .map(|c| self.scrubber.scrub(&c, Some(r.ip)));
+                r
+            })
+            .collect();
         let who = who.clone();
         let evidence = super::alerts::Evidence {
             ips: reports.iter().map(|r| r.ip).collect(),

@@ -25,6 +25,8 @@ pub struct CheckOptions {
 pub struct CheckResult {
     pub ip: IpKey,
     pub whitelisted: bool,
+    /// Why: the allowlist entry or named set covering the address.
+    pub whitelist_reason: Option<String>,
     /// The indicator when found and live (and matching the options).
     pub indicator: Option<Indicator>,
     /// Score as served (0 when whitelisted unless ignored).
@@ -55,7 +57,8 @@ impl Services {
         opts: &CheckOptions,
         now: UnixMillis,
     ) -> CheckResult {
-        let whitelisted = self.threat.is_whitelisted(ip);
+        let whitelist_reason = self.never_block(ip);
+        let whitelisted = whitelist_reason.is_some();
         // A granted listing correction answers exactly as an unlisted IP
         // (P27): a `corrected` flag would itself publish the past listing.
         let corrected = self.threat.is_corrected(ip);
@@ -78,6 +81,7 @@ impl Services {
         CheckResult {
             ip,
             whitelisted,
+            whitelist_reason,
             indicator: ind,
             confidence,
             explanation,
@@ -87,11 +91,11 @@ impl Services {
 
     /// A lookup made on the public web page: the same answer as `check`
     /// but charged to nobody and recorded nowhere (web lookups are free and
-    /// not stored, P23). IPs kept out of public answers (whitelisted) come
-    /// back without their evidence.
+    /// not stored, P23). IPs kept out of public answers (allowlisted, or
+    /// corrected, P27) come back without their evidence.
     pub async fn public_lookup(&self, ip: IpKey) -> Result<CheckResult> {
         let now = self.clock.now();
-        let hidden = self.threat.is_whitelisted(ip);
+        let hidden = self.threat.is_publicly_hidden(ip);
         let ind = if hidden {
             None
         } else {
@@ -126,7 +130,7 @@ impl Services {
         Ok(v.into_iter()
             .filter(|e| !self.threat.is_corrected(e.ip))
             .map(|mut e| {
-                if self.threat.is_whitelisted(e.ip) {
+                if self.never_block(e.ip).is_some() {
                     e.confidence = 0;
                 }
                 e

@@ -63,7 +63,8 @@ impl ThreatState {
             })
         })?;
         let entries = store.read_blocking(store::whitelist::all)?;
-        let whitelist = whitelist_set(&entries);
+        let sets = store.read_blocking(store::allowlists::all)?;
+        let whitelist = whitelist_set(&entries, &sets);
         let corrected = store
             .read_blocking(store::privacy::corrected_ips)?
             .into_iter()
@@ -103,6 +104,14 @@ impl ThreatState {
             c.remove(&ip);
         }
         Ok(())
+    }
+
+    /// The innermost allowlist reason covering `ip` (see `Services::never_block`).
+    pub fn never_block(&self, ip: IpKey) -> Option<String> {
+        self.whitelist
+            .read()
+            .ok()
+            .and_then(|w| w.containing(ip).first().map(|r| (*r).clone()))
     }
 
     /// The reasons of every whitelist entry covering `ip`, innermost first.
@@ -219,13 +228,22 @@ impl Services {
     }
 }
 
-/// The whitelist as a CIDR set carrying each entry's reason.
-pub fn whitelist_set(entries: &[store::whitelist::Entry]) -> CidrSet<String> {
-    CidrSet::new(
-        entries
+/// The one allowlist: single entries (with their reason) and every named
+/// set (reason `set NAME (source)`), as one CIDR set.
+pub fn whitelist_set(
+    entries: &[store::whitelist::Entry],
+    sets: &[store::allowlists::NamedSet],
+) -> CidrSet<String> {
+    let singles = entries
+        .iter()
+        .filter_map(|e| e.net.parse().ok().map(|n| (n, e.reason.clone())));
+    let named = sets.iter().flat_map(|s| {
+        let reason = format!("set {} ({})", s.name, s.source);
+        s.nets
             .iter()
-            .filter_map(|e| e.net.parse().ok().map(|n| (n, e.reason.clone()))),
-    )
+            .filter_map(move |n| n.parse().ok().map(|n| (n, reason.clone())))
+    });
+    CidrSet::new(singles.chain(named))
 }
 
 pub(crate) fn ingest_blocking<T, F>(store: &Store, threat: &Arc<ThreatState>, f: F) -> Result<T>

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod allowlists;
 pub mod apikeys;
 pub mod codec;
 pub mod error;

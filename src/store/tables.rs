@@ -46,6 +46,10 @@ pub const KEYDAY_USAGE: TableDefinition<(u64, i64, u8), u64> = TableDefinition::
 /// (network start, prefix length in the u128 space) → whitelist entry.
 pub const NET_WHITELIST: TableDefinition<(u128, u8), &[u8]> = TableDefinition::new("net_whitelist");
 
+/// Set name → named never-block range set (`store::allowlists`).
+pub const SETNAME_ALLOWLIST: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("setname_allowlist");
+
 /// (network start, prefix length in the u128 space) → (): the imported Tor exit list.
 pub const NET_TOREXIT: TableDefinition<(u128, u8), ()> = TableDefinition::new("net_torexit");
 
@@ -144,6 +148,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(KEYID_KEYHASH)?;
     txn.open_table(KEYDAY_USAGE)?;
     txn.open_table(NET_WHITELIST)?;
+    txn.open_table(SETNAME_ALLOWLIST)?;
     txn.open_table(NET_TOREXIT)?;
     txn.open_table(USERNAME_STATS)?;
     txn.open_table(DAY_USERNAME_EXPIRY)?;
@@ -194,6 +199,7 @@ pub const ALL_NAMES: &[&str] = &[
     "keyid_keyhash",
     "keyday_usage",
     "net_whitelist",
+    "setname_allowlist",
     "net_torexit",
     "username_stats",
     "day_username_expiry",

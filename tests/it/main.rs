@@ -11,6 +11,7 @@ mod common;
 mod config_cli;
 mod crash;
 mod diskfull;
+mod evidence;
 mod foundation;
 mod geoip;
 mod limits;

@@ -53,6 +53,9 @@ pub fn render(r: &CheckResult, verbose: bool) -> Map<String, Value> {
     m.insert("found".into(), json!(r.indicator.is_some()));
     m.insert("confidenceLevel".into(), json!(r.confidence));
     m.insert("isWhitelisted".into(), json!(r.whitelisted));
+    if let Some(reason) = &r.whitelist_reason {
+        m.insert("whitelistReason".into(), json!(reason));
+    }
     m.insert("geolocation".into(), r.geo.to_json());
     let Some(ind) = &r.indicator else {
         for k in ["firstSeen", "lastSeen"] {
