@@ -12,6 +12,7 @@ mod config_cli;
 mod foundation;
 mod geoip;
 mod limits;
+mod packaging;
 mod process;
 mod quotas;
 mod sensor;

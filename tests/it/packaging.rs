@@ -1,0 +1,184 @@
+//! Packaging artefacts checked with the real tools: the systemd unit with
+//! `systemd-analyze verify`, the sysusers entry with `systemd-sysusers`,
+//! the environment example against the binary's own option list, and the
+//! `.deb` built by `cargo deb` and unpacked with `dpkg -x`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sikker");
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The path of `tool`, or a failure saying how to get it.
+pub fn need_tool(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]) {
+        let p = dir.join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "`{tool}` not found: install the Debian package `{package}` (the install part of .ci/run does)"
+    );
+}
+
+/// `Key=value` pairs of an INI-style unit file, in order, per section.
+fn unit_entries(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_owned();
+            continue;
+        }
+        let (k, v) = line.split_once('=').expect("key=value line");
+        out.push((section.clone(), k.trim().to_owned(), v.trim().to_owned()));
+    }
+    out
+}
+
+#[test]
+fn unit_has_the_required_hardening_and_passes_systemd_analyze_verify() {
+    let text = std::fs::read_to_string(repo("packaging/sikker.service")).unwrap();
+    let entries = unit_entries(&text);
+    let get = |key: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|(s, k, _)| s == "Service" && k == key)
+            .map(|(_, _, v)| v.clone())
+            .collect()
+    };
+    for (key, want) in [
+        ("Type", "notify"),
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "sikker"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+    ] {
+        assert_eq!(get(key), vec![want.to_owned()], "{key}");
+    }
+    assert!(
+        get("SystemCallFilter").contains(&"@system-service".to_owned()),
+        "SystemCallFilter=@system-service"
+    );
+
+    // ExecStart's arguments must be ones the binary accepts.
+    let exec = get("ExecStart");
+    let args: Vec<&str> = exec[0].split_whitespace().collect();
+    assert_eq!(&args[..2], ["/usr/bin/sikker", "serve"]);
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .args(&args[2..])
+        .env_remove("SIKKER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/var/lib/sikker"));
+
+    // systemd checks the executable exists: point it at the built binary.
+    let analyze = need_tool("systemd-analyze", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("sikker.service");
+    std::fs::write(&unit, text.replace("/usr/bin/sikker", BIN)).unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "verify failed: {stderr}");
+    // Unknown keys and bad values are only warnings: there must be none.
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("sikker.service"))
+        .collect();
+    assert!(complaints.is_empty(), "systemd-analyze: {complaints:#?}");
+}
+
+#[test]
+fn sysusers_entry_creates_the_user_the_unit_runs_as() {
+    let tool = need_tool("systemd-sysusers", "systemd");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    let out = Command::new(tool)
+        .arg(format!("--root={}", root.path().display()))
+        .arg(repo("packaging/sikker.sysusers"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("sikker:"))
+        .unwrap_or_else(|| panic!("no sikker user in {passwd}"));
+    let fields: Vec<&str> = line.split(':').collect();
+    assert_eq!(fields[5], "/var/lib/sikker");
+    assert_eq!(fields[6], "/usr/sbin/nologin");
+    let group = std::fs::read_to_string(root.path().join("etc/group")).unwrap();
+    assert!(group.lines().any(|l| l.starts_with("sikker:")), "{group}");
+    let unit = std::fs::read_to_string(repo("packaging/sikker.service")).unwrap();
+    assert!(unit.contains("\nUser=sikker\n"));
+}
+
+#[test]
+fn env_example_names_only_real_options_and_is_accepted() {
+    let text = std::fs::read_to_string(repo("packaging/sikker.env.example")).unwrap();
+    let mut active = Vec::new();
+    let mut all = Vec::new();
+    for line in text.lines() {
+        let commented = line.starts_with('#');
+        let body = line.trim_start_matches('#');
+        let Some((k, v)) = body.split_once('=') else {
+            continue;
+        };
+        if !k.starts_with("SIKKER_") || k.contains(' ') {
+            continue;
+        }
+        all.push((k.into(), v.into()));
+        if !commented {
+            active.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    assert!(active.len() >= 5, "{active:?}");
+    let unknown = sikker::config::unknown_env_vars(all.into_iter());
+    assert!(unknown.is_empty(), "unknown variables: {unknown:?}");
+    let data = tempfile::tempdir().unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["config", "check", "--data-dir"]).arg(data.path());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SIKKER_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(active.iter().map(|(k, v)| (k, v)));
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("[::]:443"), "{shown}");
+    assert!(shown.contains("https://rep.example.net"), "{shown}");
+}
