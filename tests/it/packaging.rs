@@ -182,3 +182,149 @@ fn env_example_names_only_real_options_and_is_accepted() {
     assert!(shown.contains("[::]:443"), "{shown}");
     assert!(shown.contains("https://rep.example.net"), "{shown}");
 }
+
+/// Builds the .deb from the binary under test (no second, release build:
+/// `cargo deb --no-build` packages whatever `target/release/sikker` is, so
+/// a scratch target dir holds a copy of the test binary there), unpacks it
+/// with `dpkg -x` and checks what lands where.
+#[test]
+fn deb_package_installs_binary_unit_sysusers_examples_and_licences() {
+    let cargo_deb = need_cargo_deb();
+    let dpkg = need_tool("dpkg", "dpkg");
+    let dpkg_deb = need_tool("dpkg-deb", "dpkg");
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    std::fs::create_dir_all(target.join("release")).unwrap();
+    std::fs::copy(BIN, target.join("release/sikker")).unwrap();
+    let out_dir = work.path().join("out");
+    let out = Command::new(&cargo_deb)
+        .args([
+            "deb",
+            "--no-build",
+            "--no-strip",
+            "--fast",
+            "--locked",
+            "-o",
+        ])
+        .arg(&out_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo deb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb in the output dir");
+
+    let info = Command::new(&dpkg_deb)
+        .args(["-f"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&info.stdout);
+    assert!(control.contains("Package: sikker"), "{control}");
+    assert!(
+        control.contains(&format!("Version: {}-1", env!("CARGO_PKG_VERSION"))),
+        "{control}"
+    );
+
+    let root = work.path().join("root");
+    let x = Command::new(&dpkg)
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+
+    // The installed binary runs.
+    let bin = root.join("usr/bin/sikker");
+    let v = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    // Files identical to the sources they come from.
+    for (installed, source) in [
+        (
+            "usr/lib/systemd/system/sikker.service",
+            "packaging/sikker.service",
+        ),
+        (
+            "usr/lib/sysusers.d/sikker.conf",
+            "packaging/sikker.sysusers",
+        ),
+        (
+            "usr/share/doc/sikker/examples/sikker.env",
+            "packaging/sikker.env.example",
+        ),
+        (
+            "usr/share/doc/sikker/examples/sikker.toml",
+            "packaging/sikker.toml.example",
+        ),
+        ("usr/share/doc/sikker/README.md", "README.md"),
+        ("usr/share/doc/sikker/geoip/NOTICE", "geoip/NOTICE"),
+        (
+            "usr/share/doc/sikker/examples/fail2ban/action.d/abuseipdb-sikker.conf",
+            "packaging/fail2ban/action.d/abuseipdb-sikker.conf",
+        ),
+    ] {
+        let a = std::fs::read(root.join(installed))
+            .unwrap_or_else(|e| panic!("{installed} not in the package: {e}"));
+        assert_eq!(a, std::fs::read(repo(source)).unwrap(), "{installed}");
+    }
+    // The example config is what the packaged binary itself prints.
+    let ex = Command::new(&bin)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ex.stdout,
+        std::fs::read(root.join("usr/share/doc/sikker/examples/sikker.toml")).unwrap(),
+        "packaging/sikker.toml.example is stale: regenerate with `sikker config example`"
+    );
+    // Licences: the project's own and the GeoIP data attribution.
+    let copyright = std::fs::read_to_string(root.join("usr/share/doc/sikker/copyright")).unwrap();
+    assert!(copyright.contains("Apache"), "{copyright}");
+
+    // The maintainer scripts create the user and enable (not start) the unit.
+    let ctl = work.path().join("control");
+    let e = Command::new(&dpkg_deb)
+        .arg("-e")
+        .arg(&deb)
+        .arg(&ctl)
+        .output()
+        .unwrap();
+    assert!(e.status.success());
+    let postinst = std::fs::read_to_string(ctl.join("postinst")).unwrap();
+    assert!(postinst.contains("systemd-sysusers"), "{postinst}");
+    assert!(
+        postinst.contains("deb-systemd-helper enable sikker.service"),
+        "{postinst}"
+    );
+    assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
+}
+
+/// `cargo` when the cargo-deb subcommand is installed.
+fn need_cargo_deb() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+    let ok = Command::new(&cargo)
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "cargo-deb is not installed: run `cargo install cargo-deb --locked` (the install part of .ci/run does)"
+    );
+    cargo
+}
