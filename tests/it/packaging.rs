@@ -328,3 +328,111 @@ fn need_cargo_deb() -> PathBuf {
     );
     cargo
 }
+
+/// Docker cannot run here, so the image is checked piecewise: every path
+/// the Dockerfile copies exists and survives its .dockerignore, and the
+/// runtime stage's `ENV` plus its `HEALTHCHECK` command work with the binary
+/// (the server started with the image's environment, the health check with
+/// the same environment, exit code 0; then 1 once the server is gone).
+#[test]
+fn dockerfile_copies_existing_files_and_its_healthcheck_works_with_its_env() {
+    let text = std::fs::read_to_string(repo("packaging/Dockerfile")).unwrap();
+    // Join continuation lines.
+    let joined = text.replace("\\\n", " ");
+    let lines: Vec<&str> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l.starts_with("FROM ")).count(), 2);
+    assert!(lines.contains(&"USER sikker:sikker"));
+    assert!(lines.contains(&"VOLUME [\"/var/lib/sikker\"]"));
+    let hc = lines.iter().find(|l| l.starts_with("HEALTHCHECK")).unwrap();
+    assert!(hc.ends_with("CMD [\"sikker\", \"healthcheck\"]"), "{hc}");
+
+    let ignore = std::fs::read_to_string(repo("packaging/Dockerfile.dockerignore")).unwrap();
+    let allowed: Vec<&str> = ignore
+        .lines()
+        .filter_map(|l| l.strip_prefix('!'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    for l in lines
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = l.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(repo(src).exists(), "COPY {src}: no such path");
+            let top = src.split('/').next().unwrap();
+            assert!(
+                allowed.contains(src) || allowed.contains(&top),
+                "COPY {src} is excluded by Dockerfile.dockerignore"
+            );
+        }
+    }
+
+    // The runtime ENV (the last stage's), with the address moved to loopback.
+    let runtime = joined.rsplit("\nFROM ").next().unwrap();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for l in runtime.lines().map(str::trim) {
+        if let Some(rest) = l.strip_prefix("ENV ") {
+            for kv in rest.split_whitespace() {
+                let (k, v) = kv.split_once('=').unwrap();
+                env.push((k.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    let listen = env
+        .iter()
+        .find(|(k, _)| k == "SIKKER_LISTEN")
+        .unwrap()
+        .1
+        .clone();
+    let port = listen.rsplit(':').next().unwrap();
+    assert_eq!(port, "8443", "EXPOSE and the listen port agree");
+    assert!(runtime.contains("EXPOSE 8443"));
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let data = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "SIKKER_LISTEN" => (k, format!("127.0.0.1:{port}")),
+            "SIKKER_DATA_DIR" => (k, data.path().join("d").display().to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    let with_env = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SIKKER_") {
+                c.env_remove(k);
+            }
+        }
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    let mut server = with_env(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let healthy = loop {
+        let st = with_env(&["healthcheck"]).status().unwrap();
+        if st.success() || std::time::Instant::now() > deadline {
+            break st.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        healthy,
+        "sikker healthcheck never passed with the image's ENV"
+    );
+    let st = with_env(&["healthcheck"]).status().unwrap();
+    assert!(!st.success(), "healthcheck passes with no server");
+}
