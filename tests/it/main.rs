@@ -9,6 +9,7 @@ mod alerts;
 mod blocklist;
 mod common;
 mod config_cli;
+mod fail2ban;
 mod foundation;
 mod geoip;
 mod limits;

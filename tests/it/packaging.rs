@@ -275,8 +275,8 @@ fn deb_package_installs_binary_unit_sysusers_examples_and_licences() {
         ("usr/share/doc/sikker/README.md", "README.md"),
         ("usr/share/doc/sikker/geoip/NOTICE", "geoip/NOTICE"),
         (
-            "usr/share/doc/sikker/examples/fail2ban/action.d/abuseipdb-sikker.conf",
-            "packaging/fail2ban/action.d/abuseipdb-sikker.conf",
+            "usr/share/doc/sikker/examples/fail2ban/action.d/sikker.conf",
+            "packaging/fail2ban/action.d/sikker.conf",
         ),
     ] {
         let a = std::fs::read(root.join(installed))
