@@ -7,6 +7,7 @@ mod abuseipdb;
 mod accounts;
 mod alerts;
 mod blocklist;
+mod bouncer;
 mod common;
 mod config_cli;
 mod fail2ban;
