@@ -171,15 +171,13 @@ async fn poll(
         .map(str::to_owned);
     let body = resp.text().await.context("cannot read the block list")?;
     let new = parse_plain(&body).map_err(anyhow::Error::msg)?;
-    let (script, delta) = match &state.applied {
-        Some(old) => {
-            let d = Delta::between(old, &new);
-            (target.delta_script(&d), d)
-        }
-        None => {
-            let d = Delta::between(&BTreeSet::new(), &new);
-            (target.setup_script() + &target.delta_script(&d), d)
-        }
+    // The first poll after start empties the sets and fills them anew.
+    let (script, delta) = if let Some(old) = &state.applied {
+        let d = Delta::between(old, &new);
+        (target.delta_script(&d), d)
+    } else {
+        let d = Delta::between(&BTreeSet::new(), &new);
+        (target.setup_script() + &target.delta_script(&d), d)
     };
     let summary = format!(
         "# {} listed, {} added, {} removed\n",

@@ -77,6 +77,31 @@ fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
+/// The response format: `plaintext=true` or `format=`.
+fn format_of(q: &Query) -> Result<Format, HttpError> {
+    Ok(if q.bool("plaintext", false)? {
+        Format::Plain
+    } else {
+        match q
+            .get("format")
+            .map(|f| f.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "json") => Format::Json,
+            Some("plain" | "plaintext" | "txt") => Format::Plain,
+            Some("csv") => Format::Csv,
+            Some("ipset") => Format::Ipset,
+            Some("nft" | "nftables") => Format::Nft,
+            Some(_) => {
+                return Err(invalid(
+                    "format",
+                    "must be json, plaintext, csv, ipset or nft",
+                ));
+            }
+        }
+    })
+}
+
 pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let q = Query::parse(ctx.query.as_deref());
     let who = ctx.key()?.clone();
@@ -106,27 +131,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
                 .map_err(|()| invalid("minSeverity", "must be very_high, high, medium or low"))?,
         ),
     };
-    let format = if q.bool("plaintext", false)? {
-        Format::Plain
-    } else {
-        match q
-            .get("format")
-            .map(|f| f.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("" | "json") => Format::Json,
-            Some("plain" | "plaintext" | "txt") => Format::Plain,
-            Some("csv") => Format::Csv,
-            Some("ipset") => Format::Ipset,
-            Some("nft" | "nftables") => Format::Nft,
-            Some(_) => {
-                return Err(invalid(
-                    "format",
-                    "must be json, plaintext, csv, ipset or nft",
-                ));
-            }
-        }
-    };
+    let format = format_of(&q)?;
     let filter = BlocklistFilter {
         score_minimum: u8::try_from(q.uint("scoreMinimum", 1, 100)?.unwrap_or(50)).unwrap_or(50),
         limit: q
