@@ -750,6 +750,7 @@ impl Config {
 pub fn unknown_env_vars(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec<String> {
     let mut known: Vec<String> = option_args().iter().map(env_name).collect();
     known.extend(sensor_args().iter().map(env_name));
+    known.extend(bouncer_args().iter().map(env_name));
     let mut unknown: Vec<String> = vars
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| k.starts_with("SIKKER_") && !known.contains(k))
@@ -761,6 +762,15 @@ pub fn unknown_env_vars(vars: impl Iterator<Item = (OsString, OsString)>) -> Vec
 /// The options of `sikker sensor` (flags and env vars only).
 fn sensor_args() -> Vec<clap::Arg> {
     <crate::cli::sensor::SensorArgs as clap::Args>::augment_args(clap::Command::new("sensor"))
+        .get_arguments()
+        .filter(|a| a.get_id() != "help" && a.get_id() != "version")
+        .cloned()
+        .collect()
+}
+
+/// The options of `sikker bouncer` (flags and env vars only).
+fn bouncer_args() -> Vec<clap::Arg> {
+    <crate::cli::bouncer::BouncerArgs as clap::Args>::augment_args(clap::Command::new("bouncer"))
         .get_arguments()
         .filter(|a| a.get_id() != "help" && a.get_id() != "version")
         .cloned()
@@ -813,12 +823,29 @@ pub fn example() -> String {
         };
         let _ = writeln!(out, "# {key} = {value}");
     }
-    out.push_str(
-        "\n# ---------------------------------------------------------------------------\n\
-         # `sikker sensor` options. The sensor does not read this file: set them as\n\
-         # flags or SIKKER_SENSOR_* environment variables.\n",
-    );
-    for a in sensor_args() {
+    for (title, args) in [
+        (
+            "`sikker sensor` options. The sensor does not read this file: set them as\n\
+             # flags or SIKKER_SENSOR_* environment variables.",
+            sensor_args(),
+        ),
+        (
+            "`sikker bouncer` options. The bouncer does not read this file: set them as\n\
+             # flags or SIKKER_BOUNCER_* environment variables.",
+            bouncer_args(),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "\n# ---------------------------------------------------------------------------\n# {title}"
+        );
+        list_args(&mut out, &args);
+    }
+    out
+}
+
+fn list_args(out: &mut String, args: &[clap::Arg]) {
+    for a in args {
         let default = a.get_default_values().first().map_or_else(
             || "(no default)".to_owned(),
             |v| v.to_string_lossy().into_owned(),
@@ -828,10 +855,9 @@ pub fn example() -> String {
             out,
             "#   --{}  env {}  default {default}\n#       {help}",
             a.get_long().unwrap_or_default(),
-            env_name(&a)
+            env_name(a)
         );
     }
-    out
 }
 
 fn toml_literal(s: &str) -> String {

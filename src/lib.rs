@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bouncer;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -1,6 +1,7 @@
-//! The command line: `serve`, `sensor`, `admin`, `config`, `healthcheck`.
+//! The command line: `serve`, `sensor`, `bouncer`, `admin`, `config`, `healthcheck`.
 
 pub mod admin;
+pub mod bouncer;
 pub mod config_cmd;
 pub mod healthcheck;
 pub mod privacy;
@@ -26,6 +27,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// Run low-interaction honeypot listeners that ship evidence to a sikker server.
     Sensor(Box<sensor::SensorArgs>),
+    /// Keep an nftables or ipset set in sync with a sikker server's block list.
+    Bouncer(Box<bouncer::BouncerArgs>),
     /// Operator commands; they work whether or not the server is running.
     Admin(admin::AdminArgs),
     /// Configuration helpers.
@@ -48,7 +51,10 @@ impl Command {
     pub fn config(&self) -> Option<&Config> {
         match self {
             Self::Serve(c) | Self::Healthcheck(c) | Self::Config(ConfigCmd::Check(c)) => Some(c),
-            Self::Admin(_) | Self::Sensor(_) | Self::Config(ConfigCmd::Example) => None,
+            Self::Admin(_)
+            | Self::Sensor(_)
+            | Self::Bouncer(_)
+            | Self::Config(ConfigCmd::Example) => None,
         }
     }
 
@@ -57,6 +63,7 @@ impl Command {
         match self {
             Self::Serve(c) => (c.log.clone(), c.log_format),
             Self::Sensor(s) => (s.log.clone(), LogFormat::Text),
+            Self::Bouncer(b) => (b.log.clone(), LogFormat::Text),
             _ => ("warn".to_owned(), LogFormat::Text),
         }
     }
@@ -67,6 +74,7 @@ pub async fn run(command: Command) -> ExitCode {
     let result = match command {
         Command::Serve(c) => serve::run(*c).await,
         Command::Sensor(s) => sensor::run(*s).await,
+        Command::Bouncer(b) => bouncer::run(*b).await,
         Command::Admin(a) => admin::run(a).await,
         Command::Config(ConfigCmd::Example) => {
             print!("{}", crate::config::example());

@@ -103,7 +103,7 @@ pub struct SensorArgs {
     pub log: String,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 2m, 1h)"))?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
@@ -111,7 +111,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_server(s: &str) -> Result<String, String> {
+pub(crate) fn parse_server(s: &str) -> Result<String, String> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))

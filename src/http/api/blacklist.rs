@@ -77,6 +77,31 @@ fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
+/// The response format: `plaintext=true` or `format=`.
+fn format_of(q: &Query) -> Result<Format, HttpError> {
+    Ok(if q.bool("plaintext", false)? {
+        Format::Plain
+    } else {
+        match q
+            .get("format")
+            .map(|f| f.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "json") => Format::Json,
+            Some("plain" | "plaintext" | "txt") => Format::Plain,
+            Some("csv") => Format::Csv,
+            Some("ipset") => Format::Ipset,
+            Some("nft" | "nftables") => Format::Nft,
+            Some(_) => {
+                return Err(invalid(
+                    "format",
+                    "must be json, plaintext, csv, ipset or nft",
+                ));
+            }
+        }
+    })
+}
+
 pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let q = Query::parse(ctx.query.as_deref());
     let who = ctx.key()?.clone();
@@ -106,27 +131,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
                 .map_err(|()| invalid("minSeverity", "must be very_high, high, medium or low"))?,
         ),
     };
-    let format = if q.bool("plaintext", false)? {
-        Format::Plain
-    } else {
-        match q
-            .get("format")
-            .map(|f| f.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("" | "json") => Format::Json,
-            Some("plain" | "plaintext" | "txt") => Format::Plain,
-            Some("csv") => Format::Csv,
-            Some("ipset") => Format::Ipset,
-            Some("nft" | "nftables") => Format::Nft,
-            Some(_) => {
-                return Err(invalid(
-                    "format",
-                    "must be json, plaintext, csv, ipset or nft",
-                ));
-            }
-        }
-    };
+    let format = format_of(&q)?;
     let filter = BlocklistFilter {
         score_minimum: u8::try_from(q.uint("scoreMinimum", 1, 100)?.unwrap_or(50)).unwrap_or(50),
         limit: q
@@ -146,6 +151,12 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         set_name(&q, "table", "sikker")?,
     );
     let mut list = ctx.state.services.blocklist(&filter)?;
+    // A poller that already holds this exact list gets 304 and is not
+    // charged: nothing is sent.
+    let full_tag = etag(format, &names, &list);
+    if if_none_match(&ctx.headers, &full_tag) {
+        return Ok(not_modified(&full_tag));
+    }
     // The daily budget may cut the list short; only what is sent is charged.
     let granted = ctx
         .state
@@ -153,8 +164,9 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
+    let tag = etag(format, &names, &list);
     let now = ctx.state.services.clock.now();
-    Ok(match format {
+    let mut resp = match format {
         Format::Json => json_body(&list, &filter, now.0),
         Format::Plain => text(StatusCode::OK, "text/plain; charset=utf-8", plain(&list)),
         Format::Csv => text(StatusCode::OK, "text/csv; charset=utf-8", csv(&list)),
@@ -168,7 +180,57 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
             "text/plain; charset=utf-8",
             nft(&list, &names.1, &names.0),
         ),
-    })
+    };
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// A strong validator over what the response carries apart from the JSON
+/// `generatedAt` stamp: the format, the set names and every entry's fields.
+fn etag(format: Format, names: &(String, String), list: &[BlockEntry]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("{format:?}\n{}\n{}\n", names.0, names.1).as_bytes());
+    for e in list {
+        h.update(
+            format!(
+                "{}|{}|{}|{}|{}|{:?}|{:?}|{:?}\n",
+                e.ip,
+                e.confidence,
+                e.last_seen.0,
+                e.sessions,
+                e.protocols,
+                e.geo.country_code,
+                e.geo.asn,
+                e.geo.as_org
+            )
+            .as_bytes(),
+        );
+    }
+    let hex = h.finalize().to_hex();
+    format!("\"{}\"", &hex.as_str()[..32])
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`), per RFC 9110 13.1.2
+/// (weak comparison: a `W/` prefix is ignored).
+fn if_none_match(headers: &http::HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
+fn not_modified(tag: &str) -> Resp {
+    let mut r = Resp::new(response::empty());
+    *r.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
 }
 
 fn text(status: StatusCode, ct: &'static str, body: String) -> Resp {
