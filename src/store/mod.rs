@@ -5,10 +5,12 @@
 pub mod accounts;
 pub mod alerts;
 pub mod apikeys;
+pub mod backup;
 pub mod codec;
 pub mod error;
 pub mod feed;
 pub mod indicators;
+pub mod inventory;
 pub mod meta;
 pub mod migrate;
 pub mod names;
