@@ -3,8 +3,9 @@
 //! the same service code.
 //!
 //! Exit codes: 0 success; 1 the operation failed (unknown user or key,
-//! refused input, an import with rejected lines, server errors); 2 usage or
-//! configuration errors (bad flags, unreadable config, unusable data dir).
+//! refused input, an import with rejected lines, a missing data dir, server
+//! errors); 2 usage or configuration errors (bad flags or arguments, an
+//! invalid configuration).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -457,7 +458,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         cmd,
     } = args;
     let out = super::admin_io::Output::new(json);
-    let dir = DataDir::existing(&data_dir).map_err(|e| Usage(e.to_string()))?;
+    let dir = DataDir::existing(&data_dir)?;
     match cmd {
         AdminCmd::Restore { file, verify_only } => {
             return super::admin_io::restore(&dir, &file, verify_only, &out).await;
