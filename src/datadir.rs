@@ -25,7 +25,11 @@ pub enum DataDirError {
     },
 }
 
+/// The secret key's file name inside the data dir.
+pub const SECRET_KEY_FILE: &str = "secret.key";
+
 #[derive(Clone, Debug)]
+
 pub struct DataDir {
     root: PathBuf,
 }
@@ -115,7 +119,7 @@ impl DataDir {
         self.root.join("admin.sock")
     }
     pub fn secret_key(&self) -> PathBuf {
-        self.root.join("secret.key")
+        self.root.join(SECRET_KEY_FILE)
     }
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")

@@ -1,8 +1,14 @@
 //! `sikker admin …`: talks to a running server over its admin socket, or,
 //! when none runs, opens the data dir itself under its lock. Both paths run
 //! the same service code.
+//!
+//! Exit codes: 0 success; 1 the operation failed (unknown user or key,
+//! refused input, an import with rejected lines, a missing data dir, server
+//! errors); 2 usage or configuration errors (bad flags or arguments, an
+//! invalid configuration).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -37,11 +43,17 @@ pub struct AdminArgs {
 }
 
 #[derive(clap::Subcommand, Debug)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.\n\nExamples:\n  sikker admin user list --json\n  sikker admin import reports reports.csv\n  sikker admin backup /var/backups/sikker-$(date +%F).sikker"
+)]
 pub enum AdminCmd {
     /// Check that the running server, or (when stopped) the database, answers.
     Ping,
     /// Issue a new one-time bootstrap token for creating the first admin account.
     Bootstrap,
+    /// Accounts: add, list, show, disable, enable, set-role, set-tier, reset-password, delete.
+    #[command(subcommand)]
+    User(UserCmd),
     /// API keys: create (the key is shown once), list, revoke.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -60,9 +72,27 @@ pub enum AdminCmd {
     /// GeoIP databases: which are in use, reload the operator's files, look up an IP.
     #[command(subcommand)]
     Geoip(GeoipCmd),
-    /// Import data files.
+    /// Import data files (streamed in batches, with progress and a summary).
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Export data.
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Write a consistent backup of the database while the server keeps running.
+    #[command(
+        after_help = "Example: sikker admin backup /var/backups/sikker.bak\nThe file holds the secret key and password hashes: keep it private."
+    )]
+    Backup { file: PathBuf },
+    /// Replace the database with a backup (the server must be stopped).
+    #[command(
+        after_help = "Example: systemctl stop sikker && sikker admin restore /var/backups/sikker.bak"
+    )]
+    Restore {
+        file: PathBuf,
+        /// Only check the file; change nothing.
+        #[arg(long)]
+        verify_only: bool,
+    },
     /// Listing corrections: list, approve/deny/revoke with a reason.
     #[command(subcommand)]
     Correction(super::privacy::CorrectionCmd),
@@ -76,6 +106,76 @@ pub enum AdminCmd {
     Notify(super::privacy::NotifyArgs),
     /// Notices sent with `notify`, and who was notified when.
     Notices,
+    /// Configuration helpers (same as `sikker config`).
+    #[command(subcommand)]
+    Config(AdminConfigCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminConfigCmd {
+    /// Validate the configuration this data dir's server would use and print it (`sikker config check`).
+    Check,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ExportCmd {
+    /// Every live indicator, streamed, e.g. `sikker admin export indicators --format stix -o feed.json`.
+    Indicators {
+        #[arg(long, value_enum, default_value = "json")]
+        format: super::admin_io::ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add an account (its e-mail gets a verification link), e.g.
+    /// `sikker admin user add alice --email alice@example.org --first-name Alice --last-name Doe --country NO --role admin`.
+    /// Without --password-stdin a random password is generated and shown once.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        first_name: String,
+        #[arg(long)]
+        last_name: String,
+        /// ISO 3166 two-letter country code.
+        #[arg(long)]
+        country: String,
+        #[arg(long, default_value = "user", value_parser = ["user", "admin"])]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Every account, e.g. `sikker admin user list --json`.
+    List,
+    /// One account by id, username or e-mail, e.g. `sikker admin user show alice`.
+    Show { user: String },
+    /// Disable an account: its sessions end and its API keys stop working.
+    Disable { user: String },
+    /// Enable a disabled account again.
+    Enable { user: String },
+    /// e.g. `sikker admin user set-role alice admin`
+    SetRole {
+        user: String,
+        #[arg(value_parser = ["user", "admin"])]
+        role: String,
+    },
+    /// Change the tier (the account's API keys follow), e.g. `sikker admin user set-tier alice tier_1`.
+    SetTier { user: String, tier: String },
+    /// Mail the account a password-reset link (valid one hour).
+    ResetPassword { user: String },
+    /// Delete an account: sessions end, API keys are revoked, the account is removed.
+    Delete {
+        user: String,
+        /// Required: deleting cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -92,22 +192,62 @@ pub enum GeoipCmd {
 pub enum ImportCmd {
     /// Replace the Tor exit list with FILE: one IP or CIDR per line, `#` starts a comment.
     TorExits { file: PathBuf },
+    /// Reports from a CSV file as in the bulk-report contract
+    /// (`IP,Category[,Protocol[,Comment]]`, `,` or `;`, optional header),
+    /// e.g. `sikker admin import reports old-reports.csv`. Bad lines are
+    /// listed with their numbers; the rest is imported.
+    Reports {
+        file: PathBuf,
+        /// Report as this API key's account (default: the built-in `import` identity).
+        #[arg(long)]
+        key: Option<u64>,
+    },
+    /// A plain list of IPs or CIDRs (one per line, `#` comments) reported with one category,
+    /// e.g. `sikker admin import list blocked.txt --category brute_force`.
+    /// CIDRs up to /24 (IPv6 /120) are reported address by address; wider ones are refused.
+    List {
+        file: PathBuf,
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        protocol: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        key: Option<u64>,
+    },
+    /// Banned IPs from `fail2ban-client status <jail>` output (FILE or `-` for standard input),
+    /// e.g. `fail2ban-client status sshd | sikker admin import fail2ban -`.
+    Fail2ban {
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        #[arg(long, default_value = "brute_force")]
+        category: String,
+        #[arg(long)]
+        key: Option<u64>,
+    },
+    /// Cowrie honeypot JSON logs as sensor events of the built-in `import` sensor,
+    /// e.g. `sikker admin import cowrie /var/log/cowrie/cowrie.json`.
+    Cowrie { file: PathBuf },
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCmd {
-    /// Create an API key, e.g. `sikker admin key create --name fail2ban --tier free`.
+    /// Create an API key, e.g. `sikker admin key create --name fail2ban --tier free`,
+    /// or for an account: `sikker admin key create --name laptop --user alice`.
     Create {
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "free")]
         tier: String,
+        /// The account (id, username or e-mail) the key belongs to; it gets the account's tier.
+        #[arg(long)]
+        user: Option<String>,
     },
+    /// Every key, e.g. `sikker admin key list --json`.
     List,
     /// Revoke the key with this id (see `key list`).
-    Revoke {
-        id: u64,
-    },
+    Revoke { id: u64 },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -153,11 +293,27 @@ pub enum WhitelistCmd {
 }
 
 impl AdminCmd {
+    /// The one request of a simple command.
     fn request(self) -> anyhow::Result<AdminRequest> {
         Ok(match self {
+            Self::User(u) => u.request()?,
+            Self::Correction(c) => super::privacy::correction(c),
+            Self::Retention(c) => super::privacy::retention(c),
+            Self::Gdpr(c) => super::privacy::gdpr(c),
+            Self::Notify(a) => super::privacy::notify(a)?,
+            Self::Notices => super::privacy::notices(),
+            Self::Import(_)
+            | Self::Export(_)
+            | Self::Backup { .. }
+            | Self::Restore { .. }
+            | Self::Config(_) => {
+                bail!("this command is not a single request")
+            }
             Self::Ping => AdminRequest::Ping,
             Self::Bootstrap => AdminRequest::Bootstrap,
-            Self::Key(KeyCmd::Create { name, tier }) => AdminRequest::KeyCreate { name, tier },
+            Self::Key(KeyCmd::Create { name, tier, user }) => {
+                AdminRequest::KeyCreate { name, tier, user }
+            }
             Self::Key(KeyCmd::List) => AdminRequest::KeyList,
             Self::Key(KeyCmd::Revoke { id }) => AdminRequest::KeyRevoke { id },
             Self::Sensor(SensorCmd::Add { name }) => AdminRequest::SensorAdd { name },
@@ -194,28 +350,150 @@ impl AdminCmd {
             Self::Geoip(GeoipCmd::Info) => AdminRequest::GeoipInfo,
             Self::Geoip(GeoipCmd::Reload) => AdminRequest::GeoipReload,
             Self::Geoip(GeoipCmd::Lookup { ip }) => AdminRequest::GeoipLookup { ip },
-            Self::Correction(c) => super::privacy::correction(c),
-            Self::Retention(c) => super::privacy::retention(c),
-            Self::Gdpr(c) => super::privacy::gdpr(c),
-            Self::Notify(a) => super::privacy::notify(a)?,
-            Self::Notices => super::privacy::notices(),
-            Self::Import(ImportCmd::TorExits { file }) => {
-                let len = std::fs::metadata(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-                    .len();
-                // The admin socket carries one request line of at most MAX_LINE bytes.
-                if len > (crate::admin::MAX_LINE / 2) as u64 {
-                    bail!(
-                        "{} is {len} bytes; a Tor exit list is at most {} bytes",
-                        file.display(),
-                        crate::admin::MAX_LINE / 2
+        })
+    }
+}
+
+/// The Tor exit list is small and replaced whole: one request.
+fn tor_exits_request(file: &std::path::Path) -> anyhow::Result<AdminRequest> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    // The admin socket carries one request line of at most MAX_LINE bytes.
+    if len > (crate::admin::MAX_LINE / 2) as u64 {
+        bail!(
+            "{} is {len} bytes; a Tor exit list is at most {} bytes",
+            file.display(),
+            crate::admin::MAX_LINE / 2
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+    Ok(AdminRequest::TorExitsImport { text })
+}
+
+impl UserCmd {
+    fn request(self) -> anyhow::Result<AdminRequest> {
+        Ok(match self {
+            Self::Add {
+                username,
+                email,
+                first_name,
+                last_name,
+                country,
+                role,
+                password_stdin,
+            } => {
+                let password = if password_stdin {
+                    let mut l = String::new();
+                    std::io::stdin()
+                        .read_line(&mut l)
+                        .context("cannot read the password from standard input")?;
+                    l.trim_end_matches(['\r', '\n']).to_owned()
+                } else {
+                    String::new()
+                };
+                AdminRequest::UserAdd {
+                    username,
+                    email,
+                    first_name,
+                    last_name,
+                    country,
+                    role,
+                    password,
+                }
+            }
+            Self::List => AdminRequest::UserList,
+            Self::Show { user } => AdminRequest::UserShow { user },
+            Self::Disable { user } => AdminRequest::UserSetDisabled {
+                user,
+                disabled: true,
+            },
+            Self::Enable { user } => AdminRequest::UserSetDisabled {
+                user,
+                disabled: false,
+            },
+            Self::SetRole { user, role } => AdminRequest::UserSetRole { user, role },
+            Self::SetTier { user, tier } => AdminRequest::UserSetTier { user, tier },
+            Self::ResetPassword { user } => AdminRequest::UserResetPassword { user },
+            Self::Delete { user, yes } => {
+                if !yes {
+                    return Err(
+                        Usage("deleting an account cannot be undone; add --yes".into()).into(),
                     );
                 }
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
-                AdminRequest::TorExitsImport { text }
+                AdminRequest::UserDelete { user }
             }
         })
+    }
+}
+
+/// A usage or configuration error: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Where requests go: the running server's socket, or services opened
+/// here under the data dir lock. Both run `Services::admin`.
+pub enum Conn {
+    Socket(Client),
+    Offline {
+        services: Box<Services>,
+        _lock: crate::datadir::DirLock,
+    },
+}
+
+impl Conn {
+    pub async fn open(
+        dir: &DataDir,
+        data_dir: &std::path::Path,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        if let Some(client) = Client::connect(&dir.socket()).await? {
+            return Ok(Self::Socket(client));
+        }
+        let opts = server_config(data_dir, config)
+            .map_err(|e| Usage(format!("{e:#}")))?
+            .service_options()
+            .map_err(Usage)?;
+        let (services, lock) = offline(dir, opts).await?;
+        Ok(Self::Offline {
+            services: Box::new(services),
+            _lock: lock,
+        })
+    }
+
+    pub fn online(&self) -> bool {
+        matches!(self, Self::Socket(_))
+    }
+
+    /// Sends one request; the server's error is `Outcome::Error`.
+    pub async fn call(&mut self, request: AdminRequest) -> anyhow::Result<Outcome> {
+        match self {
+            Self::Socket(client) => {
+                let reply = client.call(request).await?;
+                if reply.version != env!("CARGO_PKG_VERSION") {
+                    eprintln!(
+                        "warning: the server runs sikker {} and this CLI is {}; if a command is refused as malformed, use the server's own binary",
+                        reply.version,
+                        env!("CARGO_PKG_VERSION")
+                    );
+                }
+                Ok(reply.outcome)
+            }
+            Self::Offline { services, .. } => Ok(match services.admin(request).await {
+                Ok(result) => Outcome::Ok { result },
+                Err(e) => crate::admin::server::render(&e),
+            }),
+        }
+    }
+
+    /// `call`, with a refusal as the error.
+    pub async fn ok(&mut self, request: AdminRequest) -> anyhow::Result<serde_json::Value> {
+        match self.call(request).await? {
+            Outcome::Ok { result } => Ok(result),
+            Outcome::Error { kind, message } => bail!("{message} ({kind})"),
+        }
     }
 }
 
@@ -226,35 +504,51 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         json,
         cmd,
     } = args;
-    let request = cmd.request()?;
+    let out = super::admin_io::Output::new(json);
     let dir = DataDir::existing(&data_dir)?;
-    let outcome = if let Some(mut client) = Client::connect(&dir.socket()).await? {
-        let reply = client.call(request.clone()).await?;
-        if reply.version != env!("CARGO_PKG_VERSION") {
-            eprintln!(
-                "warning: the server runs sikker {} and this CLI is {}",
-                reply.version,
-                env!("CARGO_PKG_VERSION")
-            );
+    match cmd {
+        AdminCmd::Restore { file, verify_only } => {
+            return super::admin_io::restore(&dir, &file, verify_only, &out).await;
         }
-        reply.outcome
-    } else {
-        let opts = server_config(&data_dir, config.as_deref())?
-            .service_options()
-            .map_err(anyhow::Error::msg)?;
-        offline(&dir, request.clone(), opts).await?
-    };
-    match outcome {
-        Outcome::Ok { result } => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
-            } else {
-                println!("{}", human(&request, &result));
-            }
-            Ok(())
+        AdminCmd::Config(AdminConfigCmd::Check) => {
+            let c =
+                server_config(&data_dir, config.as_deref()).map_err(|e| Usage(format!("{e:#}")))?;
+            print!("{}", super::config_cmd::effective(&c));
+            return Ok(());
         }
-        Outcome::Error { kind, message } => bail!("{message} ({kind})"),
+        _ => {}
     }
+    let mut conn = Conn::open(&dir, &data_dir, config.as_deref()).await?;
+    let request = match cmd {
+        AdminCmd::Import(ImportCmd::TorExits { file }) => tor_exits_request(&file)?,
+        AdminCmd::Import(i) => return super::admin_io::import(&mut conn, i, &out).await,
+        AdminCmd::Export(ExportCmd::Indicators { format, output }) => {
+            return super::admin_io::export(&mut conn, format, output.as_deref(), &out).await;
+        }
+        AdminCmd::Backup { file } => return super::admin_io::backup(&mut conn, &file, &out).await,
+        other => other.request()?,
+    };
+    // A generated password is shown once, like keys and tokens.
+    let mut request = request;
+    let mut generated = None;
+    if let AdminRequest::UserAdd { password, .. } = &mut request
+        && password.is_empty()
+    {
+        *password = crate::crypto::random_token();
+        generated = Some(password.clone());
+    }
+    let mut result = conn.ok(request.clone()).await?;
+    if let Some(p) = &generated {
+        result["password"] = serde_json::json!(p);
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&result)?
+    } else {
+        human(&request, &result, &out)
+    };
+    // A closed pipe (`| head`) is not an error of the command.
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(())
 }
 
 /// The server's configuration as the same flags, env and file would give
@@ -270,11 +564,14 @@ fn server_config(
     crate::config::Config::from_serve_args(a).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn offline(dir: &DataDir, request: AdminRequest, opts: Options) -> anyhow::Result<Outcome> {
-    let _lock = match dir.lock() {
+async fn offline(
+    dir: &DataDir,
+    opts: Options,
+) -> anyhow::Result<(Services, crate::datadir::DirLock)> {
+    let lock = match dir.lock() {
         Ok(l) => l,
         Err(DataDirError::AlreadyRunning { path }) => bail!(
-            "a sikker server holds {path} but its admin socket {} does not answer; is it still starting or hung?",
+            "a sikker server holds {path} but its admin socket {} does not answer; is it still starting or hung? (a stale socket file alone is harmless)",
             dir.socket().display()
         ),
         Err(e) => return Err(e.into()),
@@ -295,13 +592,10 @@ async fn offline(dir: &DataDir, request: AdminRequest, opts: Options) -> anyhow:
         )
     })
     .await??;
-    Ok(match services.admin(request).await {
-        Ok(result) => Outcome::Ok { result },
-        Err(e) => crate::admin::server::render(&e),
-    })
+    Ok((services, lock))
 }
 
-fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
+fn human(request: &AdminRequest, v: &serde_json::Value, out: &super::admin_io::Output) -> String {
     let s = |k: &str| {
         v.get(k)
             .map(|x| x.to_string().trim_matches('"').to_owned())
@@ -344,64 +638,42 @@ fn human(request: &AdminRequest, v: &serde_json::Value) -> String {
             s("id"),
             s("token")
         ),
+        AdminRequest::UserAdd { .. } => {
+            let mut t = format!(
+                "account {} created (id {}); a verification link was mailed to {}",
+                s("username"),
+                s("id"),
+                s("email")
+            );
+            if v.get("password").is_some() {
+                let _ = write!(
+                    t,
+                    "\ngenerated password (shown only now): {}",
+                    s("password")
+                );
+            }
+            t
+        }
+        AdminRequest::UserDelete { .. } => format!(
+            "account {} (id {}) deleted; {} API keys revoked",
+            s("username"),
+            s("id"),
+            s("keys_revoked")
+        ),
+        AdminRequest::UserResetPassword { .. } => {
+            format!("a password-reset link was mailed to {}", s("mailed"))
+        }
         AdminRequest::GeoipInfo | AdminRequest::GeoipReload => {
-            let mut out = table(v.get("databases").unwrap_or(&serde_json::Value::Null));
+            let mut out = out.table(v.get("databases").unwrap_or(&serde_json::Value::Null));
             if let Some(n) = v.get("tor_exit_networks") {
                 let _ = write!(out, "\nTor exit list: {n} networks");
             }
             out
         }
         AdminRequest::GeoipLookup { .. } => match v.get("geolocation") {
-            Some(g) if !g.is_null() => format!("ip: {}\n{}", s("ip"), table(g)),
+            Some(g) if !g.is_null() => format!("ip: {}\n{}", s("ip"), out.table(g)),
             _ => format!("{}: no location known", s("ip")),
         },
-        _ => table(v),
-    }
-}
-
-/// A plain aligned table for listings; key/value lines for objects.
-fn table(v: &serde_json::Value) -> String {
-    let cell = |x: &serde_json::Value| match x {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
-    match v {
-        serde_json::Value::Array(rows) if rows.is_empty() => "(none)".to_owned(),
-        serde_json::Value::Array(rows) => {
-            let cols: Vec<String> = rows[0]
-                .as_object()
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default();
-            let mut grid = vec![cols.clone()];
-            for r in rows {
-                grid.push(
-                    cols.iter()
-                        .map(|c| cell(r.get(c).unwrap_or(&serde_json::Value::Null)))
-                        .collect(),
-                );
-            }
-            let widths: Vec<usize> = (0..cols.len())
-                .map(|i| grid.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-                .collect();
-            grid.iter()
-                .map(|r| {
-                    r.iter()
-                        .zip(&widths)
-                        .map(|(c, w)| format!("{c:<w$}"))
-                        .collect::<Vec<_>>()
-                        .join("  ")
-                        .trim_end()
-                        .to_owned()
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-        serde_json::Value::Object(o) => o
-            .iter()
-            .map(|(k, x)| format!("{k}: {}", cell(x)))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        other => cell(other),
+        _ => out.table(v),
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `sensor`, `bouncer`, `admin`, `config`, `healthcheck`.
 
 pub mod admin;
+pub mod admin_io;
 pub mod bouncer;
 pub mod config_cmd;
 pub mod healthcheck;
@@ -90,7 +91,11 @@ pub async fn run(command: Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            if e.downcast_ref::<admin::Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -17,6 +17,10 @@ pub enum AdminRequest {
     KeyCreate {
         name: String,
         tier: String,
+        /// Create the key for this account (id, username or e-mail); it
+        /// then has the account's tier.
+        #[serde(default)]
+        user: Option<String>,
     },
     KeyList,
     KeyRevoke {
@@ -58,6 +62,59 @@ pub enum AdminRequest {
     GeoipReload,
     GeoipLookup {
         ip: String,
+    },
+    UserAdd {
+        username: String,
+        email: String,
+        first_name: String,
+        last_name: String,
+        country: String,
+        role: String,
+        password: String,
+    },
+    UserList,
+    /// An account by id, username or e-mail.
+    UserShow {
+        user: String,
+    },
+    UserSetDisabled {
+        user: String,
+        disabled: bool,
+    },
+    UserSetRole {
+        user: String,
+        role: String,
+    },
+    UserSetTier {
+        user: String,
+        tier: String,
+    },
+    /// Mails the account a password-reset link.
+    UserResetPassword {
+        user: String,
+    },
+    UserDelete {
+        user: String,
+    },
+    /// One batch of report rows with their line numbers.
+    ImportReports {
+        #[serde(default)]
+        key: Option<u64>,
+        rows: Vec<(usize, crate::service::reports::ReportRow)>,
+    },
+    /// One batch of sensor events with their line numbers.
+    ImportEvents {
+        events: Vec<(usize, crate::service::sensors::WireEvent)>,
+    },
+    /// A page of live indicators with IPs after `after` (a u128 in decimal).
+    ExportIndicators {
+        #[serde(default)]
+        after: Option<String>,
+        limit: usize,
+    },
+    /// Writes a consistent backup to this absolute path on the server's host.
+    Backup {
+        path: String,
     },
     /// Replaces the Tor exit list (one IP or CIDR per line, `#` comments).
     TorExitsImport {
@@ -132,9 +189,16 @@ impl Services {
                 let token = self.issue_bootstrap_token().await?;
                 Ok(json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }))
             }
-            AdminRequest::KeyCreate { name, tier } => {
-                let (key, k) = self.create_api_key(&name, &tier, None).await?;
-                Ok(json!({ "id": k.id, "name": k.name, "tier": k.tier, "key": key }))
+            AdminRequest::KeyCreate { name, tier, user } => {
+                let (key, k) = match user {
+                    Some(u) => {
+                        let a = self.find_account(&u).await?;
+                        self.create_api_key(&name, &a.tier, Some((a.id, crate::domain::UnixMillis(a.created_ms))))
+                            .await?
+                    }
+                    None => self.create_api_key(&name, &tier, None).await?,
+                };
+                Ok(json!({ "id": k.id, "name": k.name, "tier": k.tier, "account": k.account, "key": key }))
             }
             AdminRequest::KeyList => Ok(Value::Array(
                 self.list_api_keys()?
@@ -142,6 +206,7 @@ impl Services {
                     .map(|k| {
                         json!({
                             "id": k.id, "name": k.name, "tier": k.tier, "prefix": k.prefix,
+                            "account": (k.account != k.id).then_some(k.account),
                             "created": ms_to_rfc3339(Some(k.created_ms)),
                             "revoked": ms_to_rfc3339(k.revoked_ms),
                             "lastUsedDay": k.last_used_day.map(|d| crate::domain::UnixMillis(d * crate::domain::time::MILLIS_PER_DAY).rfc3339()[..10].to_owned()),
@@ -216,12 +281,100 @@ impl Services {
                     "indicators_stored": stored,
                     "ttl_buckets": self.threat.with_index(crate::index::IpIndex::bucket_count)?,
                     "api_keys": self.list_api_keys()?.len(),
+                    "store": self.table_inventory().await?,
                 }))
             }
             AdminRequest::Verify => self.verify_json().await,
             AdminRequest::GeoipInfo => Ok(self.geoip_info_json()),
             AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
             AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,
+            AdminRequest::UserAdd {
+                username,
+                email,
+                first_name,
+                last_name,
+                country,
+                role,
+                password,
+            } => {
+                let role = role
+                    .parse()
+                    .map_err(|()| super::Error::invalid("role", "must be user or admin"))?;
+                let s = super::accounts::SignUp {
+                    username,
+                    email,
+                    password,
+                    profile: crate::domain::account::ProfileInput {
+                        first_name,
+                        last_name,
+                        country,
+                        ..Default::default()
+                    },
+                    age_confirmed: true,
+                    invite: None,
+                };
+                Ok(json!(self.add_account(s, role).await?))
+            }
+            AdminRequest::UserList => Ok(Value::Array(
+                self.list_accounts()
+                    .await?
+                    .into_iter()
+                    .map(|a| {
+                        json!({
+                            "id": a.id, "username": a.username, "email": a.email,
+                            "role": a.role, "tier": a.tier, "verified": a.email_verified,
+                            "disabled": a.disabled, "created": a.created_at,
+                        })
+                    })
+                    .collect(),
+            )),
+            AdminRequest::UserShow { user } => {
+                let a = self.find_account(&user).await?;
+                let mut v = json!(super::accounts::AccountView::of(&a));
+                v["apiKeys"] = json!(self.account_keys(a.id)?.iter().filter(|k| k.revoked_ms.is_none()).count());
+                Ok(v)
+            }
+            AdminRequest::UserSetDisabled { user, disabled } => {
+                let a = self.find_account(&user).await?;
+                Ok(json!(self.admin_update_account(a.id, None, None, Some(disabled)).await?))
+            }
+            AdminRequest::UserSetRole { user, role } => {
+                let role = role
+                    .parse()
+                    .map_err(|()| super::Error::invalid("role", "must be user or admin"))?;
+                let a = self.find_account(&user).await?;
+                Ok(json!(self.admin_update_account(a.id, Some(role), None, None).await?))
+            }
+            AdminRequest::UserSetTier { user, tier } => {
+                let a = self.find_account(&user).await?;
+                Ok(json!(self.admin_update_account(a.id, None, Some(tier), None).await?))
+            }
+            AdminRequest::UserResetPassword { user } => {
+                let a = self.find_account(&user).await?;
+                if a.disabled {
+                    return Err(super::Error::Conflict {
+                        reason: "the account is disabled; enable it first".into(),
+                    });
+                }
+                self.request_password_reset(&a.email).await?;
+                Ok(json!({ "id": a.id, "mailed": a.email }))
+            }
+            AdminRequest::UserDelete { user } => {
+                let a = self.find_account(&user).await?;
+                Ok(json!(self.delete_account(a.id).await?))
+            }
+            AdminRequest::ImportReports { key, rows } => {
+                Ok(json!(self.import_reports(key, rows).await?))
+            }
+            AdminRequest::ImportEvents { events } => Ok(json!(self.import_events(events).await?)),
+            AdminRequest::ExportIndicators { after, limit } => {
+                let after = after
+                    .map(|a| a.parse::<u128>())
+                    .transpose()
+                    .map_err(|_| super::Error::invalid("after", "must be a number"))?;
+                self.export_page(after, limit).await
+            }
+            AdminRequest::Backup { path } => Ok(json!(self.backup(path.into()).await?)),
             AdminRequest::TorExitsImport { text } => Ok(json!(self.import_tor_exits(&text).await?)),
             AdminRequest::Privacy(p) => self.privacy_admin(p).await,
         }

@@ -17,7 +17,7 @@ pub const MAX_PROTOCOL_CHARS: usize = 32;
 pub const MAX_COMMENT_CHARS: usize = 1000;
 
 /// One report as submitted, before validation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReportRow {
     pub ip: String,
     pub category: String,
@@ -119,7 +119,7 @@ pub fn validate(row: &ReportRow) -> Result<ValidReport, RowProblem> {
 }
 
 /// One refused row of a bulk report (`row` is 1-based).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowError {
     pub row: usize,
     pub ip: String,
@@ -233,6 +233,18 @@ impl Services {
         reports: Vec<ValidReport>,
         mode: DedupMode,
     ) -> Result<Vec<Submitted>> {
+        self.submit_reports_as(who, reports, mode, true).await
+    }
+
+    /// `submit_reports`, charged to the key's daily quota only when
+    /// `metered` (operator imports are not).
+    pub(crate) async fn submit_reports_as(
+        &self,
+        who: &ApiPrincipal,
+        reports: Vec<ValidReport>,
+        mode: DedupMode,
+        metered: bool,
+    ) -> Result<Vec<Submitted>> {
         let now = self.clock.now();
         let retention = self.retention.indicators_ms;
         let weight = reporter_weight(now.0 - who.account_created.0);
@@ -241,7 +253,7 @@ impl Services {
             DedupMode::Refuse => self.duplicates(who, &reports).await?,
         };
         let to_store = refused.iter().filter(|r| r.is_none()).count() as u64;
-        if to_store > 0 {
+        if metered && to_store > 0 {
             self.charge(who, Bucket::Reports, to_store).await?;
         }
         // Scrubbed before the write closure, so no original comment ever

@@ -20,7 +20,7 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// An event as a sensor sends it (and as `sikker sensor` writes it).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct WireEvent {
     pub ts: serde_json::Value,
     pub src_ip: String,

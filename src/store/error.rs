@@ -26,6 +26,9 @@ pub enum Error {
     },
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A backup file that cannot be written or restored, in words.
+    #[error("{0}")]
+    Backup(String),
     #[error("blocking task failed: {0}")]
     Task(String),
 }

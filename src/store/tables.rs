@@ -181,6 +181,55 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// Something done to every table with its key and value types, for code
+/// that handles all tables alike (backup, restore, inventory).
+pub trait TableVisitor {
+    fn visit<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        def: TableDefinition<K, V>,
+    ) -> Result<()>;
+}
+
+/// Calls `v` with every table definition, in `ALL_NAMES` order.
+pub fn visit_all(v: &mut impl TableVisitor) -> Result<()> {
+    v.visit(META)?;
+    v.visit(IP_INDICATOR)?;
+    v.visit(DAY_IP_EXPIRY)?;
+    v.visit(MODSEQ_IP)?;
+    v.visit(IP_FEEDPOS)?;
+    v.visit(STIXID_IP)?;
+    v.visit(DAYID_REPORT)?;
+    v.visit(IPDAYID_REPORT)?;
+    v.visit(SENSORID_SENSOR)?;
+    v.visit(TOKENHASH_SENSORID)?;
+    v.visit(DAY_SENSOR_EVENT)?;
+    v.visit(DAY_SENSOR_SESSION)?;
+    v.visit(KEYHASH_APIKEY)?;
+    v.visit(KEYID_KEYHASH)?;
+    v.visit(KEYDAY_USAGE)?;
+    v.visit(NET_WHITELIST)?;
+    v.visit(NET_TOREXIT)?;
+    v.visit(USERNAME_STATS)?;
+    v.visit(DAY_USERNAME_EXPIRY)?;
+    v.visit(EMAIL_STATS)?;
+    v.visit(DAY_EMAIL_EXPIRY)?;
+    v.visit(ACCOUNTID_ACCOUNT)?;
+    v.visit(USERNAME_ACCOUNTID)?;
+    v.visit(EMAIL_ACCOUNTID)?;
+    v.visit(INVITEHASH_INVITE)?;
+    v.visit(ACCOUNTFAMILY_SESSION)?;
+    v.visit(REFRESHHASH_FAMILY)?;
+    v.visit(FAMILY_REFRESHHASH)?;
+    v.visit(DAY_SESSION_EXPIRY)?;
+    v.visit(ALERTID_ALERT)?;
+    v.visit(ACCOUNTID_ALERTID)?;
+    v.visit(ALERTID_IP)?;
+    v.visit(DELIVERYID_DELIVERY)?;
+    v.visit(DUE_DELIVERYID)?;
+    v.visit(ACCOUNTID_DELIVERYID)?;
+    Ok(())
+}
+
 /// Every table's name, for tests that inspect the whole database.
 pub const ALL_NAMES: &[&str] = &[
     "meta",

@@ -181,78 +181,32 @@ fn multipart_error(e: &multer::Error) -> HttpError {
     }
 }
 
-/// CSV rows `IP,Category[,Protocol[,Comment]]`, `,` or `;`, header optional,
-/// one record per line; rows are numbered by their line in the file.
+/// CSV rows as the shared bulk-report parser reads them; rows are
+/// numbered by their line in the file.
 pub(crate) fn csv_rows(file: &[u8]) -> Result<Rows, HttpError> {
+    use crate::service::report_csv::{CsvLine, CsvReader};
     if file.len() > MAX_CSV_BYTES {
         return Err(HttpError::PayloadTooLarge {
             limit: MAX_CSV_BYTES,
         });
     }
     let text = std::str::from_utf8(file).map_err(|_| invalid("file", "is not valid UTF-8"))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let first_line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let delimiter = if first_line.matches(';').count() > first_line.matches(',').count() {
-        b';'
-    } else {
-        b','
-    };
+    let mut reader = CsvReader::new();
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    let mut first = true;
     for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.matches('"').count() % 2 == 1 {
-            return Err(invalid(
-                "file",
-                &format!("malformed CSV: unbalanced quote on line {n}"),
-            ));
-        }
-        let rec = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .from_reader(line.as_bytes())
-            .records()
-            .next()
-            .transpose()
-            .map_err(|e| invalid("file", &format!("malformed CSV on line {n}: {e}")))?
-            .unwrap_or_default();
-        let get = |k: usize| rec.get(k).map(str::trim).unwrap_or_default().to_owned();
-        let is_first = std::mem::replace(&mut first, false);
-        if is_first && get(0).parse::<crate::domain::IpKey>().is_err() {
-            continue; // header row
-        }
-        if rows.len() + errors.len() >= MAX_BULK_ROWS {
+        let parsed = reader.line(i + 1, line).map_err(|e| invalid("file", &e))?;
+        if !matches!(parsed, CsvLine::Skip) && rows.len() + errors.len() >= MAX_BULK_ROWS {
             return Err(invalid(
                 "file",
                 &format!("at most {MAX_BULK_ROWS} rows per request"),
             ));
         }
-        if rec.len() < 2 {
-            errors.push(crate::service::reports::RowError {
-                row: n,
-                ip: get(0),
-                error: "Missing category".into(),
-            });
-            continue;
+        match parsed {
+            CsvLine::Skip => {}
+            CsvLine::Row(r) => rows.push((i + 1, r)),
+            CsvLine::Bad(e) => errors.push(e),
         }
-        let opt = |k: usize| Some(get(k)).filter(|s| !s.is_empty());
-        rows.push((
-            n,
-            ReportRow {
-                ip: get(0),
-                category: get(1),
-                protocol: opt(2),
-                comment: opt(3),
-            },
-        ));
     }
     Ok((rows, errors))
 }
