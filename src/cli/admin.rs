@@ -69,6 +69,12 @@ pub enum AdminCmd {
     Stats,
     /// Check that the in-memory index equals the database (exit 1 naming the differences).
     Verify,
+    /// The admin audit log: operator requests, admin API calls and configuration changes, newest first.
+    #[command(after_help = "Example: sikker admin audit --limit 20")]
+    Audit {
+        #[arg(long, default_value = "100")]
+        limit: usize,
+    },
     /// GeoIP databases: which are in use, reload the operator's files, look up an IP.
     #[command(subcommand)]
     Geoip(GeoipCmd),
@@ -347,6 +353,7 @@ impl AdminCmd {
             Self::Sweep => AdminRequest::Sweep,
             Self::Stats => AdminRequest::Stats,
             Self::Verify => AdminRequest::Verify,
+            Self::Audit { limit } => AdminRequest::AuditLog { limit },
             Self::Geoip(GeoipCmd::Info) => AdminRequest::GeoipInfo,
             Self::Geoip(GeoipCmd::Reload) => AdminRequest::GeoipReload,
             Self::Geoip(GeoipCmd::Lookup { ip }) => AdminRequest::GeoipLookup { ip },

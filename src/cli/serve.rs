@@ -24,6 +24,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
     })?;
     let handle = app::start(&config, listener, Clock::system()).await?;
+    if let Err(e) = handle
+        .services
+        .audit_config(&super::config_cmd::effective(&config))
+        .await
+    {
+        tracing::error!(error = %e, "recording the configuration in the audit log failed");
+    }
     for w in &handle.warnings {
         tracing::warn!("{w}");
     }

@@ -145,6 +145,16 @@ async fn run(
         Ok(p) => p,
         Err(e) => return e.into_response(dialect),
     };
+    if let (auth::Access::Admin, Principal::Session(p)) = (route.access(), &principal) {
+        state
+            .services
+            .audit(
+                format!("account {} ({})", p.account, p.username),
+                format!("{} {}", parts.method, route.template()),
+                String::new(),
+            )
+            .await;
+    }
     let key = match &principal {
         Principal::Key(k) => Some(k.clone()),
         _ => None,

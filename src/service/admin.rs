@@ -11,6 +11,11 @@ use crate::store::meta;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminRequest {
+    /// The newest entries of the admin audit log (P60).
+    AuditLog {
+        #[serde(default = "default_audit_limit")]
+        limit: usize,
+    },
     Ping,
     /// Issues a new one-time bootstrap token for the first admin account.
     Bootstrap,
@@ -158,6 +163,10 @@ fn ms_to_rfc3339(ms: Option<i64>) -> Value {
     })
 }
 
+fn default_audit_limit() -> usize {
+    100
+}
+
 impl Services {
     async fn ping_json(&self) -> Result<Value> {
         let schema_version = self
@@ -183,7 +192,10 @@ impl Services {
     // One arm per admin request; each is a call into its use case.
     #[allow(clippy::too_many_lines)]
     pub async fn admin(&self, req: AdminRequest) -> Result<Value> {
+        self.audit_admin_request(&req).await;
         match req {
+            AdminRequest::AuditLog { limit } => Ok(serde_json::to_value(self.audit_log(limit).await?)
+                .unwrap_or_default()),
             AdminRequest::Ping => self.ping_json().await,
             AdminRequest::Bootstrap => {
                 let token = self.issue_bootstrap_token().await?;

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod alerts;
 pub mod apikeys;
 pub mod audience;
+pub mod audit;
 pub mod bootstrap;
 pub mod demo;
 pub mod error;

@@ -20,6 +20,7 @@ pub struct SweepReport {
     pub sessions: usize,
     pub batches: usize,
     pub privacy: super::privacy::PrivacySweep,
+    pub audit_entries: usize,
 }
 
 impl Services {
@@ -78,6 +79,7 @@ impl Services {
         }
         r.sessions = self.sweep_sessions(now, batch).await?;
         r.privacy = self.sweep_privacy(now, batch).await?;
+        r.audit_entries = self.sweep_audit(now, batch).await?;
         Ok(r)
     }
 }

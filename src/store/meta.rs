@@ -75,3 +75,16 @@ pub fn next_id(txn: &WriteTransaction, name: &str) -> Result<u64> {
     t.insert(key.as_str(), next.to_le_bytes().as_slice())?;
     Ok(next)
 }
+
+/// A free-form text value kept under `key` (e.g. the configuration
+/// snapshot the audit log compares against).
+pub fn get_text(txn: &ReadTransaction, key: &str) -> Result<Option<String>> {
+    let t = txn.open_table(META)?;
+    Ok(t.get(key)?
+        .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+}
+
+pub fn set_text(txn: &WriteTransaction, key: &str, value: &str) -> Result<()> {
+    txn.open_table(META)?.insert(key, value.as_bytes())?;
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod allowlists;
 pub mod apikeys;
+pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod error;

@@ -130,6 +130,9 @@ pub const DAY_KEYUSAGE: TableDefinition<(i64, u64, u8), ()> = TableDefinition::n
 /// Notice id → a breach/policy notice and who was notified when.
 pub const NOTICEID_NOTICE: TableDefinition<u64, &[u8]> = TableDefinition::new("noticeid_notice");
 
+/// Sequence number → admin audit entry (P60).
+pub const SEQ_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("seq_audit");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(META)?;
@@ -178,6 +181,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DAYID_PAGEVIEW)?;
     txn.open_table(DAY_KEYUSAGE)?;
     txn.open_table(NOTICEID_NOTICE)?;
+    txn.open_table(SEQ_AUDIT)?;
     Ok(())
 }
 
@@ -232,6 +236,7 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<()> {
 
 /// Every table's name, for tests that inspect the whole database.
 pub const ALL_NAMES: &[&str] = &[
+    "seq_audit",
     "meta",
     "ip_indicator",
     "day_ip_expiry",

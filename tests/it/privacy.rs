@@ -567,3 +567,145 @@ async fn privacy_scan() {
     // The tables a privacy scan covers are exactly the declared ones.
     assert!(sikker::store::tables::ALL_NAMES.contains(&"dayid_pageview"));
 }
+
+/// P60: operator requests over the admin socket, admin API calls and
+/// configuration changes are recorded (who, what, when), without secrets;
+/// entries go after the privacy-log period.
+#[tokio::test]
+async fn admin_audit_log_records_operators_admin_api_and_configuration() {
+    use sikker::service::admin::AdminRequest;
+    let s = TestServer::start().await;
+    let services = s.handle().services.clone();
+
+    // An operator over the admin socket.
+    let mut c = sikker::admin::client::Client::connect(&s.data_dir.join("admin.sock"))
+        .await
+        .unwrap()
+        .expect("the admin socket answers");
+    c.call(AdminRequest::KeyCreate {
+        name: "ops".into(),
+        tier: "free".into(),
+        user: None,
+    })
+    .await
+    .unwrap();
+
+    // An admin through the API (bootstrap, sign in, list users).
+    let token = s.handle().bootstrap_token.clone().unwrap();
+    let r = s
+        .client
+        .post(s.url("/v1/account/bootstrap"))
+        .json(
+            &json!({"token": token, "username": "root-admin", "email": "root@example.org",
+            "password": "Fjord-Lantern-2026", "first_name": "A", "last_name": "B",
+            "country": "NO", "age_confirmed": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s
+        .client
+        .post(s.url("/v1/session/login"))
+        .json(&json!({"login": "root-admin", "password": "Fjord-Lantern-2026"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie: String = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .filter(|c| c.starts_with("access_token="))
+        .collect();
+    let r = s
+        .client
+        .get(s.url("/v1/admin/users"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Configuration: first sight, then a change of one key.
+    services
+        .audit_config("# effective\nlisten = \"127.0.0.1:8443\"\nregistration = \"invite\"\n")
+        .await
+        .unwrap();
+    services
+        .audit_config("# effective\nlisten = \"127.0.0.1:8443\"\nregistration = \"invite\"\n")
+        .await
+        .unwrap();
+    services
+        .audit_config("# effective\nlisten = \"127.0.0.1:8443\"\nregistration = \"open\"\n")
+        .await
+        .unwrap();
+
+    let log = services.audit_log(100).await.unwrap();
+    let lines: Vec<String> = log
+        .iter()
+        .map(|e| format!("{} | {} | {}", e.actor, e.action, e.detail))
+        .collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("admin socket | key_create"), "{lines:#?}");
+    assert!(has("(root-admin) | GET /v1/admin/users"), "{lines:#?}");
+    assert!(has("server start | configuration first seen"), "{lines:#?}");
+    assert!(
+        has("server start | configuration changed | registration = \"open\""),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("configuration")).count(),
+        2,
+        "an unchanged configuration is not recorded again: {lines:#?}"
+    );
+    let all = format!("{lines:?}");
+    assert!(
+        !all.contains("Fjord-Lantern") && !all.contains("sk_free_"),
+        "no secrets: {all}"
+    );
+
+    // Kept for the privacy-log period (730 days by default), then swept.
+    s.clock.advance(Duration::from_secs(731 * 86_400));
+    services.sweep(services.clock.now(), 1_000).await.unwrap();
+    assert!(services.audit_log(100).await.unwrap().is_empty());
+}
+
+/// P58: a breach or policy notice reaches every account holder by e-mail
+/// (through the real SMTP server), and who was notified when is recorded;
+/// bad input changes nothing.
+#[tokio::test]
+async fn notices_reach_every_account_holder_by_email() {
+    let m = crate::common::smtp::SmtpSink::start();
+    let flags = m.flags();
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = TestServer::start_with(&refs).await;
+    let services = s.handle().services.clone();
+    for name in ["kari", "ola"] {
+        services
+            .add_account(signup(name), sikker::domain::account::Role::User)
+            .await
+            .unwrap();
+    }
+    m.wait_for(2).await; // the two verification mails
+    assert!(services.notify_all("", "body").await.is_err());
+    assert!(services.notify_all("Subject", "  ").await.is_err());
+    let r = services
+        .notify_all("Security notice", "We changed how reports are kept.")
+        .await
+        .unwrap();
+    assert!(r.to_string().contains('2'), "{r}");
+    // Notices are spread out (--notify-rate, 60 a minute): let the clock run.
+    s.clock.advance(Duration::from_secs(120));
+    for to in ["kari@example.org", "ola@example.org"] {
+        let mail = m.last_to(to, "Security notice").await;
+        assert!(
+            mail["body"]
+                .as_str()
+                .unwrap()
+                .contains("We changed how reports are kept."),
+            "{mail}"
+        );
+    }
+    assert_eq!(m.messages().len(), 4, "no other mail was sent");
+}
