@@ -101,67 +101,90 @@ route("/admin/whitelist", async (page) => {
   await load();
 }, { ...ADMIN, title: "Whitelist" });
 
+const REASON_TEXT = { false_positive: "false positive", ownership_change: "ownership change", dynamic_reassignment: "dynamic reassignment" };
+
+function verificationText(v) {
+  if (v === "from_ip") return "Verified: requested from the address itself.";
+  if (v && v.admin) return `Decided by admin #${v.admin.admin}: ${v.admin.reason}`;
+  return "";
+}
+
 route("/admin/corrections", async (page) => {
-  page.append(h("h1", {}, "Correction queue"), subnav());
-  const list = h("div");
-  page.append(list);
+  page.append(h("h1", {}, "Correction queue"), subnav(),
+    h("p", { class: "muted" }, "A granted correction hides the address from every public output; evidence keeps being aggregated, and new evidence is flagged here until the correction is revoked."));
+  const filter = h("select", { "aria-label": "Show", id: "correction-filter" },
+    [["pending", "Pending"], ["granted", "Granted"], ["denied", "Denied"], ["", "All"]].map(([v, t]) => h("option", { value: v }, t)));
+  const list = h("div", { id: "corrections" });
+  page.append(h("div", { class: "row" }, filter), list);
+  filter.addEventListener("change", () => load());
   async function load() {
-    const r = await optional(page, "The correction queue", "/v1/admin/corrections");
+    const q = filter.value ? "?status=" + filter.value : "";
+    const r = await optional(page, "The correction queue", "/v1/admin/corrections" + q);
     if (!r) { list.remove(); return; }
     const items = r.corrections || [];
     list.replaceChildren(...(items.length ? items.map((c) => {
-      const reason = h("input", { type: "text", "aria-label": `Reason for the decision on ${c.ip}`, placeholder: "Reason (recorded)", class: "grow" });
-      const decide = (decision) => async () => {
+      const reason = h("input", { type: "text", "aria-label": `Reason for the decision on ${c.ip}`, placeholder: "Reason (recorded, 1–500 characters)", maxlength: 500, class: "grow" });
+      const decide = (decision, done) => async () => {
         if (!reason.value.trim()) { reason.setAttribute("aria-invalid", "true"); reason.focus(); toast("Give a reason", "bad"); return; }
-        try { await api("POST", `/v1/admin/corrections/${c.id}`, { decision, reason: reason.value.trim() }); toast(`Request ${decision === "approve" ? "approved" : "denied"}`); await load(); } catch (e) { toast(e.message, "bad"); }
+        try {
+          await api("POST", `/v1/admin/corrections/${c.id}/${decision}`, { reason: reason.value.trim() });
+          toast(`Correction for ${c.ip} ${done}`);
+          await load();
+        } catch (e) { toast(e.message, "bad"); }
       };
-      const pending = !c.status || c.status === "pending";
-      return h("div", { class: "card correction", "data-id": c.id },
-        h("p", {}, h("strong", {}, c.ip), " — ", c.status || "pending", " · received ", fmtDate(c.createdAt || c.requestedAt)),
-        h("p", {}, c.reason || ""),
-        c.fromIp ? h("p", { class: "muted" }, "Requested from the address itself") : null,
-        (c.history || []).length ? h("ul", { class: "muted" }, c.history.map((x) => h("li", {}, `${fmtDate(x.at)}: ${x.action}${x.reason ? " — " + x.reason : ""}`))) : null,
-        pending ? h("div", { class: "row" }, reason, h("button", { type: "button", onclick: decide("approve") }, "Approve"), h("button", { type: "button", class: "danger", onclick: decide("deny") }, "Deny")) : null);
-    }) : [h("p", { class: "muted" }, "No correction requests.")]));
+      const actions = c.status === "pending"
+        ? [h("button", { type: "button", class: "approve", onclick: decide("approve", "approved") }, "Approve"), h("button", { type: "button", class: "danger deny", onclick: decide("deny", "denied") }, "Deny")]
+        : c.status === "granted" ? [h("button", { type: "button", class: "danger revoke", onclick: decide("revoke", "revoked") }, "Revoke")] : [];
+      return h("div", { class: "card correction", "data-id": c.id, "data-status": c.status },
+        h("p", {}, h("strong", {}, c.ip), " — ", h("span", { class: "status" }, c.status), " · requested ", fmtDate(c.requested_at), c.decided_at ? [" · decided ", fmtDate(c.decided_at)] : null),
+        h("p", {}, REASON_TEXT[c.reason] || c.reason, c.details ? [": ", c.details] : null),
+        c.verification ? h("p", { class: "muted" }, verificationText(c.verification)) : null,
+        c.new_evidence ? h("p", { class: "notice" }, "New evidence since the decision (last ", fmtDate(c.last_evidence_at), "): review, and revoke if the listing is right.") : null,
+        (c.history || []).length ? h("ul", { class: "muted" }, c.history.map((x) => h("li", {}, `${fmtDate(new Date(x.at_ms).toISOString())}: ${x.event}`))) : null,
+        actions.length ? h("div", { class: "row" }, reason, ...actions) : null);
+    }) : [h("p", { class: "muted" }, filter.value ? `No ${filter.value} corrections.` : "No correction requests.")]));
   }
   await load();
 }, { ...ADMIN, title: "Corrections" });
 
 route("/admin/retention", async (page) => {
-  page.append(h("h1", {}, "Retention status"), subnav());
+  page.append(h("h1", {}, "Retention status"), subnav(),
+    h("p", { class: "muted" }, "What each category holds now and when its oldest item is due; the hourly sweep (or ", h("code", {}, "sikker admin sweep"), ") deletes it at the first sweep after that."));
   const r = await optional(page, "Retention status", "/v1/admin/retention");
   if (!r) return;
-  const items = r.items || r.retention || [];
-  page.append(table(["Data", "Kept for", "Items", "Next expiry", "Last sweep"], items.map((i) => [i.name, `${i.periodDays ?? i.days} days`, String(i.count ?? "—"), fmtDate(i.nextExpiry), fmtDate(i.lastSweep || r.lastSweep)])));
+  page.append(h("div", { id: "retention" }, table(["Data", "Promise", "Kept for", "Rule", "Items", "Oldest", "Next purge"], (r.categories || []).map((c) => [
+    c.category.replace(/_/g, " "), c.promise, c.period_days == null ? "—" : `${c.period_days} days`, c.rule, String(c.items), fmtDate(c.oldest), fmtDate(c.next_purge)]), "No categories.")));
 }, { ...ADMIN, title: "Retention" });
 
 route("/admin/gdpr", async (page) => {
-  page.append(h("h1", {}, "GDPR requests"), subnav());
-  const r = await optional(page, "GDPR request tracking", "/v1/admin/gdpr-requests");
+  page.append(h("h1", {}, "GDPR requests"), subnav(), h("p", { class: "muted" }, "Open requests, soonest deadline first. Each must be answered within 30 days."));
+  const r = await optional(page, "GDPR request tracking", "/v1/admin/gdpr/requests");
   if (!r) return;
-  const now = Date.now();
-  page.append(table(["Account", "Request", "Received", "Due", "Status"], (r.requests || []).map((q) => {
-    const late = !q.completedAt && q.dueAt && new Date(q.dueAt).getTime() < now;
-    return [String(q.account ?? q.accountId ?? ""), q.kind, fmtDate(q.receivedAt), h("span", { class: late ? "sev sev-high" : "" }, fmtDate(q.dueAt)), q.completedAt ? "done " + fmtDate(q.completedAt) : late ? "overdue" : "open"];
-  }), "No requests."));
+  page.append(h("div", { id: "gdpr" }, table(["Account", "Request", "Via", "Received", "Deadline", "Left"], (r.pending || []).map((q) => [
+    String(q.account), q.kind.replace(/_/g, " "), q.via, fmtDate(q.received),
+    h("span", { class: q.overdue ? "sev sev-high" : q.days_left < 7 ? "sev sev-medium" : "" }, fmtDate(q.deadline)),
+    q.overdue ? h("strong", { class: "overdue" }, "overdue") : `${q.days_left} days`]), "No open requests.")));
 }, { ...ADMIN, title: "GDPR requests" });
 
 route("/admin/audience", async (page) => {
-  page.append(h("h1", {}, "Audience"), subnav(), h("p", { class: "muted" }, "Cookie-less, anonymous: daily-rotating visitor hashes only."));
+  page.append(h("h1", {}, "Audience"), subnav(), h("p", { class: "muted" }, "Cookie-less and anonymous: visitor ids are hashes under a salt redrawn every day, so weekly and monthly visitors are sums of daily uniques."));
   const r = await optional(page, "Audience measurement", "/v1/admin/audience");
   if (!r) return;
   const days = r.days || [];
-  const total = days.reduce((a, d) => a + (d.visitors || 0), 0);
-  const bounce = days.length ? Math.round(days.reduce((a, d) => a + (d.bounceRate || 0), 0) / days.length * 100) / 100 : 0;
-  const pairs = (list, k) => (list || []).map((x) => ({ label: x[k] || "(none)", value: x.count ?? x.visitors ?? 0 }));
+  const pairs = (list) => (list || []).map((x) => ({ label: x.key || "(none)", value: x.views }));
+  const stat = (k, v) => h("div", { class: "card stat", "data-stat": k }, h("span", {}, k), h("strong", {}, v));
   page.append(
-    h("div", { class: "cards" }, h("div", { class: "card stat" }, h("span", {}, "Visitors"), h("strong", {}, String(r.visitors ?? total))), h("div", { class: "card stat" }, h("span", {}, "Bounce rate"), h("strong", {}, `${Math.round((r.bounceRate ?? bounce) * 100)}%`))),
-    h("section", { class: "card" }, h("h2", {}, "Unique visitors per day"), columns(days.map((d) => ({ label: d.day || d.date, value: d.visitors || 0 })), { title: "Unique visitors per day" })),
-    h("section", { class: "card" }, h("h2", {}, "Bounce rate per day"), columns(days.map((d) => ({ label: d.day || d.date, value: Math.round((d.bounceRate || 0) * 100) })), { title: "Bounce rate per day", unit: "%" })),
+    h("p", { class: "muted" }, `${r.from} to ${r.to}`),
+    h("div", { class: "cards" }, stat("Visitors", String(r.visitors)), stat("Page views", String(r.page_views)), stat("Bounce rate", `${Math.round((r.bounce_rate || 0) * 100)}%`)),
+    h("section", { class: "card" }, h("h2", {}, "Unique visitors per day"), columns(days.map((d) => ({ label: d.day, value: d.visitors })), { title: "Unique visitors per day" })),
+    h("section", { class: "card" }, h("h2", {}, "Bounce rate per day"), columns(days.map((d) => ({ label: d.day, value: d.visitors ? Math.round((d.bounces / d.visitors) * 100) : 0 })), { title: "Bounce rate per day", unit: "%" })),
     h("div", { class: "grid2" },
-      h("section", { class: "card" }, h("h2", {}, "Top pages"), bars(pairs(r.topPages, "path"), { title: "Top pages" })),
-      h("section", { class: "card" }, h("h2", {}, "Countries"), bars(pairs(r.countries, "country"), { title: "Countries" }))),
-    h("section", { class: "card" }, h("h2", {}, "Referrers"), bars(pairs(r.referrers, "domain"), { title: "Referrers" })));
+      h("section", { class: "card" }, h("h2", {}, "Visitors per week"), columns((r.weeks || []).map((w) => ({ label: w.week_of, value: w.visitors })), { title: "Visitors per week (sum of daily uniques)" })),
+      h("section", { class: "card" }, h("h2", {}, "Visitors per month"), columns((r.months || []).map((m) => ({ label: m.month, value: m.visitors })), { title: "Visitors per month (sum of daily uniques)" }))),
+    h("div", { class: "grid2" },
+      h("section", { class: "card" }, h("h2", {}, "Top pages"), bars(pairs(r.top_pages), { title: "Top pages" })),
+      h("section", { class: "card" }, h("h2", {}, "Countries"), bars(pairs(r.countries), { title: "Countries" }))),
+    h("section", { class: "card" }, h("h2", {}, "Referrers"), bars(pairs(r.referrers), { title: "Referrers" })));
 }, { ...ADMIN, title: "Audience" });
 
 route("/admin/health", async (page) => {

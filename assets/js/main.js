@@ -1,20 +1,18 @@
 // Entry point: registers the pages, the theme, the links and the
 // first-party analytics consent banner (off until granted).
 
-import { $, h, render, initTheme, initLinks, cookie, state, api } from "./core.js";
+import { $, h, render, initTheme, initLinks, cookie } from "./core.js";
 import "./public.js";
-import { setConsentCookie } from "./user.js";
+import { recordConsent } from "./user.js";
 import "./admin.js";
 
 function consentBanner() {
   const box = $("#consent");
   if (cookie("ska_analytics_consent")) { box.hidden = true; return; }
   const answer = async (granted) => {
-    setConsentCookie(granted);
     box.hidden = true;
-    if (state.me) {
-      try { await api("POST", "/v1/account/privacy/consent", { analytics: granted }, { quiet: true }); } catch { /* recorded in the cookie; the server may not keep a consent log */ }
-    }
+    // The cookie is set before the request, so the choice holds even if logging it fails.
+    try { await recordConsent(granted); } catch { /* the cookie keeps the choice */ }
   };
   box.replaceChildren(
     h("p", { id: "consent-text" }, "May we count your visits with first-party analytics on this server? Nothing is shared and nothing loads from elsewhere. Analytics stay off unless you allow them. ", h("a", { href: "/privacy" }, "Details")),

@@ -43,13 +43,12 @@ route("/ip/:ip", async (page, { ip }) => {
     return;
   }
   const geo = r.geolocation || {};
-  const status = r.corrected
-    ? h("p", { class: "badge ok" }, "Listing corrected: this address is not listed publicly.")
-    : r.isWhitelisted
+  // A corrected listing answers exactly like an unlisted address (no flag that would publish it).
+  const status = r.isWhitelisted
       ? h("p", { class: "badge ok" }, "Whitelisted: this address is never listed.")
       : r.found
         ? h("p", { class: "badge badge-" + severityClass(r.confidenceLevel) }, `Seen: confidence ${r.confidenceLevel}/100`)
-        : h("p", { class: "badge" }, "No recent evidence about this address.");
+        : h("p", { class: "badge not-listed" }, "Not listed: no recent evidence about this address.");
   const dl = (pairs) => h("dl", { class: "facts" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
   const place = [geo.city, geo.countryName].filter(Boolean).join(", ");
   out.replaceChildren(
@@ -80,12 +79,12 @@ route("/ip/:ip", async (page, { ip }) => {
 const retentionLabels = {
   rawReportsDays: "Raw reports (each submitted report)",
   indicatorsDays: "IP indicators without new evidence",
-  apiUsageDays: "API usage, network and device records",
-  geolocationDays: "Geolocation records",
-  analyticsDays: "First-party analytics (with consent)",
-  audienceDays: "Anonymous audience metrics",
-  accountAfterDeletionDays: "Account data after the account ends",
-  logsDays: "Server logs",
+  apiUsageDays: "API usage counters per key and day",
+  networkDays: "Network data (the address you registered from; sessions end sooner, at most 30 days)",
+  accountAfterDeletionDays: "What remains of an erased account",
+  analyticsDays: "First-party analytics events (only with consent)",
+  audienceDays: "Anonymous audience measurement (page views)",
+  privacyLogDays: "Consent, request and notice logs",
 };
 
 route("/privacy", async (page) => {
@@ -117,22 +116,30 @@ route("/privacy", async (page) => {
     p.policy ? h("div", { class: "policy-extra" }, p.policy.split("\n\n").map((para) => h("p", {}, para))) : null);
 }, { title: "Privacy policy" });
 
+const CORRECTION_REASONS = [["false_positive", "It was never malicious (false positive)"], ["ownership_change", "The address has a new owner"], ["dynamic_reassignment", "The address is dynamic and was reassigned"]];
+
 route("/correction", (page, _p, q) => {
   page.append(h("h1", {}, "Request a listing correction"),
     h("p", {}, "If an address you control is listed by mistake, tell us. A correction is granted after verified control: the request comes from the address itself, or an admin decides with a recorded reason."));
-  const form = h("form", { class: "stack" },
+  const form = h("form", { class: "stack", id: "correction-form" },
     field("IP address", "ip", { value: q.get("ip") || "", required: true }),
-    field("Contact e-mail (optional)", "email", { type: "email", autocomplete: "email" }),
-    field("Why is the listing wrong?", "reason", { tag: "textarea", required: true, rows: 4, maxlength: 2000 }),
+    field("Why is the listing wrong?", "reason", { tag: "select", options: CORRECTION_REASONS }),
+    field("Details (optional, no personal data please)", "details", { tag: "textarea", rows: 4, maxlength: 1000 }),
     h("button", { type: "submit" }, "Send request"));
   page.append(onSubmit(form, async (v) => {
+    let r;
     try {
-      await api("POST", "/v1/corrections", { ip: v.ip, email: v.email || null, reason: v.reason });
+      r = await api("POST", "/v1/corrections", { ip: v.ip, reason: v.reason, details: v.details || null });
     } catch (e) {
       if (missing(e)) { form.replaceWith(unavailable("Listing corrections")); return; }
+      if (e instanceof ApiError && e.status === 404) throw new ApiError(404, { error: `${v.ip} is not listed: there is nothing to correct`, field: "ip" });
       throw e;
     }
-    form.replaceWith(h("p", { class: "notice ok", role: "status" }, "Thank you: your request was received and will be reviewed."));
+    const c = r.correction;
+    form.replaceWith(h("p", { class: "notice ok", role: "status", id: "correction-result", "data-status": c.status },
+      c.status === "granted"
+        ? `Corrected: your request came from ${c.ip} itself, so ${c.ip} is no longer listed publicly.`
+        : `Thank you: your request about ${c.ip} (number ${c.id}) was received; an admin will decide and record a reason.`));
   }, (v) => (looksLikeIp(v.ip) ? null : { ip: "enter an IPv4 or IPv6 address" })));
 }, { title: "Listing correction" });
 

@@ -268,44 +268,58 @@ route("/privacy-centre", async (page) => {
     page.append(h("section", { class: "card" }, h("h2", {}, "Restrict, object, consent, erase"), unavailable("The privacy centre's requests")));
     return;
   }
-  const toggle = (title, text, key, path, on, off) => {
-    const btn = h("button", { type: "button", class: "secondary" }, p[key] ? off : on);
+  const toggle = (title, text, key, since, path, on, off) => {
+    const btn = h("button", { type: "button", class: "secondary", id: `${key}-btn` }, p[key] ? off : on);
+    const status = h("strong", { id: `${key}-state` }, p[key] ? "On" : "Off");
+    const when = h("span", { class: "muted" }, p[since] ? ` since ${fmtDate(p[since])}` : "");
     btn.addEventListener("click", async () => {
       try {
-        const r = await api("POST", path, { [key]: !p[key] });
-        p = { ...p, ...(r || {}), [key]: r && key in r ? r[key] : !p[key] };
+        p = await api("POST", path, { on: !p[key] });
         btn.textContent = p[key] ? off : on;
         status.textContent = p[key] ? "On" : "Off";
+        when.textContent = p[since] ? ` since ${fmtDate(p[since])}` : "";
+        drawRequests();
         toast("Saved; request logged");
       } catch (e) { toast(e.message, "bad"); }
     });
-    const status = h("strong", {}, p[key] ? "On" : "Off");
-    return h("section", { class: "card" }, h("h2", {}, title), h("p", {}, text), h("p", {}, "Now: ", status, " ", btn));
+    return h("section", { class: "card" }, h("h2", {}, title), h("p", {}, text), h("p", {}, "Now: ", status, when, " ", btn));
   };
   page.append(
-    toggle("Restrict processing", "Freeze your account: your data is kept but not processed further until you lift the restriction.", "restricted", "/v1/account/privacy/restrict", "Restrict", "Lift restriction"),
-    toggle("Object to processing", "Stop processing based on legitimate interest about you, such as audience measurement.", "objected", "/v1/account/privacy/object", "Object", "Withdraw objection"));
+    toggle("Restrict processing", "Freeze your account: your data is kept, but your API keys are refused until you lift the restriction. You can still sign in, download and erase.", "restricted", "restricted_since", "/v1/account/privacy/restriction", "Restrict", "Lift restriction"),
+    toggle("Object to audience measurement", "Your page views are not counted while you are signed in. Anonymous visitors object by sending Global Privacy Control or Do Not Track.", "objected_to_audience_measurement", "objected_since", "/v1/account/privacy/objection", "Object", "Withdraw objection"));
 
-  const consent = p.consent || {};
-  const cState = h("strong", {}, consent.analytics ? "granted" : "not granted");
-  const cBtn = h("button", { type: "button", class: "secondary" }, consent.analytics ? "Withdraw consent" : "Grant consent");
+  // Consent is per browser: the cookie holds it, the server logs each decision.
+  const granted = () => cookie("ska_analytics_consent") === "granted";
+  const cState = h("strong", { id: "consent-state" }, granted() ? "granted" : "not granted");
+  const cWhen = h("span", { class: "muted" });
+  const cBtn = h("button", { type: "button", class: "secondary", id: "consent-btn" }, granted() ? "Withdraw consent" : "Grant consent");
   cBtn.addEventListener("click", async () => {
-    const grant = !consent.analytics;
+    const grant = !granted();
     try {
-      await api("POST", "/v1/account/privacy/consent", { analytics: grant });
-      consent.analytics = grant;
-      setConsentCookie(grant);
+      const r = await recordConsent(grant);
       cState.textContent = grant ? "granted" : "not granted";
+      cWhen.textContent = r && r.recorded ? ` (recorded ${fmtDate(r.recorded)})` : "";
       cBtn.textContent = grant ? "Withdraw consent" : "Grant consent";
       toast("Consent recorded");
     } catch (e) { toast(e.message, "bad"); }
   });
-  page.append(h("section", { class: "card" }, h("h2", {}, "Consent"), h("p", {}, "First-party analytics: ", cState, " ", cBtn),
-    table(["When", "Change"], (consent.history || []).map((c) => [fmtDate(c.at), c.granted ? "granted" : "withdrawn"]), "No consent changes recorded.")));
+  page.append(h("section", { class: "card" }, h("h2", {}, "Consent"),
+    h("p", {}, "First-party analytics in this browser: ", cState, cWhen, " ", cBtn),
+    h("p", { class: "muted small" }, "Withdrawing is as easy as granting; every decision is logged with its time.")));
 
-  if ((p.requests || []).length) {
-    page.append(h("section", { class: "card" }, h("h2", {}, "My requests"), table(["Request", "Received", "Due", "Done"], p.requests.map((r) => [r.kind, fmtDate(r.receivedAt), fmtDate(r.dueAt), fmtDate(r.completedAt)]))));
-  }
+  const reqs = h("div", { id: "privacy-requests" });
+  const drawRequests = () => reqs.replaceChildren(table(["Request", "Via", "Received", "Due", "Answered"], (p.requests || []).map((r) => [
+    r.kind.replace(/_/g, " "), r.via, fmtDate(r.received), fmtDate(dueDate(r.received)), r.answered ? fmtDate(r.answered) : "open"]), "No requests yet."));
+  drawRequests();
+  const file = h("form", { class: "row-form", id: "request-form" },
+    field("Ask an admin for", "kind", { tag: "select", options: REQUEST_KINDS }),
+    h("button", { type: "submit", class: "secondary" }, "File request"));
+  page.append(h("section", { class: "card" }, h("h2", {}, "My requests"), reqs, onSubmit(file, async (v) => {
+    const r = await api("POST", "/v1/account/privacy/requests", { kind: v.kind });
+    toast(`Request filed; answered by ${fmtDate(r.request.deadline)} at the latest`);
+    p = await api("GET", "/v1/account/privacy");
+    drawRequests();
+  })));
 
   const erase = h("form", { class: "stack narrow" },
     field("Your password, to confirm", "password", { type: "password", required: true, autocomplete: "current-password" }),
@@ -315,15 +329,30 @@ route("/privacy-centre", async (page) => {
     h("p", {}, "Authentication data is deleted at once; account data is kept only for the period in the privacy policy; your reports stay, anonymised."),
     onSubmit(erase, async (v) => {
       if (!(await confirmDialog("Erase your account now? This cannot be undone.", "Erase"))) return;
-      await api("POST", "/v1/account/privacy/erase", { password: v.password });
+      const r = await api("POST", "/v1/account/privacy/erase", { password: v.password });
       state.me = null;
+      if (r && r.purge_on) toast(`Your account was erased; the rest is purged on ${fmtDate(r.purge_on)}`);
       toast("Your account was erased");
       navigate("/");
     }, (v) => (v.confirm ? null : { confirm: "tick the box to confirm" }))));
 }, { ...AUTH, title: "My data" });
 
+const REQUEST_KINDS = [["rectification", "rectification of data I cannot change here"], ["access", "a copy of my data prepared by an admin"], ["erasure", "erasure by an admin"], ["objection", "an objection to other processing"]];
+
+/** The 30-day answer deadline of a request received at `received`. */
+function dueDate(received) {
+  const t = new Date(received).getTime();
+  return Number.isNaN(t) ? null : new Date(t + 30 * 86400000).toISOString();
+}
+
 export function setConsentCookie(granted) {
   document.cookie = `ska_analytics_consent=${granted ? "granted" : "denied"}; Max-Age=${60 * 60 * 24 * 365}; Path=/; Secure; SameSite=Lax`;
+}
+
+/** Logs the decision on the server (which also sets the cookie) and keeps the cookie in step. */
+export async function recordConsent(granted) {
+  setConsentCookie(granted);
+  return api("POST", "/v1/privacy/consent", { decision: granted ? "granted" : "denied" }, { quiet: true });
 }
 
 export { loadMe };

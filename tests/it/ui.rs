@@ -163,16 +163,13 @@ async fn the_web_ui_in_a_real_browser() {
     snap(&b, "admin-users").await;
     b.goto(&s.url("/admin/corrections")).await;
     b.wait(
-        "document.querySelector('.notice, .correction, main p.muted')",
-        "the correction queue or its notice",
+        "document.querySelector('#corrections p.muted')",
+        "the empty correction queue",
     )
     .await;
     b.goto(&s.url("/admin/audience")).await;
-    b.wait(
-        "document.querySelector('.notice, .chart')",
-        "audience or its notice",
-    )
-    .await;
+    b.wait("document.querySelector('svg.chart')", "the audience charts")
+        .await;
     sign_out(&b).await;
 
     // Sign-up, with the link from the real SMTP server.
@@ -332,14 +329,172 @@ async fn the_web_ui_in_a_real_browser() {
     .await;
     snap(&b, "dashboard").await;
 
-    // Privacy centre: the export, where the server offers it.
+    // Privacy centre: the export is saved as a JSON file about this account.
+    let downloads = tempfile::tempdir().unwrap();
+    b.allow_downloads(downloads.path()).await;
     b.goto(&s.url("/privacy-centre")).await;
+    b.wait(
+        "document.querySelector('#restricted-state')",
+        "the privacy centre",
+    )
+    .await;
     b.click("#export-btn").await;
-    let exported = b
-        .wait("document.querySelector('#export-link') ? 'file' : (document.querySelector('#export-btn ~ div .notice') ? 'missing' : null)", "the export")
+    b.wait("document.querySelector('#export-link')", "the export link")
         .await;
-    eprintln!("data export: {exported}");
+    let file = downloads.path().join("sikker-kari.json");
+    let exported = crate::common::eventually("the downloaded export", || {
+        let file = file.clone();
+        async move {
+            let text = std::fs::read_to_string(&file).ok()?;
+            serde_json::from_str::<Value>(&text).ok()
+        }
+    })
+    .await;
+    assert_eq!(exported["format"], "sikker-export-1", "{exported}");
+    assert_eq!(exported["account"]["username"], "kari", "{exported}");
+    assert_eq!(exported["account"]["email"], "kari@example.org");
     snap(&b, "privacy-centre").await;
+
+    // Restriction and objection go to the real endpoints and come back on.
+    b.click("#restricted-btn").await;
+    b.wait(
+        "document.querySelector('#restricted-state').textContent === 'On'",
+        "the restriction",
+    )
+    .await;
+    b.click("#restricted-btn").await;
+    b.wait(
+        "document.querySelector('#restricted-state').textContent === 'Off'",
+        "the lifted restriction",
+    )
+    .await;
+    b.click("#objected_to_audience_measurement-btn").await;
+    b.wait(
+        "document.querySelector('#objected_to_audience_measurement-state').textContent === 'On'",
+        "the objection",
+    )
+    .await;
+    let requests = b
+        .wait(
+            "document.querySelector('#privacy-requests table') && document.querySelector('#privacy-requests').innerText",
+            "the logged requests",
+        )
+        .await;
+    let requests = requests.as_str().unwrap();
+    assert!(
+        requests.contains("restriction") && requests.contains("objection"),
+        "{requests}"
+    );
+    // Consent was granted by the banner; withdrawing it is one click.
+    assert_eq!(
+        b.text("#consent-state").await,
+        "granted",
+        "the banner's answer"
+    );
+    b.click("#consent-btn").await;
+    b.wait(
+        "document.querySelector('#consent-state').textContent === 'not granted' && document.cookie.includes('ska_analytics_consent=denied')",
+        "the withdrawn consent",
+    )
+    .await;
+
+    // A correction for the reported address, from an address other than
+    // itself: pending until an admin approves it in the queue.
+    b.goto(&s.url("/correction?ip=45.155.205.23")).await;
+    b.fill("#correction-form [name=reason]", "ownership_change")
+        .await;
+    b.fill("#correction-form [name=details]", "we took over this range")
+        .await;
+    b.click("#correction-form button[type=submit]").await;
+    let status = b
+        .wait(
+            "document.querySelector('#correction-result') && document.querySelector('#correction-result').dataset.status",
+            "the correction receipt",
+        )
+        .await;
+    assert_eq!(status, "pending");
+    sign_out(&b).await;
+    sign_in(&b, &s, "root", false).await;
+    b.goto(&s.url("/admin/corrections")).await;
+    b.wait(
+        "document.querySelector('.correction[data-status=pending]')",
+        "the pending correction",
+    )
+    .await;
+    b.click(".correction[data-status=pending] button.approve")
+        .await;
+    b.wait(
+        "document.querySelector('.correction [aria-invalid=true]')",
+        "the missing reason refused",
+    )
+    .await;
+    b.fill(
+        ".correction[data-status=pending] input",
+        "ownership verified by RIPE record",
+    )
+    .await;
+    b.click(".correction[data-status=pending] button.approve")
+        .await;
+    b.wait(
+        "document.querySelector('#corrections p.muted') && !document.querySelector('.correction[data-status=pending]')",
+        "the emptied queue",
+    )
+    .await;
+    b.fill("#correction-filter", "granted").await;
+    let granted = b
+        .wait(
+            "document.querySelector('.correction[data-status=granted]') && document.querySelector('.correction[data-status=granted]').innerText",
+            "the granted correction",
+        )
+        .await;
+    let granted = granted.as_str().unwrap();
+    assert!(
+        granted.contains("45.155.205.23") && granted.contains("ownership verified by RIPE record"),
+        "{granted}"
+    );
+    snap(&b, "admin-corrections").await;
+    b.goto(&s.url("/ip/45.155.205.23")).await;
+    b.wait(
+        "document.querySelector('.badge.not-listed')",
+        "the corrected IP answered as not listed",
+    )
+    .await;
+    let page = b.text("main").await;
+    assert!(!page.contains("Behaviors"), "{page}");
+    assert!(!page.contains("brute"), "{page}");
+
+    // The other privacy pages of the admin, on the real endpoints.
+    b.goto(&s.url("/admin/gdpr")).await;
+    b.wait("document.querySelector('#gdpr')", "the GDPR requests")
+        .await;
+    b.goto(&s.url("/admin/retention")).await;
+    let retention = b
+        .wait(
+            "document.querySelector('#retention table') && document.querySelector('#retention').innerText",
+            "the retention status",
+        )
+        .await;
+    let retention = retention.as_str().unwrap();
+    assert!(
+        retention.contains("raw reports") && retention.contains("395 days"),
+        "{retention}"
+    );
+    b.goto(&s.url("/admin/audience")).await;
+    let views = b
+        .wait(
+            "document.querySelector('[data-stat=\"Page views\"] strong') && document.querySelector('[data-stat=\"Page views\"] strong').textContent",
+            "the audience figures",
+        )
+        .await;
+    assert_ne!(views, "0", "page loads are counted");
+    assert_eq!(
+        b.eval("document.querySelectorAll('svg.chart').length >= 4")
+            .await,
+        true
+    );
+    snap(&b, "admin-audience").await;
+    sign_out(&b).await;
+    sign_in(&b, &s, "kari", true).await;
 
     // The policy page states the live retention settings.
     b.goto(&s.url("/privacy")).await;
@@ -347,6 +502,18 @@ async fn the_web_ui_in_a_real_browser() {
         .wait("document.querySelector('tr[data-key=rawReportsDays] td:last-child') && document.querySelector('tr[data-key=rawReportsDays] td:last-child').textContent", "the policy")
         .await;
     assert_eq!(days, "30 days");
+    for (key, want) in [
+        ("indicatorsDays", "30 days"),
+        ("apiUsageDays", "730 days"),
+        ("networkDays", "730 days"),
+        ("accountAfterDeletionDays", "365 days"),
+        ("analyticsDays", "730 days"),
+        ("audienceDays", "395 days"),
+        ("privacyLogDays", "730 days"),
+    ] {
+        let got = b.text(&format!("tr[data-key={key}] td:last-child")).await;
+        assert_eq!(got, want, "{key}");
+    }
     snap(&b, "privacy").await;
 
     // Session expiry: a lost access token is refreshed silently; a lost

@@ -100,6 +100,12 @@ pub fn policy(ctx: &Ctx<'_>) -> Resp {
             "retention": {
                 "rawReportsDays": days(s.retention.reports_ms),
                 "indicatorsDays": days(s.retention.indicators_ms),
+                "apiUsageDays": days(s.privacy.opts.usage_ms),
+                "networkDays": days(s.privacy.opts.network_ms),
+                "accountAfterDeletionDays": days(s.privacy.opts.account_after_deletion_ms),
+                "analyticsDays": days(s.privacy.opts.analytics_ms),
+                "audienceDays": days(s.privacy.opts.audience_ms),
+                "privacyLogDays": days(s.privacy.opts.privacy_log_ms),
             },
             "registration": format!("{:?}", s.accounts.registration).to_ascii_lowercase(),
             "sessions": {

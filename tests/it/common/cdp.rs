@@ -172,6 +172,16 @@ impl Browser {
         v["result"].clone()
     }
 
+    /// Lets the page save downloads into `dir` (headless Chromium refuses them otherwise).
+    pub async fn allow_downloads(&self, dir: &Path) {
+        self.call_on(
+            None,
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": dir.display().to_string()}),
+        )
+        .await;
+    }
+
     /// A DevTools command on the page.
     pub async fn call(&self, method: &str, params: Value) -> Value {
         let s = self.session.clone();
