@@ -240,8 +240,11 @@ fn alert_senders(config: &Config) -> Result<crate::jobs::alerts::Senders, StartE
         .map(|o| crate::notify::smtp::Mailer::new(&o))
         .transpose()
         .map_err(StartError::Other)?;
-    let webhook = crate::notify::webhook::WebhookClient::new(config.webhook_allow_http)
-        .map_err(StartError::Other)?;
+    let webhook = crate::notify::webhook::WebhookClient::new(
+        config.webhook_allow_http,
+        config.webhook_ca_file.as_deref(),
+    )
+    .map_err(StartError::Other)?;
     Ok(crate::jobs::alerts::Senders { mailer, webhook })
 }
 

@@ -247,6 +247,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_WEBHOOK_ALLOW_HTTP")]
     pub webhook_allow_http: bool,
 
+    /// PEM certificates trusted for https webhooks besides the system roots (a private CA); none by default.
+    #[arg(long, env = "SIKKER_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
     /// Extra regular expression whose matches in report comments are replaced by `[redacted]` before storage (repeat the flag; the variable and each TOML array item hold one pattern); none by default.
     #[arg(long, env = "SIKKER_SCRUB_PATTERN", value_name = "REGEX", value_parser = parse_scrub_pattern)]
     pub scrub_pattern: Vec<String>,

@@ -115,6 +115,10 @@ pub fn effective(c: &Config) -> String {
         ),
         ("smtp_from", opt(c.smtp_from.clone())),
         ("webhook_allow_http", c.webhook_allow_http.to_string()),
+        (
+            "webhook_ca_file",
+            opt(c.webhook_ca_file.as_ref().map(|p| p.display().to_string())),
+        ),
         ("scrub_pattern", list(&c.scrub_pattern)),
         ("shutdown_grace", d(c.shutdown_grace)),
     ];

@@ -42,12 +42,33 @@ impl std::fmt::Debug for WebhookClient {
 }
 
 impl WebhookClient {
-    /// A client trusting the system's roots; `allow_private` also allows
+    /// A client trusting the system's roots and the certificates in
+    /// `extra_ca` (`--webhook-ca-file`); `allow_private` also allows
     /// http:// and loopback or private targets.
-    pub fn new(allow_private: bool) -> Result<Self, String> {
+    pub fn new(allow_private: bool, extra_ca: Option<&std::path::Path>) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         let found = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
+        let (mut added, _) = roots.add_parsable_certificates(found.certs);
+        if let Some(path) = extra_ca {
+            let named = |e: &dyn std::fmt::Display| {
+                format!(
+                    "--webhook-ca-file / SIKKER_WEBHOOK_CA_FILE: {}: {e}",
+                    path.display()
+                )
+            };
+            let pem = std::fs::read(path).map_err(|e| named(&e))?;
+            let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| named(&e))?;
+            if certs.is_empty() {
+                return Err(named(&"holds no PEM certificate"));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| named(&e))?;
+                added += 1;
+            }
+        }
         if added == 0 {
             tracing::warn!("no system trust roots found: https webhooks will fail");
         }

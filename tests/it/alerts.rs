@@ -83,7 +83,32 @@ struct Hook {
     body: String,
 }
 
-/// A plain-HTTP webhook receiver on 127.0.0.1 that answers with `status`.
+/// The test CA's certificate file and the receiver's TLS config: one
+/// self-signed certificate for 127.0.0.1, which the server is told to trust
+/// with `--webhook-ca-file`.
+fn webhook_tls() -> &'static (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    static TLS: std::sync::OnceLock<(std::path::PathBuf, Arc<rustls::ServerConfig>)> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("webhook-ca.pem");
+        std::fs::write(&path, ck.cert.pem()).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+        (path, Arc::new(cfg))
+    })
+}
+
+/// An HTTPS webhook receiver on 127.0.0.1 that answers with `status`.
 struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Hook>>>,
@@ -98,13 +123,17 @@ impl Receiver {
         let got: Arc<Mutex<Vec<Hook>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
         let (g, st) = (got.clone(), status.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(webhook_tls().1.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = l.accept().await else {
+                let Ok((tcp, _)) = l.accept().await else {
                     return;
                 };
-                let (g, st) = (g.clone(), st.clone());
+                let (g, st, acceptor) = (g.clone(), st.clone(), acceptor.clone());
                 tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = hyper::service::service_fn(
                         move |req: http::Request<hyper::body::Incoming>| {
                             let (g, st) = (g.clone(), st.clone());
@@ -148,7 +177,7 @@ impl Receiver {
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("https://{}/hook", self.addr)
     }
 
     fn hooks(&self) -> Vec<Hook> {
@@ -199,6 +228,8 @@ fn smtp_flags(port: u16) -> Vec<String> {
         "--smtp-from",
         "sikker alerts <alerts@sikker.test>",
         "--webhook-allow-http",
+        "--webhook-ca-file",
+        webhook_tls().0.to_str().unwrap(),
     ]
     .iter()
     .map(|s| (*s).to_owned())

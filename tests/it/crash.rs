@@ -91,14 +91,14 @@ fn admin(data: &Path, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    // Standard output only on success: warnings on standard error (such as
+    // an unknown SIKKER_* variable in the environment) are not the answer.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        (true, stdout)
+    } else {
+        (false, stdout + &String::from_utf8_lossy(&out.stderr))
+    }
 }
 
 /// What the server acknowledged with a success status.
