@@ -331,18 +331,7 @@ impl AdminCmd {
             Self::Whitelist(WhitelistCmd::List) => AdminRequest::WhitelistList,
             Self::Whitelist(WhitelistCmd::Remove { net }) => AdminRequest::WhitelistRemove { net },
             Self::Whitelist(WhitelistCmd::Import { name, file, source }) => {
-                let len = std::fs::metadata(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-                    .len();
-                if len > (crate::admin::MAX_LINE / 2) as u64 {
-                    bail!(
-                        "{} is {len} bytes; a set file is at most {} bytes",
-                        file.display(),
-                        crate::admin::MAX_LINE / 2
-                    );
-                }
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+                let text = small_text_file(&file, "a set file")?;
                 let source = source.unwrap_or_else(|| file.display().to_string());
                 AdminRequest::WhitelistImport { name, source, text }
             }
@@ -363,20 +352,26 @@ impl AdminCmd {
 
 /// The Tor exit list is small and replaced whole: one request.
 fn tor_exits_request(file: &std::path::Path) -> anyhow::Result<AdminRequest> {
+    Ok(AdminRequest::TorExitsImport {
+        text: small_text_file(file, "a Tor exit list")?,
+    })
+}
+
+/// A text file sent whole in one admin request: the admin socket carries one
+/// request line of at most `MAX_LINE` bytes, so the file gets half of it.
+fn small_text_file(file: &std::path::Path, what: &str) -> anyhow::Result<String> {
     let len = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
-    // The admin socket carries one request line of at most MAX_LINE bytes.
-    if len > (crate::admin::MAX_LINE / 2) as u64 {
+    let max = crate::admin::MAX_LINE / 2;
+    if len > max as u64 {
         bail!(
-            "{} is {len} bytes; a Tor exit list is at most {} bytes",
-            file.display(),
-            crate::admin::MAX_LINE / 2
+            "{} is {len} bytes; {what} is at most {max} bytes",
+            file.display()
         );
     }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
-    Ok(AdminRequest::TorExitsImport { text })
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))
 }
 
 impl UserCmd {
