@@ -120,16 +120,11 @@ impl Services {
         batch: usize,
     ) -> Result<usize> {
         let cutoff = now.0.saturating_sub(self.privacy.opts.privacy_log_ms);
-        let mut total = 0;
-        loop {
-            let n = self
-                .store
-                .write(move |txn| store::audit::delete_before(txn, cutoff, batch))
-                .await?;
-            total += n;
-            if n < batch {
-                return Ok(total);
-            }
-        }
+        Ok(self
+            .store
+            .drain(batch, move |txn, b| {
+                store::audit::delete_before(txn, cutoff, b)
+            })
+            .await?)
     }
 }

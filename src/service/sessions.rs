@@ -358,17 +358,12 @@ impl Services {
     /// Deletes sessions whose expiry day has passed (and their token
     /// hashes); returns how many.
     pub async fn sweep_sessions(&self, now: UnixMillis, batch: usize) -> Result<usize> {
-        let mut total = 0;
-        loop {
-            let n = self
-                .store
-                .write(move |txn| store::sessions::sweep(txn, now.day(), batch))
-                .await?;
-            total += n;
-            if n < batch {
-                return Ok(total);
-            }
-        }
+        Ok(self
+            .store
+            .drain(batch, move |txn, b| {
+                store::sessions::sweep(txn, now.day(), b)
+            })
+            .await?)
     }
 }
 

@@ -142,6 +142,26 @@ impl Store {
             .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    /// Deletes in bounded batches: runs `f` (which removes at most `batch`
+    /// items and says how many) in one short write transaction after
+    /// another, so the single writer is never held long, until a batch
+    /// comes back short. Returns the total removed.
+    pub async fn drain<F>(&self, batch: usize, f: F) -> Result<usize>
+    where
+        F: Fn(&WriteTransaction, usize) -> Result<usize> + Send + Sync + Clone + 'static,
+    {
+        let batch = batch.max(1);
+        let mut total = 0;
+        loop {
+            let f = f.clone();
+            let n = self.write(move |txn| f(txn, batch)).await?;
+            total += n;
+            if n < batch {
+                return Ok(total);
+            }
+        }
+    }
+
     /// A write transaction on the blocking pool.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
