@@ -39,11 +39,11 @@ pub async fn serve(
                 Err(e) => { tracing::warn!(error = %e, "admin socket accept failed"); continue; }
             },
         };
-        let allowed = stream
-            .peer_cred()
-            .is_ok_and(|c| c.uid() == me || c.uid() == 0);
-        if !allowed {
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if !peer.is_some_and(|uid| uid == me || uid == 0) {
             tracing::warn!("admin socket: refused a peer with another user id");
+            // Said once, so the operator sees why rather than a closed socket.
+            sessions.spawn(refuse(stream, peer, me));
             continue;
         }
         let services = services.clone();
@@ -60,6 +60,36 @@ pub async fn serve(
         while sessions.try_join_next().is_some() {}
     }
     while sessions.join_next().await.is_some() {}
+}
+
+/// Answers a peer of another user with one error line, then hangs up.
+async fn refuse(mut stream: UnixStream, peer: Option<u32>, me: u32) {
+    let who = peer.map_or_else(
+        || "an unknown user id".to_owned(),
+        |u| format!("user id {u}"),
+    );
+    let reply = Reply {
+        version: env!("CARGO_PKG_VERSION").into(),
+        outcome: Outcome::Error {
+            kind: "forbidden".into(),
+            message: format!(
+                "admin socket: {who} may not use it (only the server's user, id {me}, or root)"
+            ),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    let answer = async {
+        stream.write_all(&out).await?;
+        // Wait for the request line, so hanging up cannot break the
+        // client's write before it reads the answer.
+        let mut line = String::new();
+        BufReader::new(&mut stream)
+            .take(MAX_LINE as u64)
+            .read_line(&mut line)
+            .await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), answer).await;
 }
 
 async fn session(stream: UnixStream, services: &Services) -> std::io::Result<()> {

@@ -289,3 +289,52 @@ fn online_import_backup_and_restore_refused() {
     ok(&data, &["restore", bak.to_str().unwrap()]);
     assert_eq!(json(&data, &["sensor", "list"])[0]["events"], 2);
 }
+
+/// Another user (not the server's, not root) gets a clear refusal from the
+/// admin socket — first from its file permissions, then, with those opened
+/// up, from the server's peer-credential check — and nothing is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_socket_refuses_other_users_clearly() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test switches to another user id with setpriv, which needs root (CI runs as root)"
+    );
+    let s = crate::common::TestServer::start().await;
+    let data = s.data_dir.clone();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(["admin", "--data-dir", data.to_str().unwrap()])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody(&["key", "create", "--name", "mallory"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+
+    // Even a socket anyone may open answers only the server's user or root.
+    for p in [s.dir.path(), data.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        data.join("admin.sock"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let (code, err) = as_nobody(&["key", "create", "--name", "mallory"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("user id 65534 may not use it (only the server's user, id 0, or root)"),
+        "{err}"
+    );
+    let keys = s.handle().services.list_api_keys().unwrap();
+    assert!(keys.iter().all(|k| k.name != "mallory"), "{keys:?}");
+}
