@@ -222,13 +222,18 @@ pub enum ImportCmd {
         #[arg(long)]
         key: Option<u64>,
     },
-    /// Banned IPs from `fail2ban-client status <jail>` output (FILE or `-` for standard input),
-    /// e.g. `fail2ban-client status sshd | sikker admin import fail2ban -`.
+    /// Banned IPs from fail2ban: its database with the ban history, e.g.
+    /// `sikker admin import fail2ban /var/lib/fail2ban/fail2ban.sqlite3` (each ban one report
+    /// dated when it happened; bans older than the report retention are skipped), or
+    /// `fail2ban-client status <jail>` output (FILE or `-` for standard input), e.g.
+    /// `fail2ban-client status sshd | sikker admin import fail2ban -`.
+    /// Category and protocol follow the jail's name as in the fail2ban action.
     Fail2ban {
         #[arg(default_value = "-")]
         file: PathBuf,
-        #[arg(long, default_value = "brute_force")]
-        category: String,
+        /// One category for every ban instead of the jail's own.
+        #[arg(long)]
+        category: Option<String>,
         #[arg(long)]
         key: Option<u64>,
     },

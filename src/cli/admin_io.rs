@@ -313,13 +313,32 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
         },
         _ => Batch::Events(Vec::new()),
     };
-    if let ImportCmd::List { category, .. } | ImportCmd::Fail2ban { category, .. } = &cmd
+    let category = match &cmd {
+        ImportCmd::List { category, .. } => Some(category),
+        ImportCmd::Fail2ban { category, .. } => category.as_ref(),
+        _ => None,
+    };
+    if let Some(category) = category
         && crate::domain::Category::parse(category).is_none()
     {
         return Err(Usage(format!(
             "unknown category '{category}' (use a name or 1-16)"
         ))
         .into());
+    }
+    if let ImportCmd::Fail2ban { file, category, .. } = &cmd
+        && file.as_os_str() != "-"
+        && super::fail2ban_db::is_sqlite(file)
+    {
+        let mut imp = Importer {
+            conn,
+            batch,
+            bytes: 0,
+            total: ImportOutcome::default(),
+            lines: 0,
+        };
+        let started = import_fail2ban_db(&mut imp, file, category.as_deref()).await?;
+        return summarise(imp, file, "fail2ban", started.elapsed(), out, "bans");
     }
     let mut imp = Importer {
         conn,
@@ -360,6 +379,7 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
                             category: category.clone(),
                             protocol: protocol.clone(),
                             comment: comment.clone(),
+                            at_ms: None,
                         };
                         imp.push_row(n, row).await?;
                     }
@@ -368,15 +388,8 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
             },
             ImportCmd::Fail2ban { category, .. } => {
                 for ip in operator::fail2ban_line(line, &mut jail) {
-                    let row = ReportRow {
-                        ip,
-                        category: category.clone(),
-                        protocol: jail
-                            .as_deref()
-                            .and_then(operator::jail_protocol)
-                            .map(str::to_owned),
-                        comment: jail.as_ref().map(|j| format!("fail2ban jail {j}")),
-                    };
+                    let row =
+                        operator::fail2ban_row(ip, jail.as_deref(), category.as_deref(), None);
                     imp.push_row(n, row).await?;
                 }
             }
@@ -398,6 +411,55 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
     }
     imp.flush().await?;
     let elapsed = progress.finish();
+    summarise(imp, &file, kind, elapsed, out, "lines")
+}
+
+/// Imports fail2ban's ban history from its database, one dated report per
+/// ban; returns when it started.
+async fn import_fail2ban_db(
+    imp: &mut Importer<'_>,
+    file: &Path,
+    category: Option<&str>,
+) -> anyhow::Result<Instant> {
+    let mut bans = super::fail2ban_db::BanReader::open(file)?;
+    let mut progress = Progress::new(None, "bans");
+    let started = Instant::now();
+    let mut n = 0_usize;
+    loop {
+        let chunk = bans.next_chunk()?;
+        if chunk.is_empty() {
+            break;
+        }
+        for ban in chunk {
+            n += 1;
+            imp.lines = n;
+            match ban {
+                Ok(b) => {
+                    let row = operator::fail2ban_row(b.ip, Some(&b.jail), category, Some(b.at_ms));
+                    imp.push_row(usize::try_from(b.row).unwrap_or(n), row)
+                        .await?;
+                }
+                Err((row, e)) => imp.reject(usize::try_from(row).unwrap_or(n), e),
+            }
+        }
+        progress.update(u64::try_from(n).unwrap_or(0), n);
+    }
+    imp.flush().await?;
+    progress.finish();
+    Ok(started)
+}
+
+/// Prints an import's summary (JSON or a line, with the first rejected
+/// `unit`s by number) and fails when anything was rejected.
+#[allow(clippy::cast_precision_loss)] // a displayed rate
+fn summarise(
+    imp: Importer<'_>,
+    file: &Path,
+    kind: &str,
+    elapsed: Duration,
+    out: &Output,
+    unit: &str,
+) -> anyhow::Result<()> {
     let mut total = imp.total;
     total.errors.sort_by_key(|e| e.line);
     let lines_read = imp.lines;
@@ -407,7 +469,7 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
             "{}",
             serde_json::to_string_pretty(&json!({
                 "kind": kind,
-                "lines": lines_read,
+                unit: lines_read,
                 "accepted": total.accepted,
                 "rejected": total.rejected,
                 "duplicates": total.duplicates,
@@ -421,12 +483,12 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
         }
         if total.errors.len() > MAX_ERRORS_SHOWN {
             eprintln!(
-                "… and {} more rejected lines",
+                "… and {} more rejected {unit}",
                 total.errors.len() - MAX_ERRORS_SHOWN
             );
         }
         println!(
-            "{kind} import: {lines_read} lines in {secs:.1}s ({:.0} lines/s): {} accepted, {} rejected, {} duplicates",
+            "{kind} import: {lines_read} {unit} in {secs:.1}s ({:.0} {unit}/s): {} accepted, {} rejected, {} duplicates",
             lines_read as f64 / secs.max(1e-3),
             total.accepted,
             total.rejected,
@@ -435,7 +497,7 @@ pub async fn import(conn: &mut Conn, cmd: ImportCmd, out: &Output) -> anyhow::Re
     }
     if total.rejected > 0 {
         bail!(
-            "{} lines were rejected (the rest was imported)",
+            "{} {unit} were rejected (the rest was imported)",
             total.rejected
         );
     }

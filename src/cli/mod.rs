@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admin_io;
 pub mod bouncer;
 pub mod config_cmd;
+pub mod fail2ban_db;
 pub mod healthcheck;
 pub mod privacy;
 pub mod sensor;

@@ -115,8 +115,9 @@ impl Scrubber {
     /// becomes `[ip]Cookie:`), so rounds repeat until nothing changes, at
     /// most `MAX_ROUNDS` times.
     pub fn scrub(&self, text: &str, keep: Option<IpKey>) -> String {
-        let mut t = self.round(text, keep);
-        for _ in 1..MAX_ROUNDS {
+        // Most comments hold nothing to scrub: one round finds that.
+        let mut t = text.to_owned();
+        for _ in 0..MAX_ROUNDS {
             let next = self.round(&t, keep);
             if next == t {
                 break;

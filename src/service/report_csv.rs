@@ -84,6 +84,7 @@ impl CsvReader {
             category: get(1),
             protocol: opt(2),
             comment: opt(3),
+            at_ms: None,
         }))
     }
 }

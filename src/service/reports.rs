@@ -1,7 +1,7 @@
 //! Reports from API keys: validation, the 15-minute de-duplication, raw
 //! storage for the retention period, and aggregation into the indicator.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::apikeys::ApiPrincipal;
 use super::quotas::Bucket;
@@ -10,6 +10,7 @@ use super::{Error, Result, Services};
 use crate::domain::score::reporter_weight;
 use crate::domain::{Category, Indicator, IpKey, Protocol, UnixMillis};
 use crate::index::Summary;
+use crate::store::evidence_writer::EvidenceWriter;
 use crate::store::{self, reports::RawReport};
 
 pub const MAX_BULK_ROWS: usize = 10_000;
@@ -23,6 +24,10 @@ pub struct ReportRow {
     pub category: String,
     pub protocol: Option<String>,
     pub comment: Option<String>,
+    /// When the attack happened (Unix ms), for imports of dated evidence
+    /// such as fail2ban's ban history; `None`: now. The API never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
 }
 
 /// A report that passed validation.
@@ -114,7 +119,7 @@ pub fn validate(row: &ReportRow) -> Result<ValidReport, RowProblem> {
         protocol: protocol.map(str::to_ascii_lowercase),
         comment: comment.map(str::to_owned),
         abuseipdb_categories: Vec::new(),
-        at: None,
+        at: row.at_ms.map(UnixMillis),
     })
 }
 
@@ -268,76 +273,19 @@ impl Services {
                 r
             })
             .collect();
-        let who = who.clone();
         let evidence = super::alerts::Evidence {
             ips: reports.iter().map(|r| r.ip).collect(),
             ..super::alerts::Evidence::default()
         };
+        let batch = ReportBatch {
+            who: who.clone(),
+            weight,
+            mode,
+            now,
+            retention,
+        };
         let out = self
-            .ingest(move |txn| {
-                let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
-                let mut out = Vec::with_capacity(reports.len());
-                for (r, refused) in reports.into_iter().zip(refused) {
-                    if let Some(retry_after_secs) = refused {
-                        out.push(Submitted::Duplicate { retry_after_secs });
-                        continue;
-                    }
-                    let entry = match touched.entry(r.ip) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let old = store::indicators::get_in_write(txn, r.ip)?;
-                            let old_day = old.as_ref().map(|i| expiry_day(i, retention));
-                            // An expired indicator that the sweep has not removed yet starts afresh.
-                            let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
-                            v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
-                        }
-                    };
-                    let at = r.at.unwrap_or(now);
-                    if mode == DedupMode::Refuse && !entry.0.would_count(who.account, at) {
-                        // A concurrent request got there first.
-                        let wait = entry.0.dedup_wait_ms(who.account, at);
-                        out.push(Submitted::Duplicate {
-                            retry_after_secs: wait_secs(wait),
-                        });
-                        continue;
-                    }
-                    let proto = r
-                        .protocol
-                        .as_deref()
-                        .and_then(|p| p.parse::<Protocol>().ok());
-                    let mut cats = vec![r.category];
-                    cats.extend(&r.more_categories);
-                    let was_counted =
-                        entry
-                            .0
-                            .apply_report_multi(who.account, weight, &cats, proto, at);
-                    out.push(if was_counted {
-                        Submitted::Counted
-                    } else {
-                        Submitted::NotCounted
-                    });
-                    let raw = RawReport {
-                        id: 0,
-                        ip: r.ip.0,
-                        account: who.account,
-                        key_id: who.key_id,
-                        category: r.category.id(),
-                        protocol: r.protocol,
-                        comment: r.comment,
-                        at_ms: at.0,
-                        counted: was_counted,
-                        more_categories: r.more_categories.iter().map(|c| c.id()).collect(),
-                        abuseipdb_categories: r.abuseipdb_categories,
-                    };
-                    store::reports::insert(txn, raw, now.day())?;
-                }
-                let mut publish = Vec::with_capacity(touched.len());
-                for (ip, (ind, old_day)) in touched {
-                    store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
-                    publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
-                }
-                Ok((out, publish))
-            })
+            .ingest(move |txn| EvidenceWriter::with(txn, |w| batch.apply(w, reports, refused)))
             .await?;
         self.notice_evidence(&evidence);
         Ok(out)
@@ -414,6 +362,102 @@ impl Services {
             Ok((removed.len(), vec![publish]))
         })
         .await
+    }
+}
+
+/// One transaction's worth of reports from one principal.
+struct ReportBatch {
+    who: ApiPrincipal,
+    weight: u16,
+    mode: DedupMode,
+    now: UnixMillis,
+    retention: i64,
+}
+
+impl ReportBatch {
+    /// Aggregates `reports` (those not `refused`) into their indicators and
+    /// stores them; says per report what became of it, and what to publish.
+    fn apply(
+        self,
+        w: &mut EvidenceWriter<'_>,
+        reports: Vec<ValidReport>,
+        refused: Vec<Option<u64>>,
+    ) -> store::Result<(Vec<Submitted>, Vec<Publish>)> {
+        let Self {
+            who,
+            weight,
+            mode,
+            now,
+            retention,
+        } = self;
+        // In address order, so each IP-keyed B-tree is walked
+        // once front to back instead of at random (a stable sort:
+        // one IP's reports keep their order). Answers keep the
+        // submitted order.
+        let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
+        let mut out = vec![Submitted::NotCounted; reports.len()];
+        let mut items: Vec<_> = reports.into_iter().zip(refused).enumerate().collect();
+        items.sort_by_key(|(_, (r, _))| r.ip);
+        for (i, (r, refused)) in items {
+            if let Some(retry_after_secs) = refused {
+                out[i] = Submitted::Duplicate { retry_after_secs };
+                continue;
+            }
+            let entry = match touched.entry(r.ip) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let old = w.indicator(r.ip)?;
+                    let old_day = old.as_ref().map(|i| expiry_day(i, retention));
+                    // An expired indicator that the sweep has not removed yet starts afresh.
+                    let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                    v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
+                }
+            };
+            let at = r.at.unwrap_or(now);
+            if mode == DedupMode::Refuse && !entry.0.would_count(who.account, at) {
+                // A concurrent request got there first.
+                let wait = entry.0.dedup_wait_ms(who.account, at);
+                out[i] = Submitted::Duplicate {
+                    retry_after_secs: wait_secs(wait),
+                };
+                continue;
+            }
+            let proto = r
+                .protocol
+                .as_deref()
+                .and_then(|p| p.parse::<Protocol>().ok());
+            let mut cats = vec![r.category];
+            cats.extend(&r.more_categories);
+            let was_counted = entry
+                .0
+                .apply_report_multi(who.account, weight, &cats, proto, at);
+            out[i] = if was_counted {
+                Submitted::Counted
+            } else {
+                Submitted::NotCounted
+            };
+            let raw = RawReport {
+                id: 0,
+                ip: r.ip.0,
+                account: who.account,
+                key_id: who.key_id,
+                category: r.category.id(),
+                protocol: r.protocol,
+                comment: r.comment,
+                at_ms: at.0,
+                counted: was_counted,
+                more_categories: r.more_categories.iter().map(|c| c.id()).collect(),
+                abuseipdb_categories: r.abuseipdb_categories,
+            };
+            // A dated report's retention runs from when it happened.
+            w.insert_report(raw, at.min(now).day())?;
+        }
+        let mut publish = Vec::with_capacity(touched.len());
+        for (ip, (ind, old_day)) in touched {
+            w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
+            publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+        }
+        Ok((out, publish))
     }
 }
 

@@ -12,6 +12,7 @@ use super::{Error, Result, Services};
 use crate::crypto;
 use crate::domain::{EventKind, Indicator, IpKey, Protocol, SensorEvent, UnixMillis};
 use crate::index::Summary;
+use crate::store::evidence_writer::EvidenceWriter;
 use crate::store::{self, names, sensors::Sensor};
 
 const PURPOSE: &str = "sensor-token";
@@ -302,70 +303,85 @@ impl Services {
         };
         let (out, evidence) = self
             .ingest(move |txn| {
-                let mut out = IngestOutcome {
-                    received: events.len(),
-                    ..IngestOutcome::default()
-                };
-                let mut evidence = super::alerts::Evidence::default();
-                let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
-                for ev in &events {
-                    let day = ev.ts.day();
-                    let session = h(&ev.session_id);
-                    let content = h(&canonical(ev));
-                    if !store::sensors::first_event(
-                        txn,
-                        (day, sensor_id, session, ev.ts.0, content),
-                    )? {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    out.accepted += 1;
-                    evidence.ips.push(ev.src_ip);
-                    evidence.usernames.extend(ev.username.iter().cloned());
-                    evidence.emails.extend(ev.email.iter().cloned());
-                    let new_session =
-                        store::sensors::first_session(txn, day, sensor_id, session, 0)?;
-                    let entry = match touched.entry(ev.src_ip) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let old = store::indicators::get_in_write(txn, ev.src_ip)?;
-                            let old_day = old.as_ref().map(|i| expiry_day(i, retention));
-                            let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
-                            v.insert((
-                                fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
-                                old_day,
-                            ))
-                        }
+                EvidenceWriter::with(txn, |w| {
+                    let mut out = IngestOutcome {
+                        received: events.len(),
+                        ..IngestOutcome::default()
                     };
-                    entry.0.apply_event(sensor_id, ev, new_session);
-                    if let Some(u) = &ev.username {
-                        let lower = u.to_lowercase();
-                        if store::sensors::first_session(txn, day, sensor_id, session, h(&lower))? {
+                    let mut evidence = super::alerts::Evidence::default();
+                    let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
+                    for ev in &events {
+                        let day = ev.ts.day();
+                        let session = h(&ev.session_id);
+                        let content = h(&canonical(ev));
+                        if !store::sensors::first_event(
+                            txn,
+                            (day, sensor_id, session, ev.ts.0, content),
+                        )? {
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        out.accepted += 1;
+                        evidence.ips.push(ev.src_ip);
+                        evidence.usernames.extend(ev.username.iter().cloned());
+                        evidence.emails.extend(ev.email.iter().cloned());
+                        let new_session =
+                            store::sensors::first_session(txn, day, sensor_id, session, 0)?;
+                        let entry = match touched.entry(ev.src_ip) {
+                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                let old = w.indicator(ev.src_ip)?;
+                                let old_day = old.as_ref().map(|i| expiry_day(i, retention));
+                                let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                                v.insert((
+                                    fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
+                                    old_day,
+                                ))
+                            }
+                        };
+                        entry.0.apply_event(sensor_id, ev, new_session);
+                        if let Some(u) = &ev.username {
+                            let lower = u.to_lowercase();
+                            if store::sensors::first_session(
+                                txn,
+                                day,
+                                sensor_id,
+                                session,
+                                h(&lower),
+                            )? {
+                                names::bump(
+                                    txn,
+                                    names::Kind::Username,
+                                    &lower,
+                                    ev.protocol,
+                                    ev.ts.0,
+                                    retention,
+                                )?;
+                            }
+                        }
+                        if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
                             names::bump(
                                 txn,
-                                names::Kind::Username,
-                                &lower,
+                                names::Kind::Email,
+                                e,
                                 ev.protocol,
                                 ev.ts.0,
                                 retention,
                             )?;
                         }
                     }
-                    if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
-                        names::bump(txn, names::Kind::Email, e, ev.protocol, ev.ts.0, retention)?;
+                    if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
+                        s.events += out.accepted as u64;
+                        s.last_event_ms = Some(now.0);
+                        store::sensors::put(txn, &s)?;
                     }
-                }
-                if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
-                    s.events += out.accepted as u64;
-                    s.last_event_ms = Some(now.0);
-                    store::sensors::put(txn, &s)?;
-                }
-                let mut publish = Vec::with_capacity(touched.len());
-                for (ip, (ind, old_day)) in touched {
-                    store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
-                    publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
-                }
-                Ok(((out, evidence), publish))
+                    let mut publish = Vec::with_capacity(touched.len());
+                    for (ip, (ind, old_day)) in touched {
+                        w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
+                        publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+                    }
+                    Ok(((out, evidence), publish))
+                })
             })
             .await?;
         self.notice_evidence(&evidence);

@@ -15,6 +15,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
 }
 
+/// `encode` into a reused buffer (appended).
+pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) {
+    // Writing plain data into a Vec cannot fail.
+    let _ = bincode::serde::encode_into_std_write(value, buf, config());
+}
+
 pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     match bincode::serde::decode_from_slice(bytes, config()) {
         Ok((v, used)) if used == bytes.len() => Ok(v),

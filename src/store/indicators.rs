@@ -14,6 +14,12 @@ enum DbIndicator {
     V1(Indicator),
 }
 
+/// `DbIndicator` encoded from a borrow (the same bytes, no clone).
+#[derive(Serialize)]
+pub(super) enum DbIndicatorRef<'a> {
+    V1(&'a Indicator),
+}
+
 pub(super) fn decode(bytes: &[u8]) -> Result<Indicator> {
     match codec::decode::<DbIndicator>("ip_indicator", bytes)? {
         DbIndicator::V1(i) => Ok(i),
@@ -41,10 +47,7 @@ pub fn put(
 ) -> Result<()> {
     super::feed::touch(txn, ind.ip, now)?;
     let mut t = txn.open_table(IP_INDICATOR)?;
-    t.insert(
-        ind.ip.0,
-        codec::encode(&DbIndicator::V1(ind.clone())).as_slice(),
-    )?;
+    t.insert(ind.ip.0, codec::encode(&DbIndicatorRef::V1(ind)).as_slice())?;
     let mut e = txn.open_table(DAY_IP_EXPIRY)?;
     if let Some(old) = old_expiry_day.filter(|d| *d != expiry_day) {
         e.remove((old, ind.ip.0))?;
@@ -56,10 +59,8 @@ pub fn put(
 /// Rewrites the stored record of `ind` in place (no feed or expiry change),
 /// for anonymising a reporter after erasure.
 pub fn rewrite(txn: &WriteTransaction, ind: &Indicator) -> Result<()> {
-    txn.open_table(IP_INDICATOR)?.insert(
-        ind.ip.0,
-        codec::encode(&DbIndicator::V1(ind.clone())).as_slice(),
-    )?;
+    txn.open_table(IP_INDICATOR)?
+        .insert(ind.ip.0, codec::encode(&DbIndicatorRef::V1(ind)).as_slice())?;
     Ok(())
 }
 

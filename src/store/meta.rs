@@ -61,19 +61,33 @@ pub fn clear_bootstrap(txn: &WriteTransaction) -> Result<bool> {
 
 /// Next value of the named sequence (starting at 1), inside `txn`.
 pub fn next_id(txn: &WriteTransaction, name: &str) -> Result<u64> {
-    let mut t = txn.open_table(META)?;
+    let next = current_id(txn, name)? + 1;
+    set_id(txn, name, next)?;
+    Ok(next)
+}
+
+/// The last id handed out by counter `name` (0 before the first).
+pub fn current_id(txn: &WriteTransaction, name: &str) -> Result<u64> {
+    let t = txn.open_table(META)?;
     let key = format!("seq.{name}");
-    let current = match t.get(key.as_str())? {
-        Some(v) => u64::from_le_bytes(
+    match t.get(key.as_str())? {
+        Some(v) => Ok(u64::from_le_bytes(
             v.value()
                 .try_into()
                 .map_err(|_| Error::Corrupt(format!("meta.{key}")))?,
-        ),
-        None => 0,
-    };
-    let next = current + 1;
-    t.insert(key.as_str(), next.to_le_bytes().as_slice())?;
-    Ok(next)
+        )),
+        None => Ok(0),
+    }
+}
+
+/// Moves counter `name` to `last` (ids up to it are taken).
+pub fn set_id(txn: &WriteTransaction, name: &str, last: u64) -> Result<()> {
+    let mut t = txn.open_table(META)?;
+    t.insert(
+        format!("seq.{name}").as_str(),
+        last.to_le_bytes().as_slice(),
+    )?;
+    Ok(())
 }
 
 /// A free-form text value kept under `key` (e.g. the configuration

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod backup;
 pub mod codec;
 pub mod error;
+pub mod evidence_writer;
 pub mod feed;
 pub mod indicators;
 pub mod inventory;

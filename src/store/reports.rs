@@ -48,6 +48,14 @@ enum DbReport {
     V2(RawReport),
 }
 
+/// `DbReport` encoded from a borrow (the same bytes, no clone).
+#[derive(Serialize)]
+pub(super) enum DbReportRef<'a> {
+    #[allow(dead_code)] // keeps the variant index of `V2`
+    V1(&'a RawReportV1),
+    V2(&'a RawReport),
+}
+
 fn decode(bytes: &[u8]) -> Result<RawReport> {
     Ok(match codec::decode::<DbReport>("dayid_report", bytes)? {
         DbReport::V1(r) => RawReport {
@@ -80,10 +88,7 @@ impl RawReport {
 pub fn insert(txn: &WriteTransaction, mut r: RawReport, day: i64) -> Result<u64> {
     r.id = meta::next_id(txn, "report")?;
     let mut t = txn.open_table(DAYID_REPORT)?;
-    t.insert(
-        (day, r.id),
-        codec::encode(&DbReport::V2(r.clone())).as_slice(),
-    )?;
+    t.insert((day, r.id), codec::encode(&DbReportRef::V2(&r)).as_slice())?;
     txn.open_table(IPDAYID_REPORT)?
         .insert((r.ip, day, r.id), ())?;
     Ok(r.id)

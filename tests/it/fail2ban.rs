@@ -174,3 +174,170 @@ async fn banned_ips_are_reported_with_the_jails_category() {
     assert_eq!(check("9.9.9.9").await["found"], false);
     assert!(!log_text.contains("ERROR"), "an action failed: {log_text}");
 }
+
+/// `sikker admin import fail2ban` reads the ban history from the database
+/// of a running fail2ban-server: each ban one report dated when it
+/// happened, with the jail's category; bans older than the retention and
+/// unusable addresses are reported by row, the rest imported.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ban_history_is_imported_from_fail2bans_database() {
+    let f2b = need_tool("fail2ban-server", "fail2ban");
+    let client = need_tool("fail2ban-client", "fail2ban");
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    let db = dir.path().join("fail2ban.sqlite3");
+    let sock = dir.path().join("f2b.sock");
+    write(&dir.path().join("auth.log"), "");
+    write(
+        &conf.join("fail2ban.conf"),
+        &format!(
+            "[Definition]\nloglevel = INFO\nlogtarget = STDERR\nsocket = {sock}\npidfile = {0}/f2b.pid\ndbfile = {db}\n",
+            dir.path().display(),
+            sock = sock.display(),
+            db = db.display(),
+        ),
+    );
+    write(
+        &conf.join("filter.d/synthetic.conf"),
+        "[Definition]\nfailregex = ^ auth failure from <HOST>$\n",
+    );
+    write(
+        &conf.join("jail.conf"),
+        &format!(
+            "[DEFAULT]\nbackend = polling\nlogpath = {}/auth.log\nfilter = synthetic\nbantime = 600\nbanaction = \naction = \n\n\
+             [sshd]\nenabled = true\n\n[nginx-botsearch]\nenabled = true\n",
+            dir.path().display()
+        ),
+    );
+    let child = Command::new(&f2b)
+        .args(["-f", "-x", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("f2b.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let f2b_log = || std::fs::read_to_string(dir.path().join("f2b.err")).unwrap_or_default();
+    eventually("fail2ban jails started", || async {
+        let l = f2b_log();
+        (l.contains("Jail 'sshd' started") && l.contains("Jail 'nginx-botsearch' started"))
+            .then_some(())
+    })
+    .await;
+    let ban = |jail: &str, ips: &[&str]| {
+        let out = Command::new(&client)
+            .arg("-s")
+            .arg(&sock)
+            .args(["set", jail, "banip"])
+            .args(ips)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}\n{}", f2b_log());
+    };
+    ban("sshd", &["1.2.3.5", "1.2.3.6", "10.1.2.3"]);
+    ban("nginx-botsearch", &["5.6.7.9"]);
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    // One ban from before the 30-day retention, as fail2ban keeps them
+    // (its dbpurgeage can be longer than sikker's retention).
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect({db:?}); c.execute(\"INSERT INTO bans (jail, ip, timeofban, bantime, bancount, data) VALUES ('sshd', '1.2.3.7', {old}, 600, 1, '{{}}')\"); c.commit()",
+        db = db.display().to_string(),
+        old = now_s - 40 * 86_400,
+    );
+    let out = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    s.clock
+        .set(sikker::domain::UnixMillis(now_s * 1000 + 60_000));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sikker"))
+        .args(["admin", "--data-dir"])
+        .arg(&s.data_dir)
+        .args(["import", "fail2ban"])
+        .arg(&db)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["bans"], 5, "{v}");
+    assert_eq!(v["accepted"], 3, "{v}");
+    assert_eq!(v["rejected"], 2, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("older than the 30-day report retention"),
+        "{errors}"
+    );
+    assert!(errors.contains("Private, reserved"), "{errors}");
+
+    let key = s
+        .handle()
+        .services
+        .create_api_key("reader", "free", None)
+        .await
+        .unwrap()
+        .0;
+    let check = |ip: &'static str| {
+        let (s, key) = (&s, key.clone());
+        async move {
+            s.client
+                .get(s.url(&format!("/v1/key/check/{ip}")))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for (ip, category, protocol) in [
+        ("1.2.3.5", "brute_force", "ssh"),
+        ("1.2.3.6", "brute_force", "ssh"),
+        ("5.6.7.9", "bad_bot", "http"),
+    ] {
+        let v = check(ip).await;
+        assert_eq!(v["found"], true, "{ip}: {v}");
+        assert_eq!(v["categories"][0]["name"], category, "{ip}: {v}");
+        assert_eq!(v["protocols"][0]["protocol"], protocol, "{ip}: {v}");
+        // Dated when fail2ban banned it, not when it was imported.
+        let first = time::OffsetDateTime::parse(
+            v["firstSeen"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp();
+        assert!((now_s - 120..=now_s).contains(&first), "{ip}: {v}");
+    }
+    assert_eq!(check("1.2.3.7").await["found"], false);
+
+    // Another program's SQLite file is refused, and nothing changes.
+    let other = dir.path().join("other.sqlite3");
+    let py = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute('CREATE TABLE t (x)'); c.commit()",
+        other.display().to_string()
+    );
+    assert!(
+        Command::new("python3")
+            .args(["-c", &py])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sikker"))
+        .args(["admin", "--data-dir"])
+        .arg(&s.data_dir)
+        .args(["import", "fail2ban"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not fail2ban's"), "{err}");
+}

@@ -47,6 +47,7 @@ fn row_from_json(v: &Value) -> Result<ReportRow, (String, String)> {
         category,
         protocol: text_field(v, "protocol").map_err(fail)?,
         comment: text_field(v, "comment").map_err(fail)?,
+        at_ms: None,
     })
 }
 
