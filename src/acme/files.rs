@@ -7,8 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 use crate::domain::UnixMillis;
 
@@ -45,16 +46,32 @@ impl AcmeFiles {
     }
 
     /// The stored certificate's dates and names, `None` when there is none
-    /// or it cannot be read (then a new one is ordered).
+    /// or it or its key cannot be used (then a new one is ordered).
     pub fn stored(&self) -> Option<CertInfo> {
         let pem = fs::read(self.cert()).ok()?;
-        match CertInfo::parse(&pem) {
+        match self.check(&pem) {
             Ok(i) => Some(i),
             Err(e) => {
-                tracing::warn!(path = %self.cert().display(), error = %e, "stored ACME certificate unreadable; ordering a new one");
+                tracing::warn!(path = %self.dir.display(), error = %e, "stored ACME certificate unusable; ordering a new one");
                 None
             }
         }
+    }
+
+    fn check(&self, pem: &[u8]) -> Result<CertInfo, String> {
+        let info = CertInfo::parse(pem)?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_file(self.key()).map_err(|e| format!("key: {e}"))?;
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| format!("key: {e}"))?;
+        CertifiedKey::new(chain, signing)
+            .keys_match()
+            .map_err(|_| "the key does not belong to the certificate".to_owned())?;
+        Ok(info)
     }
 
     pub fn store_account(&self, directory: &str, json: &[u8]) -> std::io::Result<()> {
@@ -167,6 +184,11 @@ mod tests {
             files.account("https://a/dir"),
             files.account("https://b/dir")
         );
+        let other = rcgen::KeyPair::generate().unwrap();
+        fs::write(files.key(), other.serialize_pem()).unwrap();
+        assert!(files.stored().is_none(), "a key of another certificate");
+        fs::remove_file(files.key()).unwrap();
+        assert!(files.stored().is_none(), "no key");
         fs::write(files.cert(), "junk").unwrap();
         assert!(files.stored().is_none());
     }
