@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::acme::{AcmeFiles, AcmeOptions, Challenges};
 use crate::config::Config;
 use crate::crypto::SecretKey;
 use crate::datadir::{DataDir, DataDirError, DirLock};
@@ -82,7 +83,7 @@ pub async fn start(
     let lock = data_dir.lock()?;
     // TLS first: a bad certificate must fail before a bootstrap token is
     // issued, or the token would be stored but never shown.
-    let (resolver, acceptor) = tls_setup(config, &data_dir, &clock)?;
+    let mut tls = tls_setup(config, &data_dir, &clock)?;
     let secret_path = data_dir.secret_key();
     let secret = SecretKey::load_or_create(&secret_path)
         .map_err(io(format!("cannot use {}", secret_path.display())))?;
@@ -128,19 +129,10 @@ pub async fn start(
         )),
     ));
 
-    tasks.push((
-        "sweep",
-        tokio::spawn(crate::jobs::sweep(
-            services.clone(),
-            config.sweep_interval,
-            rx.clone(),
-        )),
-    ));
+    spawn_maintenance(config, &services, &rx, &mut tasks);
     spawn_alert_jobs(&services, senders, &rx, &mut tasks);
-    tasks.push((
-        "usage-flush",
-        tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
-    ));
+
+    spawn_acme(&mut tls, &clock, &rx, &mut tasks);
 
     let redirect_addr = match config.http_redirect_listen {
         Some(addr) => Some(spawn_redirect(addr, local_addr, config, &opts, &rx, &mut tasks).await?),
@@ -157,7 +149,7 @@ pub async fn start(
         "https",
         tokio::spawn(server::serve(
             listener,
-            acceptor,
+            tls.acceptor,
             handler,
             opts.limits.clone(),
             rx,
@@ -178,7 +170,7 @@ pub async fn start(
         warnings,
         services,
         data_dir,
-        resolver,
+        resolver: tls.resolver,
         shutdown,
         tasks,
         grace: config.shutdown_grace,
@@ -248,6 +240,27 @@ fn alert_senders(config: &Config) -> Result<crate::jobs::alerts::Senders, StartE
     Ok(crate::jobs::alerts::Senders { mailer, webhook })
 }
 
+/// The retention sweep and the usage-counter flush.
+fn spawn_maintenance(
+    config: &Config,
+    services: &Arc<Services>,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) {
+    tasks.push((
+        "sweep",
+        tokio::spawn(crate::jobs::sweep(
+            services.clone(),
+            config.sweep_interval,
+            rx.clone(),
+        )),
+    ));
+    tasks.push((
+        "usage-flush",
+        tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
+    ));
+}
+
 fn spawn_alert_jobs(
     services: &Arc<Services>,
     senders: crate::jobs::alerts::Senders,
@@ -300,30 +313,85 @@ async fn open_services(
     .map_err(|e| StartError::Other(e.to_string()))?
 }
 
-type Tls = (Option<Arc<CertResolver>>, Option<TlsAcceptor>);
+struct Tls {
+    resolver: Option<Arc<CertResolver>>,
+    acceptor: Option<TlsAcceptor>,
+    /// The renewal loop's state, with --acme-domain.
+    acme: Option<(AcmeOptions, AcmeFiles, Arc<Challenges>)>,
+}
 
 /// The certificate resolver and acceptor, or neither for `--insecure-http`.
+/// With ACME a stored certificate is served at once, without asking the
+/// CA; until the first one is issued the self-signed one stands in.
 fn tls_setup(config: &Config, data_dir: &DataDir, clock: &Clock) -> Result<Tls, StartError> {
     if config.insecure_http {
-        return Ok((None, None));
+        return Ok(Tls {
+            resolver: None,
+            acceptor: None,
+            acme: None,
+        });
     }
-    let files = if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-        CertFiles {
+    let self_signed = |extra: &[String]| {
+        let ip = config.listen.ip();
+        let mut names = extra.to_vec();
+        if !(ip.is_unspecified() || ip.is_loopback()) {
+            names.push(ip.to_string());
+        }
+        tls::ensure_self_signed(&data_dir.tls_dir(), &names, clock.now().0 / 1000)
+    };
+    let mut acme = None;
+    let resolver = if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        CertResolver::new(CertFiles {
             cert: cert.clone(),
             key: key.clone(),
-        }
-    } else {
-        let ip = config.listen.ip();
-        let extra = if ip.is_unspecified() || ip.is_loopback() {
-            vec![]
-        } else {
-            vec![ip.to_string()]
+        })?
+    } else if let Some(opts) = config.acme() {
+        let files = AcmeFiles::new(data_dir.acme_dir());
+        let challenges = Arc::new(Challenges::default());
+        let issued = CertFiles {
+            cert: files.cert(),
+            key: files.key(),
         };
-        tls::ensure_self_signed(&data_dir.tls_dir(), &extra, clock.now().0 / 1000)?
+        let r = CertResolver::acme(issued, self_signed(&opts.domains)?, challenges.clone())?;
+        acme = Some((opts, files, challenges));
+        r
+    } else {
+        CertResolver::new(self_signed(&[])?)?
     };
-    let resolver = Arc::new(CertResolver::new(files)?);
+    let resolver = Arc::new(resolver);
     let cfg = tls::server_config(resolver.clone()).map_err(|e| StartError::Other(e.to_string()))?;
-    Ok((Some(resolver), Some(TlsAcceptor::from(Arc::new(cfg)))))
+    Ok(Tls {
+        resolver: Some(resolver),
+        acceptor: Some(TlsAcceptor::from(Arc::new(cfg))),
+        acme,
+    })
+}
+
+/// How often the ACME loop looks at the clock.
+const ACME_TICK: Duration = Duration::from_secs(60);
+
+fn spawn_acme(
+    tls: &mut Tls,
+    clock: &Clock,
+    rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) {
+    let (Some((opts, files, challenges)), Some(resolver)) = (tls.acme.take(), &tls.resolver) else {
+        return;
+    };
+    let resolver = resolver.clone();
+    let job = crate::jobs::acme::AcmeJob {
+        opts,
+        files,
+        challenges,
+        reload: Arc::new(move || resolver.reload().map_err(|e| e.to_string())),
+        clock: clock.clone(),
+        tick: ACME_TICK,
+    };
+    tasks.push((
+        "acme",
+        tokio::spawn(crate::jobs::acme::run(job, rx.clone())),
+    ));
 }
 
 /// Binds the plain-HTTP listener that redirects to `https_addr`.

@@ -63,6 +63,27 @@ pub struct Config {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Domain to obtain a certificate for from an ACME CA (repeat the flag or separate with commas); the certificate replaces the self-signed one and is renewed automatically. The CA validates with TLS-ALPN-01 on DOMAIN:443, which must reach --listen. Naming a domain accepts the CA's terms of service. None by default (no ACME).
+    #[arg(long, env = "SIKKER_ACME_DOMAIN", value_name = "DOMAIN", value_delimiter = ',', value_parser = parse_domain)]
+    pub acme_domain: Vec<String>,
+
+    /// ACME directory URL of the CA; default Let's Encrypt production (staging: https://acme-staging-v02.api.letsencrypt.org/directory).
+    #[arg(long, env = "SIKKER_ACME_DIRECTORY", value_name = "URL",
+          default_value = crate::acme::LETS_ENCRYPT, value_parser = parse_https_url)]
+    pub acme_directory: String,
+
+    /// Contact URI for the ACME account, e.g. mailto:admin@example.org (repeat or separate with commas); the CA may send expiry warnings there. None by default.
+    #[arg(long, env = "SIKKER_ACME_CONTACT", value_name = "URI", value_delimiter = ',', value_parser = parse_mailto)]
+    pub acme_contact: Vec<String>,
+
+    /// PEM root certificate trusted for the ACME directory's own HTTPS instead of the system roots (a private or test CA such as pebble); none by default.
+    #[arg(long, env = "SIKKER_ACME_CA_FILE", value_name = "FILE")]
+    pub acme_ca_file: Option<PathBuf>,
+
+    /// Renew the ACME certificate this long before it expires (at most a third of its lifetime, for short-lived certificates).
+    #[arg(long, env = "SIKKER_ACME_RENEW_BEFORE", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub acme_renew_before: Duration,
+
     /// Serve plain HTTP instead of HTTPS, for use behind a TLS-terminating reverse proxy only.
     #[arg(long, env = "SIKKER_INSECURE_HTTP")]
     pub insecure_http: bool,
@@ -293,6 +314,51 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| n.trunc())
         .map_err(|_| "expected an IP address or CIDR such as 10.0.0.0/8".into())
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if d.len() > 253 || !d.contains('.') || !d.split('.').all(label_ok) {
+        return Err(
+            "expected a DNS name such as sikker.example.org (no wildcard, no IP address)".into(),
+        );
+    }
+    if d.parse::<std::net::IpAddr>().is_ok()
+        || d.rsplit('.')
+            .next()
+            .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err("expected a DNS name, not an IP address".into());
+    }
+    Ok(d)
+}
+
+fn parse_https_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .ok_or("must start with https://")?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains([' ', '@']) {
+        return Err("must be an https:// URL with a host".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_mailto(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let addr = s
+        .strip_prefix("mailto:")
+        .ok_or("must be a mailto: URI such as mailto:admin@example.org")?;
+    if addr.parse::<lettre::Address>().is_err() {
+        return Err(format!("{addr} is not an e-mail address"));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_scrub_pattern(s: &str) -> Result<String, String> {
@@ -670,6 +736,7 @@ impl Config {
                 describe_option("tls_cert")
             ));
         }
+        self.validate_acme()?;
         if self.insecure_http && self.http_redirect_listen.is_some() {
             return Err(format!(
                 "{} cannot be combined with {}",
@@ -678,6 +745,57 @@ impl Config {
             ));
         }
         self.validate_smtp()
+    }
+
+    fn validate_acme(&self) -> Result<(), String> {
+        if self.acme_domain.is_empty() {
+            for (set, id) in [
+                (!self.acme_contact.is_empty(), "acme_contact"),
+                (self.acme_ca_file.is_some(), "acme_ca_file"),
+            ] {
+                if set {
+                    return Err(format!(
+                        "{} needs {}",
+                        describe_option(id),
+                        describe_option("acme_domain")
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        for (set, id) in [
+            (self.insecure_http, "insecure_http"),
+            (self.tls_cert.is_some(), "tls_cert"),
+        ] {
+            if set {
+                return Err(format!(
+                    "{} cannot be combined with {}",
+                    describe_option("acme_domain"),
+                    describe_option(id)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ACME settings, `None` without --acme-domain.
+    pub fn acme(&self) -> Option<crate::acme::AcmeOptions> {
+        if self.acme_domain.is_empty() {
+            return None;
+        }
+        let mut domains: Vec<String> = Vec::new();
+        for d in &self.acme_domain {
+            if !domains.contains(d) {
+                domains.push(d.clone());
+            }
+        }
+        Some(crate::acme::AcmeOptions {
+            domains,
+            directory: self.acme_directory.clone(),
+            contacts: self.acme_contact.clone(),
+            ca_file: self.acme_ca_file.clone(),
+            renew_before: self.acme_renew_before,
+        })
     }
 
     fn validate_smtp(&self) -> Result<(), String> {
@@ -1055,6 +1173,77 @@ mod tests {
         std::fs::remove_file(&pw).unwrap();
         let e = c.smtp().unwrap_err();
         assert!(e.contains("SIKKER_SMTP_PASSWORD_FILE"), "{e}");
+    }
+
+    #[test]
+    fn acme_settings_are_checked() {
+        let c = Config::from_serve_args([
+            "--acme-domain",
+            "Rep.Example.org,b.example.org",
+            "--acme-domain",
+            "rep.example.org",
+            "--acme-contact",
+            "mailto:ops@example.org",
+        ])
+        .unwrap();
+        let a = c.acme().unwrap();
+        assert_eq!(a.domains, ["rep.example.org", "b.example.org"]);
+        assert_eq!(a.directory, crate::acme::LETS_ENCRYPT);
+        assert_eq!(a.renew_before, Duration::from_secs(30 * 86_400));
+        assert!(
+            Config::from_serve_args(Vec::<String>::new())
+                .unwrap()
+                .acme()
+                .is_none()
+        );
+        for (args, needle) in [
+            (vec!["--acme-domain", "*.example.org"], "SIKKER_ACME_DOMAIN"),
+            (vec!["--acme-domain", "192.0.2.1"], "SIKKER_ACME_DOMAIN"),
+            (vec!["--acme-domain", "localhost"], "SIKKER_ACME_DOMAIN"),
+            (
+                vec![
+                    "--acme-domain",
+                    "a.example",
+                    "--acme-contact",
+                    "ops@example.org",
+                ],
+                "SIKKER_ACME_CONTACT",
+            ),
+            (
+                vec![
+                    "--acme-domain",
+                    "a.example",
+                    "--acme-directory",
+                    "http://ca/dir",
+                ],
+                "SIKKER_ACME_DIRECTORY",
+            ),
+            (
+                vec!["--acme-contact", "mailto:ops@example.org"],
+                "needs --acme-domain",
+            ),
+            (vec!["--acme-ca-file", "/x.pem"], "needs --acme-domain"),
+            (
+                vec!["--acme-domain", "a.example", "--insecure-http"],
+                "cannot be combined with --insecure-http",
+            ),
+            (
+                vec![
+                    "--acme-domain",
+                    "a.example",
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                ],
+                "cannot be combined with --tls-cert",
+            ),
+        ] {
+            let e = Config::from_serve_args(args.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

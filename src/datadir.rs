@@ -124,6 +124,9 @@ impl DataDir {
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
     }
+    pub fn acme_dir(&self) -> PathBuf {
+        self.root.join("acme")
+    }
 }
 
 #[cfg(test)]

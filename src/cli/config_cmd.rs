@@ -32,6 +32,14 @@ pub fn effective(c: &Config) -> String {
             "tls_key",
             opt(c.tls_key.as_ref().map(|p| p.display().to_string())),
         ),
+        ("acme_domain", list(&c.acme_domain)),
+        ("acme_directory", s(&c.acme_directory)),
+        ("acme_contact", list(&c.acme_contact)),
+        (
+            "acme_ca_file",
+            opt(c.acme_ca_file.as_ref().map(|p| p.display().to_string())),
+        ),
+        ("acme_renew_before", d(c.acme_renew_before)),
         ("insecure_http", c.insecure_http.to_string()),
         (
             "trusted_proxy",

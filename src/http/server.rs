@@ -108,6 +108,14 @@ pub async fn serve<H: Handler>(
                 None => serve_io(stream, &builder, handler, conn, watcher, idle).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream))
+                            if tls_stream.get_ref().1.alpn_protocol()
+                                == Some(crate::acme::challenge::ACME_TLS_ALPN) =>
+                        {
+                            // A TLS-ALPN-01 validation: the handshake was the
+                            // answer; no application data follows (RFC 8737).
+                            drop(tls_stream);
+                        }
                         Ok(Ok(tls_stream)) => {
                             serve_io(tls_stream, &builder, handler, conn, watcher, idle).await;
                         }

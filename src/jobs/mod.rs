@@ -1,6 +1,7 @@
 //! Background loops. Each is a thin interval loop around a service call;
 //! `sikker admin sweep` calls the same functions.
 
+pub mod acme;
 pub mod alerts;
 
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 
 mod abuseipdb;
 mod accounts;
+mod acme;
 mod admin_cli;
 mod alerts;
 mod blocklist;
