@@ -8,6 +8,7 @@ mod accounts;
 mod admin_cli;
 mod alerts;
 mod blocklist;
+mod blsize;
 mod bouncer;
 mod common;
 mod config_cli;
