@@ -68,16 +68,16 @@ pub struct BouncerArgs {
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub score_minimum: u8,
 
-    /// Cap the list at N entries (1-10000000), highest confidence first; with --collapse the cap counts merged networks.
+    /// Cap the list at N entries (1-10000000), highest confidence first; with --collapse the cap counts merged networks (default: no cap).
     #[arg(long, env = "SIKKER_BOUNCER_MAX_ENTRIES", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_entries: Option<u64>,
 
-    /// Merge adjacent addresses into the fewest exact CIDRs (sets then hold networks: hash:net, nft interval sets).
+    /// Merge adjacent addresses into the fewest exact CIDRs; sets then hold networks (hash:net, nft interval sets) (default: off).
     #[arg(long, env = "SIKKER_BOUNCER_COLLAPSE")]
     pub collapse: bool,
 
-    /// List IPv6 attackers as their /N network (32-128), never covering allowlisted addresses.
+    /// List IPv6 attackers as their /N network (32-128), with allowlisted addresses cut out (default: off, one entry per address).
     #[arg(long, env = "SIKKER_BOUNCER_IPV6_PREFIX", value_name = "N",
           value_parser = clap::value_parser!(u8).range(32..=128))]
     pub ipv6_prefix: Option<u8>,
