@@ -474,3 +474,56 @@ async fn bouncer_passes_sizing_through() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--ipv6-prefix"));
 }
+
+#[tokio::test]
+async fn json_plain_and_csv_stream_in_chunks() {
+    let (s, key, token) = server().await;
+    let mut ips = Vec::new();
+    for net in ["80.9.0", "80.9.1", "80.9.2", "80.9.3", "80.9.4"] {
+        ips.extend(slash24(net, 3));
+    }
+    attack(&s, &token, &ips).await;
+    let fetch = |q: &'static str| {
+        let s = &s;
+        let key = key.clone();
+        async move {
+            let r = s
+                .client
+                .get(s.url(&format!("/v1/key/blacklist?scoreMinimum=1&{q}")))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let length = r.headers().get("content-length").cloned();
+            (length, r.text().await.unwrap())
+        }
+    };
+    let (length, json) = fetch("").await;
+    assert!(length.is_none(), "streamed, not sized up front: {length:?}");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["meta"]["count"], 1280);
+    assert_eq!(v["data"].as_array().unwrap().len(), 1280);
+    // The same bytes as serialising the whole document at once.
+    assert_eq!(serde_json::to_string(&v).unwrap(), json);
+    let (length, plain) = fetch("plaintext=true").await;
+    assert!(length.is_none());
+    assert_eq!(plain.lines().count(), 1280);
+    assert!(plain.ends_with('\n') && !plain.contains("\n\n"));
+    let (length, csv) = fetch("format=csv").await;
+    assert!(length.is_none());
+    assert_eq!(csv.lines().count(), 1281);
+    assert!(csv.starts_with("ip,confidence,last_seen,sessions,protocols\n80.9."));
+    // Collapsed, five adjacent /24s are a /22 and a /24; an empty list is
+    // valid JSON.
+    let (_, plain) = fetch("plaintext=true&collapse=true").await;
+    let mut lines: Vec<&str> = plain.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["80.9.0.0/22", "80.9.4.0/24"]);
+    let (_, json) = fetch("scoreMinimum=100").await;
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["data"], json!([]));
+    // The firewall files are still sent whole, with their length.
+    let (length, _) = fetch("format=ipset").await;
+    assert!(length.is_some());
+}

@@ -4,8 +4,11 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use serde_json::{Value, json};
 
 use super::super::dispatch::Ctx;
@@ -219,10 +222,50 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
     let tag = etag(format, &names, &shape, &list);
     let now = ctx.state.services.clock.now();
-    let mut resp = match format {
-        Format::Json => json_body(&list, &filter, &shape, now.0),
-        Format::Plain => text(StatusCode::OK, "text/plain; charset=utf-8", plain(&list)),
-        Format::Csv => text(StatusCode::OK, "text/csv; charset=utf-8", csv(&list)),
+    let mut resp = render(format, list, &filter, &shape, &names, now.0);
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// The response body in `format`; JSON, plaintext and CSV stream.
+fn render(
+    format: Format,
+    list: Vec<ShapedEntry>,
+    filter: &BlocklistFilter,
+    shape: &Shape,
+    names: &(String, String),
+    now_ms: i64,
+) -> Resp {
+    match format {
+        Format::Json => {
+            let meta = json_meta(list.len(), filter, shape, now_ms);
+            streamed(
+                "application/json",
+                "{\"data\":[",
+                list,
+                ",",
+                format!("],\"meta\":{meta}}}"),
+                json_entry,
+            )
+        }
+        Format::Plain => streamed(
+            "text/plain; charset=utf-8",
+            "",
+            list,
+            "",
+            String::new(),
+            plain_entry,
+        ),
+        Format::Csv => streamed(
+            "text/csv; charset=utf-8",
+            CSV_HEADER,
+            list,
+            "",
+            String::new(),
+            csv_entry,
+        ),
         Format::Ipset => text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
@@ -233,11 +276,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
             "text/plain; charset=utf-8",
             nft(&list, &names.1, &names.0, shape.networks()),
         ),
-    };
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        resp.headers_mut().insert(header::ETAG, v);
     }
-    Ok(resp)
 }
 
 /// A strong validator over what the response carries apart from the JSON
@@ -302,53 +341,83 @@ fn protocol_names(bits: u16) -> Vec<&'static str> {
         .collect()
 }
 
-fn json_body(list: &[ShapedEntry], f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> Resp {
-    let data: Vec<Value> = list
-        .iter()
-        .map(|e| {
-            json!({
-                "ip": e.to_string(),
-                "confidenceLevel": e.confidence,
-                "lastSeen": e.last_seen.0,
-                "sessions": e.sessions,
-                "protocols": protocol_names(e.protocols),
-                "countryCode": e.geo.country_code.map(|c| c.to_string()),
-                "asn": e.geo.asn.map(|a| a.to_string()),
-                "asnOrg": e.geo.as_org.as_deref(),
-            })
-        })
-        .collect();
-    let mut meta = json!({"generatedAt": now_ms, "scoreMinimum": f.score_minimum, "limit": f.limit, "count": list.len()});
+/// Entries rendered per body chunk.
+const CHUNK: usize = 1024;
+
+/// A body rendered `CHUNK` entries at a time as the connection asks for
+/// more: the text of a large list is never held whole, only the (sorted)
+/// entries and one chunk. `head`, `sep`-joined entries, `tail`.
+fn streamed(
+    ct: &'static str,
+    head: &'static str,
+    list: Vec<ShapedEntry>,
+    sep: &'static str,
+    tail: String,
+    render: fn(&mut String, &ShapedEntry),
+) -> Resp {
+    let mut head = Some(head);
+    let mut tail = Some(tail);
+    let mut rest = list.into_iter().enumerate();
+    let chunks = std::iter::from_fn(move || {
+        let mut buf = String::from(head.take().unwrap_or_default());
+        for (i, e) in rest.by_ref().take(CHUNK) {
+            if i > 0 {
+                buf.push_str(sep);
+            }
+            render(&mut buf, &e);
+        }
+        if buf.is_empty() {
+            buf = tail.take()?;
+        }
+        Some(Ok::<_, response::BodyError>(Frame::data(Bytes::from(buf))))
+    });
+    let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed();
+    let mut r = Resp::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> Value {
+    let mut meta = json!({"generatedAt": now_ms, "scoreMinimum": f.score_minimum, "limit": f.limit, "count": count});
     if *shape != Shape::default() {
         meta["maxEntries"] = json!(shape.max_entries);
         meta["collapse"] = json!(shape.collapse);
         meta["ipv6Prefix"] = json!(shape.ipv6_prefix);
     }
-    response::json(StatusCode::OK, &json!({"meta": meta, "data": data}))
+    meta
 }
 
-pub fn plain(list: &[ShapedEntry]) -> String {
-    let mut s = String::with_capacity(list.len() * 16);
-    for e in list {
-        let _ = writeln!(s, "{e}");
-    }
-    s
+fn json_entry(buf: &mut String, e: &ShapedEntry) {
+    let v = json!({
+        "ip": e.to_string(),
+        "confidenceLevel": e.confidence,
+        "lastSeen": e.last_seen.0,
+        "sessions": e.sessions,
+        "protocols": protocol_names(e.protocols),
+        "countryCode": e.geo.country_code.map(|c| c.to_string()),
+        "asn": e.geo.asn.map(|a| a.to_string()),
+        "asnOrg": e.geo.as_org.as_deref(),
+    });
+    let _ = write!(buf, "{v}");
 }
 
-pub fn csv(list: &[ShapedEntry]) -> String {
-    let mut s = String::from("ip,confidence,last_seen,sessions,protocols\n");
-    for e in list {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{}",
-            e,
-            e.confidence,
-            e.last_seen.rfc3339(),
-            e.sessions,
-            protocol_names(e.protocols).join(" ")
-        );
-    }
-    s
+fn plain_entry(buf: &mut String, e: &ShapedEntry) {
+    let _ = writeln!(buf, "{e}");
+}
+
+const CSV_HEADER: &str = "ip,confidence,last_seen,sessions,protocols\n";
+
+fn csv_entry(buf: &mut String, e: &ShapedEntry) {
+    let _ = writeln!(
+        buf,
+        "{},{},{},{},{}",
+        e,
+        e.confidence,
+        e.last_seen.rfc3339(),
+        e.sessions,
+        protocol_names(e.protocols).join(" ")
+    );
 }
 
 fn is_v4(e: &ShapedEntry) -> bool {
