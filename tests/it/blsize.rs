@@ -527,3 +527,51 @@ async fn json_plain_and_csv_stream_in_chunks() {
     let (length, _) = fetch("format=ipset").await;
     assert!(length.is_some());
 }
+
+#[tokio::test]
+async fn a_list_over_ipsets_default_fits_once_collapsed() {
+    let (s, key, token) = server().await;
+    // 72,000 consecutive addresses from 81.0.0.0 with every 97th missing.
+    let base = u32::from(std::net::Ipv4Addr::new(81, 0, 0, 0));
+    let listed = |k: u32| k % 97 != 0;
+    let ips: Vec<(String, usize)> = (0..72_000_u32)
+        .filter(|k| listed(*k))
+        .map(|k| (std::net::Ipv4Addr::from(base + k).to_string(), 1))
+        .collect();
+    for batch in ips.chunks(9_000) {
+        attack(&s, &token, batch).await;
+    }
+    let started = std::time::Instant::now();
+    let full = plain(&s, &key, "scoreMinimum=1").await;
+    let full_took = started.elapsed();
+    assert_eq!(full.len(), ips.len());
+    assert!(full.len() > 65_536);
+    let started = std::time::Instant::now();
+    let collapsed = plain(&s, &key, "scoreMinimum=1&collapse=true").await;
+    let collapsed_took = started.elapsed();
+    eprintln!(
+        "{} addresses ({full_took:?}) collapse to {} CIDRs ({collapsed_took:?})",
+        full.len(),
+        collapsed.len()
+    );
+    assert!(collapsed.len() < 10_000, "{}", collapsed.len());
+    // Exact: every address from 80.255.255.255 to past the end is covered
+    // exactly when it was listed.
+    let mut spans: Vec<(u32, u32)> = collapsed
+        .iter()
+        .map(|l| match net(l) {
+            IpNet::V4(n) => (u32::from(n.network()), u32::from(n.broadcast())),
+            IpNet::V6(_) => panic!("{l}"),
+        })
+        .collect();
+    spans.sort_unstable();
+    for k in -1_i64..72_001 {
+        let a = u32::try_from(i64::from(base) + k).unwrap();
+        let i = spans.partition_point(|(lo, _)| *lo <= a);
+        let covered = i > 0 && spans[i - 1].1 >= a;
+        let want = (0..72_000).contains(&k) && listed(u32::try_from(k).unwrap());
+        assert_eq!(covered, want, "{}", std::net::Ipv4Addr::from(a));
+    }
+    let waf = plain(&s, &key, "scoreMinimum=1&collapse=true&maxEntries=500").await;
+    assert_eq!(waf.len(), 500);
+}
