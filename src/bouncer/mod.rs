@@ -1,9 +1,13 @@
 //! The firewall bouncer's core: turning successive block lists into the
 //! smallest `nft` or `ipset` update (what was added, what was removed).
+//! Entries are addresses or, for a sized list (collapsed or with IPv6
+//! prefixes), networks.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 /// Which firewall tool holds the set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,17 +54,19 @@ pub struct Target {
     pub family: Family,
     pub table: String,
     pub set: String,
+    /// The list may hold networks: `hash:net` sets, nft interval sets.
+    pub networks: bool,
 }
 
 /// Changes between two polls.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Delta {
-    pub add: Vec<IpAddr>,
-    pub remove: Vec<IpAddr>,
+    pub add: Vec<IpNet>,
+    pub remove: Vec<IpNet>,
 }
 
 impl Delta {
-    pub fn between(old: &BTreeSet<IpAddr>, new: &BTreeSet<IpAddr>) -> Self {
+    pub fn between(old: &BTreeSet<IpNet>, new: &BTreeSet<IpNet>) -> Self {
         Self {
             add: new.difference(old).copied().collect(),
             remove: old.difference(new).copied().collect(),
@@ -72,17 +78,29 @@ impl Delta {
     }
 }
 
-/// The addresses of a plaintext block list (one per line).
-pub fn parse_plain(body: &str) -> Result<BTreeSet<IpAddr>, String> {
+/// The entries of a plaintext block list (one address or CIDR per line).
+pub fn parse_plain(body: &str) -> Result<BTreeSet<IpNet>, String> {
     body.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
-            l.parse::<IpAddr>().map_err(|_| {
-                format!("the block list holds a line that is not an IP address: {l:?}")
-            })
+            l.parse::<IpAddr>()
+                .map(IpNet::from)
+                .or_else(|_| l.parse::<IpNet>().map(|n| n.trunc()))
+                .map_err(|_| {
+                    format!("the block list holds a line that is not an IP address or CIDR: {l:?}")
+                })
         })
         .collect()
+}
+
+/// An entry as the firewall tools write it: a bare address for one host.
+fn entry_text(n: &IpNet) -> String {
+    if n.prefix_len() == n.max_prefix_len() {
+        n.addr().to_string()
+    } else {
+        n.to_string()
+    }
 }
 
 /// A set or table name that is safe to put in a script.
@@ -119,19 +137,29 @@ impl Target {
         match self.backend {
             Backend::Nft => {
                 let f = self.family.as_str();
+                let flags = if self.networks {
+                    " flags interval;"
+                } else {
+                    ""
+                };
                 let _ = writeln!(s, "add table {f} {}", self.table);
                 for (v4, name, ty) in self.sets() {
                     if self.family.holds(v4) {
-                        let _ = writeln!(s, "add set {f} {} {name} {{ type {ty}; }}", self.table);
+                        let _ = writeln!(
+                            s,
+                            "add set {f} {} {name} {{ type {ty};{flags} }}",
+                            self.table
+                        );
                         let _ = writeln!(s, "flush set {f} {} {name}", self.table);
                     }
                 }
             }
             Backend::Ipset => {
+                let kind = if self.networks { "hash:net" } else { "hash:ip" };
                 for (_, name, fam) in self.sets() {
                     let _ = writeln!(
                         s,
-                        "create {name} hash:ip family {fam} hashsize 1024 maxelem 1048576 -exist"
+                        "create {name} {kind} family {fam} hashsize 1024 maxelem 1048576 -exist"
                     );
                     let _ = writeln!(s, "flush {name}");
                 }
@@ -148,10 +176,10 @@ impl Target {
             if self.backend == Backend::Nft && !self.family.holds(v4) {
                 continue;
             }
-            let pick = |list: &[IpAddr]| -> Vec<String> {
+            let pick = |list: &[IpNet]| -> Vec<String> {
                 list.iter()
-                    .filter(|ip| ip.is_ipv4() == v4)
-                    .map(ToString::to_string)
+                    .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                    .map(entry_text)
                     .collect()
             };
             for (verb, ips) in [("delete", pick(&d.remove)), ("add", pick(&d.add))] {
@@ -192,8 +220,8 @@ impl Target {
 mod tests {
     use super::*;
 
-    fn set(ips: &[&str]) -> BTreeSet<IpAddr> {
-        ips.iter().map(|i| i.parse().unwrap()).collect()
+    fn set(ips: &[&str]) -> BTreeSet<IpNet> {
+        parse_plain(&ips.join("\n")).unwrap()
     }
 
     #[test]
@@ -202,7 +230,7 @@ mod tests {
             &set(&["1.1.1.1", "2.2.2.2", "::1"]),
             &set(&["2.2.2.2", "3.3.3.3"]),
         );
-        assert_eq!(d.add, vec!["3.3.3.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(d.add, vec!["3.3.3.3/32".parse::<IpNet>().unwrap()]);
         assert_eq!(d.remove.len(), 2);
         assert!(Delta::between(&set(&["1.1.1.1"]), &set(&["1.1.1.1"])).is_empty());
     }
@@ -215,6 +243,7 @@ mod tests {
             family: Family::Ip,
             table: "t".into(),
             set: "s".into(),
+            networks: false,
         };
         assert_eq!(
             t.delta_script(&d),
@@ -229,8 +258,36 @@ mod tests {
     }
 
     #[test]
+    fn networks_use_net_sets() {
+        let d = Delta::between(
+            &set(&["10.0.0.0/24", "10.0.1.1"]),
+            &set(&["10.0.0.0/23", "2001:db8::/64"]),
+        );
+        let mut t = Target {
+            backend: Backend::Nft,
+            family: Family::Inet,
+            table: "t".into(),
+            set: "s".into(),
+            networks: true,
+        };
+        assert!(
+            t.setup_script()
+                .contains("{ type ipv4_addr; flags interval; }")
+        );
+        assert_eq!(
+            t.delta_script(&d),
+            "delete element inet t s4 { 10.0.0.0/24, 10.0.1.1 }\n\
+             add element inet t s4 { 10.0.0.0/23 }\n\
+             add element inet t s6 { 2001:db8::/64 }\n"
+        );
+        t.backend = Backend::Ipset;
+        assert!(t.setup_script().contains("create s6 hash:net family inet6"));
+    }
+
+    #[test]
     fn junk_in_the_list_is_an_error() {
         assert!(parse_plain("1.1.1.1\nnot-an-ip\n").is_err());
+        assert!(parse_plain("10.0.0.0/33\n").is_err());
         assert_eq!(parse_plain("1.1.1.1\n\n::1\n").unwrap().len(), 2);
         assert!(valid_name("a;b").is_err());
     }

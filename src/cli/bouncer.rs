@@ -3,13 +3,14 @@
 //! addresses added and removed since the last poll.
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ipnet::IpNet;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -67,6 +68,20 @@ pub struct BouncerArgs {
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub score_minimum: u8,
 
+    /// Cap the list at N entries (1-10000000), highest confidence first; with --collapse the cap counts merged networks (default: no cap).
+    #[arg(long, env = "SIKKER_BOUNCER_MAX_ENTRIES", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_entries: Option<u64>,
+
+    /// Merge adjacent addresses into the fewest exact CIDRs; sets then hold networks (hash:net, nft interval sets) (default: off).
+    #[arg(long, env = "SIKKER_BOUNCER_COLLAPSE")]
+    pub collapse: bool,
+
+    /// List IPv6 attackers as their /N network (32-128), with allowlisted addresses cut out (default: off, one entry per address).
+    #[arg(long, env = "SIKKER_BOUNCER_IPV6_PREFIX", value_name = "N",
+          value_parser = clap::value_parser!(u8).range(32..=128))]
+    pub ipv6_prefix: Option<u8>,
+
     /// Print the nft/ipset commands instead of running them.
     #[arg(long, env = "SIKKER_BOUNCER_DRY_RUN")]
     pub dry_run: bool,
@@ -93,7 +108,7 @@ pub struct BouncerArgs {
 struct State {
     etag: Option<String>,
     /// What the set holds; None until the first successful apply.
-    applied: Option<BTreeSet<IpAddr>>,
+    applied: Option<BTreeSet<IpNet>>,
 }
 
 pub async fn run(args: BouncerArgs) -> anyhow::Result<()> {
@@ -109,11 +124,9 @@ pub async fn run(args: BouncerArgs) -> anyhow::Result<()> {
         family: args.family,
         table: args.table.clone(),
         set: args.set.clone(),
+        networks: args.collapse || args.ipv6_prefix.is_some(),
     };
-    let url = format!(
-        "{}/v1/key/blacklist?plaintext=true&scoreMinimum={}",
-        args.url, args.score_minimum
-    );
+    let url = list_url(&args);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut state = State {
@@ -135,6 +148,24 @@ pub async fn run(args: BouncerArgs) -> anyhow::Result<()> {
             _ = int.recv() => return Ok(()),
         }
     }
+}
+
+/// The block-list request: plaintext, with the sizing options passed on.
+fn list_url(args: &BouncerArgs) -> String {
+    let mut url = format!(
+        "{}/v1/key/blacklist?plaintext=true&scoreMinimum={}",
+        args.url, args.score_minimum
+    );
+    if let Some(n) = args.max_entries {
+        let _ = write!(url, "&maxEntries={n}");
+    }
+    if args.collapse {
+        url.push_str("&collapse=true");
+    }
+    if let Some(n) = args.ipv6_prefix {
+        let _ = write!(url, "&ipv6Prefix={n}");
+    }
+    url
 }
 
 async fn poll(

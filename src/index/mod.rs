@@ -1,7 +1,8 @@
 //! In-memory indexes, pure and without I/O: live indicators by IP with TTL
-//! day buckets, and IP range sets. The store is written first; these are
-//! then updated to match (see `service::threat`).
+//! day buckets, IP range sets, and exact CIDR collapsing. The store is
+//! written first; these are then updated to match (see `service::threat`).
 
+pub mod collapse;
 pub mod ranges;
 
 use std::collections::BTreeMap;

@@ -89,6 +89,30 @@ impl<T> CidrSet<T> {
         false
     }
 
+    /// The bounds of every range sharing at least one address with
+    /// `lo..=hi` (in the `IpKey` space).
+    pub fn overlapping(&self, lo: u128, hi: u128) -> Vec<(u128, u128)> {
+        let mut out = Vec::new();
+        // Ranges starting before `lo` that reach it all enclose the last of
+        // them to start before `lo`, so they are on its parent chain.
+        let start = self.nodes.partition_point(|n| n.lo < lo);
+        let mut at = start.checked_sub(1);
+        while let Some(i) = at {
+            let n = &self.nodes[i];
+            if n.hi >= lo {
+                out.push((n.lo, n.hi));
+            }
+            at = n.parent;
+        }
+        out.extend(
+            self.nodes[start..]
+                .iter()
+                .take_while(|n| n.lo <= hi)
+                .map(|n| (n.lo, n.hi)),
+        );
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -138,7 +162,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn agrees_with_a_linear_scan(nets in proptest::collection::vec((any::<u32>(), 0_u8..=32), 0..40), probes in proptest::collection::vec(any::<u32>(), 60)) {
+        fn agrees_with_a_linear_scan(nets in proptest::collection::vec((any::<u32>(), 0_u8..=32), 0..40), probes in proptest::collection::vec(any::<u32>(), 60), window in proptest::collection::vec((any::<u32>(), 0_u8..=32), 8)) {
             let nets: Vec<IpNet> = nets.into_iter().map(|(a, p)| IpNet::new(std::net::Ipv4Addr::from(a).into(), p).unwrap().trunc()).collect();
             let s = CidrSet::new(nets.iter().enumerate().map(|(i, n)| (*n, i)));
             for p in probes {
@@ -149,6 +173,15 @@ mod tests {
                 got.sort_unstable();
                 prop_assert_eq!(&got, &want);
                 prop_assert_eq!(s.contains(IpKey::from_ip(ip)), !want.is_empty());
+            }
+            for (a, p) in window {
+                let w = IpNet::new(std::net::Ipv4Addr::from(a).into(), p).unwrap().trunc();
+                let (lo, hi) = bounds(&w);
+                let mut want: Vec<(u128, u128)> = nets.iter().map(bounds).filter(|(l, h)| *l <= hi && *h >= lo).collect();
+                let mut got = s.overlapping(lo, hi);
+                want.sort_unstable();
+                got.sort_unstable();
+                prop_assert_eq!(got, want);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod apikeys;
 pub mod audience;
 pub mod audit;
+pub mod blockshape;
 pub mod bootstrap;
 pub mod demo;
 pub mod error;

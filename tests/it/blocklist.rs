@@ -237,7 +237,7 @@ async fn whitelist_is_never_listed_and_flagged_in_answers() {
 
 /// Runs `script` in a private network namespace; None when the tools are
 /// missing outside CI (CI installs them, and there a missing tool fails).
-fn in_netns(tool: &str, script: &str) -> Option<std::process::Output> {
+pub fn in_netns(tool: &str, script: &str) -> Option<std::process::Output> {
     let present = Command::new("sh")
         .args(["-c", &format!("command -v {tool} && command -v unshare")])
         .output()

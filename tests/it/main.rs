@@ -9,6 +9,7 @@ mod acme;
 mod admin_cli;
 mod alerts;
 mod blocklist;
+mod blsize;
 mod bouncer;
 mod common;
 mod config_cli;

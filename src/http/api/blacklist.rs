@@ -1,10 +1,14 @@
 //! `GET /v1/key/blacklist`: JSON, plaintext, CSV, and ready-to-load `ipset`
-//! and `nftables` files.
+//! and `nftables` files, optionally sized (`maxEntries`, `collapse`,
+//! `ipv6Prefix`; see docs/blocklists.md).
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use http::StatusCode;
 use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use serde_json::{Value, json};
 
 use super::super::dispatch::Ctx;
@@ -12,8 +16,9 @@ use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
 use crate::domain::{Protocol, Severity};
+use crate::service::blockshape::{Shape, ShapedEntry};
 use crate::service::quotas::Bucket;
-use crate::service::reputation::{BlockEntry, BlocklistFilter};
+use crate::service::reputation::BlocklistFilter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -77,6 +82,51 @@ fn country_list(q: &Query, name: &str) -> Result<Vec<String>, HttpError> {
         .collect()
 }
 
+/// `maxEntries`, `collapse` and `ipv6Prefix`; shared with the AbuseIPDB
+/// dialect, which renders the same errors its own way.
+pub fn shape_of(
+    get: impl Fn(&str) -> Option<String>,
+    flag: impl Fn(&str) -> Result<bool, HttpError>,
+) -> Result<Shape, HttpError> {
+    let number = |name: &str, range: std::ops::RangeInclusive<u64>, strip_slash: bool| {
+        let Some(v) = get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        let digits = if strip_slash {
+            v.strip_prefix('/').unwrap_or(&v)
+        } else {
+            &v
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    &format!(
+                        "must be an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    };
+    let max_entries = number("maxEntries", 1..=Shape::MAX_ENTRIES, false)?
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let ipv6_prefix =
+        number("ipv6Prefix", Shape::IPV6_PREFIX, true)?.and_then(|n| u8::try_from(n).ok());
+    Ok(Shape {
+        max_entries,
+        collapse: flag("collapse")?,
+        ipv6_prefix,
+    })
+}
+
 /// The response format: `plaintext=true` or `format=`.
 fn format_of(q: &Query) -> Result<Format, HttpError> {
     Ok(if q.bool("plaintext", false)? {
@@ -132,6 +182,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         ),
     };
     let format = format_of(&q)?;
+    let shape = shape_of(|n| q.get(n).map(str::to_owned), |n| q.bool(n, false))?;
     let filter = BlocklistFilter {
         score_minimum: u8::try_from(q.uint("scoreMinimum", 1, 100)?.unwrap_or(50)).unwrap_or(50),
         limit: q
@@ -150,53 +201,95 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         set_name(&q, "setName", "sikker_block")?,
         set_name(&q, "table", "sikker")?,
     );
-    let mut list = ctx.state.services.blocklist(&filter)?;
+    let list = ctx.state.services.blocklist(&filter)?;
+    let mut list = ctx
+        .state
+        .services
+        .shape_blocklist(list, &shape, filter.ignore_whitelist)?;
     // A poller that already holds this exact list gets 304 and is not
     // charged: nothing is sent.
-    let full_tag = etag(format, &names, &list);
+    let full_tag = etag(format, &names, &shape, &list);
     if if_none_match(&ctx.headers, &full_tag) {
         return Ok(not_modified(&full_tag));
     }
-    // The daily budget may cut the list short; only what is sent is charged.
+    // The daily budget may cut the list short; only what is sent is charged
+    // (one unit per entry, whether an address or a network).
     let granted = ctx
         .state
         .services
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
-    let tag = etag(format, &names, &list);
+    let tag = etag(format, &names, &shape, &list);
     let now = ctx.state.services.clock.now();
-    let mut resp = match format {
-        Format::Json => json_body(&list, &filter, now.0),
-        Format::Plain => text(StatusCode::OK, "text/plain; charset=utf-8", plain(&list)),
-        Format::Csv => text(StatusCode::OK, "text/csv; charset=utf-8", csv(&list)),
-        Format::Ipset => text(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            ipset(&list, &names.0),
-        ),
-        Format::Nft => text(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            nft(&list, &names.1, &names.0),
-        ),
-    };
+    let mut resp = render(format, list, &filter, &shape, &names, now.0);
     if let Ok(v) = HeaderValue::from_str(&tag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
 }
 
+/// The response body in `format`; JSON, plaintext and CSV stream.
+fn render(
+    format: Format,
+    list: Vec<ShapedEntry>,
+    filter: &BlocklistFilter,
+    shape: &Shape,
+    names: &(String, String),
+    now_ms: i64,
+) -> Resp {
+    match format {
+        Format::Json => {
+            let meta = json_meta(list.len(), filter, shape, now_ms);
+            streamed(
+                "application/json",
+                "{\"data\":[",
+                list,
+                ",",
+                format!("],\"meta\":{meta}}}"),
+                json_entry,
+            )
+        }
+        Format::Plain => streamed(
+            "text/plain; charset=utf-8",
+            "",
+            list,
+            "",
+            String::new(),
+            plain_entry,
+        ),
+        Format::Csv => streamed(
+            "text/csv; charset=utf-8",
+            CSV_HEADER,
+            list,
+            "",
+            String::new(),
+            csv_entry,
+        ),
+        Format::Ipset => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            ipset(&list, &names.0, shape.networks()),
+        ),
+        Format::Nft => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            nft(&list, &names.1, &names.0, shape.networks()),
+        ),
+    }
+}
+
 /// A strong validator over what the response carries apart from the JSON
-/// `generatedAt` stamp: the format, the set names and every entry's fields.
-fn etag(format: Format, names: &(String, String), list: &[BlockEntry]) -> String {
+/// `generatedAt` stamp: the format, the set names, the sizing and every
+/// entry's fields.
+fn etag(format: Format, names: &(String, String), shape: &Shape, list: &[ShapedEntry]) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(format!("{format:?}\n{}\n{}\n", names.0, names.1).as_bytes());
+    h.update(format!("{format:?}\n{}\n{}\n{shape:?}\n", names.0, names.1).as_bytes());
     for e in list {
         h.update(
             format!(
                 "{}|{}|{}|{}|{}|{:?}|{:?}|{:?}\n",
-                e.ip,
+                e.net,
                 e.confidence,
                 e.last_seen.0,
                 e.sessions,
@@ -248,84 +341,126 @@ fn protocol_names(bits: u16) -> Vec<&'static str> {
         .collect()
 }
 
-fn json_body(list: &[BlockEntry], f: &BlocklistFilter, now_ms: i64) -> Resp {
-    let data: Vec<Value> = list
-        .iter()
-        .map(|e| {
-            json!({
-                "ip": e.ip.to_string(),
-                "confidenceLevel": e.confidence,
-                "lastSeen": e.last_seen.0,
-                "sessions": e.sessions,
-                "protocols": protocol_names(e.protocols),
-                "countryCode": e.geo.country_code.map(|c| c.to_string()),
-                "asn": e.geo.asn.map(|a| a.to_string()),
-                "asnOrg": e.geo.as_org.as_deref(),
-            })
-        })
-        .collect();
-    response::json(
-        StatusCode::OK,
-        &json!({
-            "meta": {"generatedAt": now_ms, "scoreMinimum": f.score_minimum, "limit": f.limit, "count": list.len()},
-            "data": data,
-        }),
-    )
+/// Entries rendered per body chunk.
+const CHUNK: usize = 1024;
+
+/// A body rendered `CHUNK` entries at a time as the connection asks for
+/// more: the text of a large list is never held whole, only the (sorted)
+/// entries and one chunk. `head`, `sep`-joined entries, `tail`.
+fn streamed(
+    ct: &'static str,
+    head: &'static str,
+    list: Vec<ShapedEntry>,
+    sep: &'static str,
+    tail: String,
+    render: fn(&mut String, &ShapedEntry),
+) -> Resp {
+    let mut head = Some(head);
+    let mut tail = Some(tail);
+    let mut rest = list.into_iter().enumerate();
+    let chunks = std::iter::from_fn(move || {
+        let mut buf = String::from(head.take().unwrap_or_default());
+        for (i, e) in rest.by_ref().take(CHUNK) {
+            if i > 0 {
+                buf.push_str(sep);
+            }
+            render(&mut buf, &e);
+        }
+        if buf.is_empty() {
+            buf = tail.take()?;
+        }
+        Some(Ok::<_, response::BodyError>(Frame::data(Bytes::from(buf))))
+    });
+    let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed();
+    let mut r = Resp::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
 }
 
-pub fn plain(list: &[BlockEntry]) -> String {
-    let mut s = String::with_capacity(list.len() * 16);
-    for e in list {
-        let _ = writeln!(s, "{}", e.ip);
+fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> Value {
+    let mut meta = json!({"generatedAt": now_ms, "scoreMinimum": f.score_minimum, "limit": f.limit, "count": count});
+    if *shape != Shape::default() {
+        meta["maxEntries"] = json!(shape.max_entries);
+        meta["collapse"] = json!(shape.collapse);
+        meta["ipv6Prefix"] = json!(shape.ipv6_prefix);
     }
-    s
+    meta
 }
 
-pub fn csv(list: &[BlockEntry]) -> String {
-    let mut s = String::from("ip,confidence,last_seen,sessions,protocols\n");
-    for e in list {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{}",
-            e.ip,
-            e.confidence,
-            e.last_seen.rfc3339(),
-            e.sessions,
-            protocol_names(e.protocols).join(" ")
-        );
-    }
-    s
+fn json_entry(buf: &mut String, e: &ShapedEntry) {
+    let v = json!({
+        "ip": e.to_string(),
+        "confidenceLevel": e.confidence,
+        "lastSeen": e.last_seen.0,
+        "sessions": e.sessions,
+        "protocols": protocol_names(e.protocols),
+        "countryCode": e.geo.country_code.map(|c| c.to_string()),
+        "asn": e.geo.asn.map(|a| a.to_string()),
+        "asnOrg": e.geo.as_org.as_deref(),
+    });
+    let _ = write!(buf, "{v}");
+}
+
+fn plain_entry(buf: &mut String, e: &ShapedEntry) {
+    let _ = writeln!(buf, "{e}");
+}
+
+const CSV_HEADER: &str = "ip,confidence,last_seen,sessions,protocols\n";
+
+fn csv_entry(buf: &mut String, e: &ShapedEntry) {
+    let _ = writeln!(
+        buf,
+        "{},{},{},{},{}",
+        e,
+        e.confidence,
+        e.last_seen.rfc3339(),
+        e.sessions,
+        protocol_names(e.protocols).join(" ")
+    );
+}
+
+fn is_v4(e: &ShapedEntry) -> bool {
+    matches!(e.net, ipnet::IpNet::V4(_))
 }
 
 /// `ipset restore` input: one set per address family, replaced as a whole.
-pub fn ipset(list: &[BlockEntry], name: &str) -> String {
+/// A sized list that may hold networks uses `hash:net` sets (an existing
+/// `hash:ip` set of the same name cannot be reused for it).
+pub fn ipset(list: &[ShapedEntry], name: &str, networks: bool) -> String {
     let mut s = String::new();
+    let kind = if networks { "hash:net" } else { "hash:ip" };
     for (suffix, family, v4) in [("", "inet", true), ("6", "inet6", false)] {
-        let members: Vec<&BlockEntry> = list.iter().filter(|e| e.ip.is_v4() == v4).collect();
+        let members: Vec<&ShapedEntry> = list.iter().filter(|e| is_v4(e) == v4).collect();
         let maxelem = members.len().max(65_536);
         let _ = writeln!(
             s,
-            "create {name}{suffix} hash:ip family {family} hashsize 1024 maxelem {maxelem} -exist"
+            "create {name}{suffix} {kind} family {family} hashsize 1024 maxelem {maxelem} -exist"
         );
         let _ = writeln!(s, "flush {name}{suffix}");
         for e in members {
-            let _ = writeln!(s, "add {name}{suffix} {} -exist", e.ip);
+            let _ = writeln!(s, "add {name}{suffix} {e} -exist");
         }
     }
     s
 }
 
 /// `nft -f` input: a table with one set per family, flushed and refilled
-/// in one transaction.
-pub fn nft(list: &[BlockEntry], table: &str, set: &str) -> String {
+/// in one transaction. A sized list that may hold networks uses interval
+/// sets (entries are disjoint, as nft requires).
+pub fn nft(list: &[ShapedEntry], table: &str, set: &str, networks: bool) -> String {
     let mut s = format!("add table inet {table}\n");
+    let flags = if networks { " flags interval;" } else { "" };
     for (suffix, ty, v4) in [("4", "ipv4_addr", true), ("6", "ipv6_addr", false)] {
-        let _ = writeln!(s, "add set inet {table} {set}{suffix} {{ type {ty}; }}");
+        let _ = writeln!(
+            s,
+            "add set inet {table} {set}{suffix} {{ type {ty};{flags} }}"
+        );
         let _ = writeln!(s, "flush set inet {table} {set}{suffix}");
         let members: Vec<String> = list
             .iter()
-            .filter(|e| e.ip.is_v4() == v4)
-            .map(|e| e.ip.to_string())
+            .filter(|e| is_v4(e) == v4)
+            .map(ToString::to_string)
             .collect();
         for chunk in members.chunks(1000) {
             let _ = writeln!(

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use self::params::Params;
 use self::render::{atom, geo_fields, report_json};
+use super::super::api::blacklist;
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::invalid;
@@ -26,6 +27,7 @@ use crate::domain::abuseipdb;
 use crate::domain::time::MILLIS_PER_DAY;
 use crate::domain::{Category, IpKey, UnixMillis};
 use crate::service::apikeys::ApiPrincipal;
+use crate::service::blockshape::ShapedEntry;
 use crate::service::quotas::Bucket;
 use crate::service::reports::{DedupMode, Submitted, ValidReport};
 use crate::service::reputation::{BlocklistFilter, CheckOptions};
@@ -254,9 +256,17 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         except_countries: country_list(&p, "exceptCountries")?,
         ..BlocklistFilter::default()
     };
+    // sikker's sizing parameters (not upstream's; docs/blocklists.md).
+    let shape = blacklist::shape_of(|n| p.text(n), |n| Ok(p.flag(n))).map_err(|e| match e {
+        HttpError::Service(service::Error::Invalid { field, reason }) => {
+            invalid(&field, &format!("The {field} {reason}."))
+        }
+        other => other,
+    })?;
     let plaintext = p.flag("plaintext") || wants_text(&ctx);
     let mut list = s.blocklist(&filter)?;
     list.retain(|e| e.ip.is_public());
+    let mut list = s.shape_blocklist(list, &shape, false)?;
     let granted = s
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
@@ -264,7 +274,7 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let generated = atom(s.clock.now());
     if plaintext {
         let body = list.iter().fold(String::new(), |mut b, e| {
-            b.push_str(&e.ip.to_string());
+            b.push_str(&e.to_string());
             b.push('\n');
             b
         });
@@ -279,8 +289,8 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         .iter()
         .map(|e| {
             json!({
-                "ipAddress": e.ip.to_string(),
-                "countryCode": geo_fields(s, e.ip).country_code,
+                "ipAddress": e.to_string(),
+                "countryCode": country_of(s, e),
                 "abuseConfidenceScore": e.confidence,
                 "lastReportedAt": atom(e.last_seen),
             })
@@ -290,6 +300,16 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         StatusCode::OK,
         &json!({ "meta": { "generatedAt": generated }, "data": data }),
     ))
+}
+
+/// The country of a blacklist entry: the address's own answer, or for a
+/// network the country every address merged into it shares.
+fn country_of(s: &Services, e: &ShapedEntry) -> Option<String> {
+    if e.net.prefix_len() == e.net.max_prefix_len() {
+        geo_fields(s, IpKey::from_ip(e.net.addr())).country_code
+    } else {
+        e.geo.country_code.map(|c| c.as_str().to_owned())
+    }
 }
 
 /// AbuseIPDB category ids from a list parameter; 422 on anything outside 1–23.
