@@ -5,11 +5,10 @@ use std::collections::HashMap;
 
 use super::apikeys::ApiPrincipal;
 use super::quotas::Bucket;
-use super::threat::Publish;
+use super::threat::{Publish, indicator_for_update, summary_in_write};
 use super::{Error, Result, Services};
 use crate::domain::score::reporter_weight;
 use crate::domain::{Category, Indicator, IpKey, Protocol, UnixMillis};
-use crate::index::Summary;
 use crate::store::{self, reports::RawReport};
 
 pub const MAX_BULK_ROWS: usize = 10_000;
@@ -246,7 +245,8 @@ impl Services {
         metered: bool,
     ) -> Result<Vec<Submitted>> {
         let now = self.clock.now();
-        let retention = self.retention.indicators_ms;
+        let retentions = self.retention;
+        let retention = retentions.indicators_ms;
         let weight = reporter_weight(now.0 - who.account_created.0);
         let refused = match mode {
             DedupMode::CountOnce => vec![None; reports.len()],
@@ -285,10 +285,9 @@ impl Services {
                     let entry = match touched.entry(r.ip) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
-                            let old = store::indicators::get_in_write(txn, r.ip)?;
-                            let old_day = old.as_ref().map(|i| expiry_day(i, retention));
                             // An expired indicator that the sweep has not removed yet starts afresh.
-                            let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                            let (fresh, old_day) =
+                                indicator_for_update(txn, r.ip, now, retentions)?;
                             v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
                         }
                     };
@@ -334,7 +333,7 @@ impl Services {
                 let mut publish = Vec::with_capacity(touched.len());
                 for (ip, (ind, old_day)) in touched {
                     store::indicators::put(txn, &ind, old_day, expiry_day(&ind, retention), now)?;
-                    publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+                    publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
                 }
                 Ok((out, publish))
             })
@@ -409,7 +408,7 @@ impl Services {
                     ind.set_seen(UnixMillis(first), UnixMillis(last));
                 }
                 store::indicators::put(txn, &ind, Some(old_day), expiry_day(&ind, retention), now)?;
-                Publish::Upsert(ip, Summary::of(&ind, retention))
+                Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?)
             };
             Ok((removed.len(), vec![publish]))
         })
