@@ -169,6 +169,14 @@ pub struct Config {
     #[arg(long, env = "SIKKER_RETENTION_INDICATORS", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub retention_indicators: Duration,
 
+    /// The repeat-offender history of an IP (how often its indicator expired, and the last expiry day; no evidence) is purged this long after its last indicator expired.
+    #[arg(long, env = "SIKKER_RETENTION_REPEAT_HISTORY", value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub retention_repeat_history: Duration,
+
+    /// IPv6 evidence is also aggregated per prefix of this length (32 to 128; 128 turns grouping off), and checks show the prefix's verdict.
+    #[arg(long, env = "SIKKER_IPV6_PREFIX", value_name = "N", default_value = "64", value_parser = parse_ipv6_prefix)]
+    pub ipv6_prefix: crate::domain::prefix::PrefixLen,
+
     /// API usage counters (per key, day and endpoint group) are deleted this long after their day.
     #[arg(long, env = "SIKKER_RETENTION_USAGE", value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
     pub retention_usage: Duration,
@@ -306,6 +314,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+fn parse_ipv6_prefix(s: &str) -> Result<crate::domain::prefix::PrefixLen, String> {
+    s.parse()
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -618,6 +630,7 @@ impl Config {
         crate::service::Retention {
             reports_ms: ms(self.retention_reports),
             indicators_ms: ms(self.retention_indicators),
+            repeat_history_ms: ms(self.retention_repeat_history),
         }
     }
 
@@ -646,6 +659,7 @@ impl Config {
         let window_ms = i64::try_from(self.lockout_window.as_millis()).unwrap_or(i64::MAX);
         Ok(crate::service::Options {
             retention: self.retention(),
+            ipv6_prefix: self.ipv6_prefix,
             privacy: self.privacy_options(),
             tiers,
             accounts: crate::service::accounts::AccountOptions {

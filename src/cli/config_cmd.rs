@@ -86,6 +86,8 @@ pub fn effective(c: &Config) -> String {
         ),
         ("retention_reports", d(c.retention_reports)),
         ("retention_indicators", d(c.retention_indicators)),
+        ("retention_repeat_history", d(c.retention_repeat_history)),
+        ("ipv6_prefix", c.ipv6_prefix.to_string()),
         ("retention_usage", d(c.retention_usage)),
         ("retention_network", d(c.retention_network)),
         (

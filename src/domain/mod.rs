@@ -7,6 +7,8 @@ pub mod behavior;
 pub mod country;
 pub mod indicator;
 pub mod ip;
+pub mod prefix;
+pub mod repeat;
 pub mod score;
 pub mod scrub;
 pub mod stix_id;

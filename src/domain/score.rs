@@ -3,6 +3,7 @@
 
 use super::behavior;
 use super::indicator::Indicator;
+use super::repeat;
 use super::threat::{Category, Severity};
 use super::time::{MILLIS_PER_DAY, UnixMillis};
 
@@ -53,8 +54,20 @@ pub fn reporter_weight(account_age_ms: i64) -> u16 {
     }
 }
 
-/// Scores `ind` as of `now`.
+/// Scores `ind` as of `now` (an IP with no earlier expiry).
 pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
+    score_with_history(ind, now, 0)
+}
+
+/// Whether only one reporting account and no sensor speak about `ind`:
+/// then the score never exceeds `SINGLE_REPORTER_CAP`, boosts included.
+pub fn single_source(ind: &Indicator) -> bool {
+    !ind.has_sensor_evidence() && ind.distinct_reporters <= 1
+}
+
+/// Scores `ind` as of `now` for an IP whose indicator expired `expiries`
+/// times before (see `domain::repeat`).
+pub fn score_with_history(ind: &Indicator, now: UnixMillis, expiries: u32) -> Explanation {
     let mut factors = Vec::new();
     let (sensor_raw, critical) = sensor_points(ind, &mut factors);
     let report_raw = report_points(ind, &mut factors);
@@ -68,9 +81,18 @@ pub fn score(ind: &Indicator, now: UnixMillis) -> Explanation {
             detail: "sensors and reports agree".into(),
         });
     }
+    let boost = repeat::boost_points(expiries);
+    if boost > 0.0 {
+        raw += boost;
+        factors.push(Factor {
+            name: "repeat_offender",
+            points: boost,
+            detail: format!("listed before: expired {expiries} time(s) and returned"),
+        });
+    }
     let recency = recency(ind.last_seen, now);
     Explanation {
-        score: finalize(raw, recency, critical),
+        score: finalize_capped(raw, recency, critical, single_source(ind)),
         raw,
         recency_factor: recency,
         factors,
@@ -215,6 +237,16 @@ pub fn finalize(raw: f64, recency: f64, critical: bool) -> u8 {
     if critical { s.max(CRITICAL_FLOOR) } else { s }
 }
 
+/// `finalize`, held at `SINGLE_REPORTER_CAP` for single-source evidence.
+pub fn finalize_capped(raw: f64, recency: f64, critical: bool, single_source: bool) -> u8 {
+    let s = finalize(raw, recency, critical);
+    if single_source {
+        s.min(SINGLE_REPORTER_CAP)
+    } else {
+        s
+    }
+}
+
 /// Whether `ind` holds a very-high-severity behaviour.
 pub fn is_critical(ind: &Indicator) -> bool {
     ind.max_severity() == Some(Severity::VeryHigh)
@@ -267,6 +299,31 @@ mod tests {
         let e = score(&i, NOW);
         assert_eq!(e.score, 73, "{e:#?}");
     }
+
+    #[test]
+    fn repeat_offenders_score_higher_but_one_account_stays_capped() {
+        let ddos = Category::parse("ddos").unwrap();
+        let mut two = Indicator::new(ip(), NOW);
+        two.apply_report(1, 1000, ddos, None, NOW);
+        two.apply_report(2, 1000, ddos, None, NOW);
+        let first = score(&two, NOW);
+        let again = score_with_history(&two, NOW, 1);
+        assert!(again.score > first.score, "{again:#?}");
+        assert!(again.factors.iter().any(|f| f.name == "repeat_offender"));
+        assert!(score_with_history(&two, NOW, 3).score > again.score);
+        assert_eq!(
+            score_with_history(&two, NOW, 3).score,
+            score_with_history(&two, NOW, 30).score
+        );
+        let mut one = Indicator::new(ip(), NOW);
+        for k in 0..50 {
+            one.apply_report(7, 1000, ddos, None, UnixMillis(NOW.0 + k * DEDUP_MS));
+        }
+        let s = score_with_history(&one, one.last_seen, 30).score;
+        assert_eq!(s, SINGLE_REPORTER_CAP);
+    }
+
+    const DEDUP_MS: i64 = crate::domain::indicator::DEDUP_WINDOW_MS;
 
     #[test]
     fn critical_behaviours_have_a_floor() {

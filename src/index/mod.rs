@@ -3,19 +3,33 @@
 //! written first; these are then updated to match (see `service::threat`).
 
 pub mod collapse;
+pub mod prefix;
 pub mod ranges;
 
 use std::collections::BTreeMap;
 
+use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::score;
 use crate::domain::time::UnixMillis;
 use crate::domain::{Indicator, IpKey, Severity};
 
-/// What block lists and filters need of an indicator, in ~48 bytes.
+pub use prefix::{PrefixIndex, PrefixVerdict};
+
+/// What block lists, filters and prefix aggregates need of an indicator,
+/// in ~56 bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
+    /// Raw points, the repeat-offender boost included.
     pub raw: f32,
     pub critical: bool,
+    /// Only one reporting account and no sensor: capped (see scoring.md).
+    pub single_source: bool,
+    /// Earlier expiries of this IP's indicator (repeat offender history).
+    pub expiries: u32,
+    /// Counted reports.
+    pub reports: u32,
+    /// Reported categories, bit `id - 1` per category.
+    pub categories: u16,
     pub max_severity: Option<Severity>,
     pub protocols: u16,
     pub sessions: u32,
@@ -26,12 +40,21 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(ind: &Indicator, retention_ms: i64) -> Self {
-        let e = score::score(ind, ind.last_seen);
+    /// The summary of `ind`, whose IP's indicators expired `expiries` times before.
+    pub fn of(ind: &Indicator, retention_ms: i64, expiries: u32) -> Self {
+        let e = score::score_with_history(ind, ind.last_seen, expiries);
         #[allow(clippy::cast_possible_truncation)]
         Self {
             raw: e.raw as f32,
             critical: score::is_critical(ind),
+            single_source: score::single_source(ind),
+            expiries,
+            reports: u32::try_from(ind.reports).unwrap_or(u32::MAX),
+            categories: ind
+                .categories
+                .keys()
+                .filter(|c| (1..=16).contains(*c))
+                .fold(0, |acc, c| acc | 1 << (c - 1)),
             max_severity: ind.max_severity(),
             protocols: ind.protocol_bits(),
             sessions: u32::try_from(ind.sessions).unwrap_or(u32::MAX),
@@ -43,10 +66,11 @@ impl Summary {
 
     /// The confidence score as of `now`.
     pub fn score(&self, now: UnixMillis) -> u8 {
-        score::finalize(
+        score::finalize_capped(
             f64::from(self.raw),
             score::recency(self.last_seen, now),
             self.critical,
+            self.single_source,
         )
     }
 
@@ -55,16 +79,77 @@ impl Summary {
     }
 }
 
-/// Live indicators by IP, with one bucket per expiry day.
+/// Live indicators by IP, with one bucket per expiry day, and the IPv6
+/// prefix aggregates over them (kept equal by every change going through
+/// `upsert`/`remove`).
 #[derive(Debug, Default)]
 pub struct IpIndex {
     map: BTreeMap<u128, Summary>,
     /// Day → IPs that expired on that day when pushed. Stale members (moved
     /// to a later day by new evidence) are skipped when the bucket is dropped.
     buckets: BTreeMap<i64, Vec<u128>>,
+    prefixes: PrefixIndex,
 }
 
 impl IpIndex {
+    /// An empty index grouping IPv6 evidence by `/len`.
+    pub fn with_prefix(len: PrefixLen) -> Self {
+        Self {
+            prefixes: PrefixIndex::new(len),
+            ..Self::default()
+        }
+    }
+
+    /// The IPv6 prefix length evidence is grouped by.
+    pub fn prefix_len(&self) -> PrefixLen {
+        self.prefixes.len()
+    }
+
+    /// The verdict on the prefix of `ip` as of `now`, when at least
+    /// `min_addresses` live addresses of it have evidence; members for
+    /// which `hidden` says true are left out.
+    pub fn prefix_verdict(
+        &self,
+        ip: IpKey,
+        now: UnixMillis,
+        min_addresses: u32,
+        hidden: Option<&dyn Fn(IpKey) -> bool>,
+    ) -> Option<PrefixVerdict> {
+        self.prefixes
+            .verdict(&self.map, ip, now, min_addresses, hidden)
+    }
+
+    /// Every prefix with at least `min_addresses` live addresses, in
+    /// address order; in prefixes `touches_hidden` names, the members
+    /// `hidden` names are left out.
+    pub fn prefix_verdicts(
+        &self,
+        now: UnixMillis,
+        min_addresses: u32,
+        touches_hidden: &dyn Fn(Prefix) -> bool,
+        hidden: &dyn Fn(IpKey) -> bool,
+    ) -> Vec<PrefixVerdict> {
+        self.prefixes
+            .verdicts(&self.map, now, min_addresses, touches_hidden, hidden)
+    }
+
+    /// Recomputes the prefix aggregates that lost a member or whose
+    /// oldest-expiry hint has passed (after a sweep).
+    pub fn settle(&mut self, now: UnixMillis) {
+        self.prefixes.settle(&self.map, now);
+    }
+
+    /// Recomputes the prefix aggregates that lost a member or evidence;
+    /// call after each batch of changes.
+    pub fn settle_dirty(&mut self) {
+        self.prefixes.settle_dirty(&self.map);
+    }
+
+    /// Number of IPv6 prefixes with evidence (for status output).
+    pub fn prefix_count(&self) -> usize {
+        self.prefixes.count()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -77,13 +162,18 @@ impl IpIndex {
     pub fn upsert(&mut self, ip: IpKey, s: Summary) {
         let day = s.expires.day();
         let old = self.map.insert(ip.0, s);
+        self.prefixes.update(ip, old.as_ref(), Some(&s));
         if old.is_none_or(|o| o.expires.day() != day) {
             self.buckets.entry(day).or_default().push(ip.0);
         }
     }
 
     pub fn remove(&mut self, ip: IpKey) -> Option<Summary> {
-        self.map.remove(&ip.0)
+        let old = self.map.remove(&ip.0);
+        if old.is_some() {
+            self.prefixes.update(ip, old.as_ref(), None);
+        }
+        old
     }
 
     /// The live summary of `ip`; nothing past its expiry is ever returned.
@@ -125,11 +215,12 @@ impl IpIndex {
                     .get(&ip)
                     .is_none_or(|s| s.expires.day() != bucket_day || s.live(now));
                 if !stale {
-                    self.map.remove(&ip);
+                    self.remove(IpKey(ip));
                     removed.push(IpKey(ip));
                 }
             }
         }
+        self.settle(now);
         removed
     }
 
@@ -159,6 +250,10 @@ mod tests {
         Summary {
             raw: 10.0,
             critical: false,
+            single_source: false,
+            expiries: 0,
+            reports: 1,
+            categories: 1,
             max_severity: None,
             protocols: 0,
             sessions: 1,

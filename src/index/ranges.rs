@@ -113,6 +113,16 @@ impl<T> CidrSet<T> {
         out
     }
 
+    /// Whether any range shares an address with `lo..=hi` (itself a CIDR
+    /// block, so it either nests with a range or is disjoint from it).
+    pub fn overlaps(&self, lo: IpKey, hi: IpKey) -> bool {
+        if self.contains(lo) {
+            return true;
+        }
+        let i = self.nodes.partition_point(|n| n.lo < lo.0);
+        self.nodes.get(i).is_some_and(|n| n.lo <= hi.0)
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }

@@ -45,6 +45,8 @@ pub use threat::Retention;
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub retention: Retention,
+    /// IPv6 evidence is also aggregated per prefix of this length.
+    pub ipv6_prefix: crate::domain::prefix::PrefixLen,
     pub privacy: privacy::PrivacyOptions,
     pub tiers: tiers::TierTable,
     pub accounts: accounts::AccountOptions,
@@ -102,6 +104,7 @@ impl Services {
     ) -> Result<Self> {
         let Options {
             retention,
+            ipv6_prefix,
             privacy,
             tiers,
             accounts,
@@ -111,7 +114,7 @@ impl Services {
         } = opts;
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
-        let threat = Arc::new(threat::ThreatState::load(&store, retention)?);
+        let threat = Arc::new(threat::ThreatState::load(&store, retention, ipv6_prefix)?);
         let keys = apikeys::KeyCache::load(&store)?;
         let alerts = alerts::AlertState::load(&store, alerts)?;
         let started = clock.now();

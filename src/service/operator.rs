@@ -254,17 +254,18 @@ impl Services {
                         continue;
                     }
                     let pos = store::feed::position(txn, ip)?;
-                    out.push((ind, pos));
+                    let expiries = store::repeat::expiries(txn, ip)?;
+                    out.push((ind, pos, expiries));
                 }
                 Ok((out, last))
             })
             .await?;
         let mut items = Vec::with_capacity(found.len());
-        for (ind, pos) in found {
+        for (ind, pos, expiries) in found {
             if self.threat.is_whitelisted(ind.ip) {
                 continue;
             }
-            let s = crate::domain::score::score(&ind, now);
+            let s = crate::domain::score::score_with_history(&ind, now, expiries);
             let categories: Vec<&str> = ind
                 .categories
                 .keys()
@@ -279,7 +280,7 @@ impl Services {
                 "reports": ind.reports,
                 "events": ind.events,
                 "categories": categories,
-                "stix": pos.map(|p| super::stix::indicator(&ind, &p, retention)),
+                "stix": pos.map(|p| super::stix::indicator(&ind, &p, retention, expiries)),
             }));
         }
         Ok(json!({ "items": items, "next": last.map(|l| l.to_string()) }))

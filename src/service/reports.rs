@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 
 use super::apikeys::ApiPrincipal;
 use super::quotas::Bucket;
-use super::threat::Publish;
+use super::threat::{Publish, indicator_for_update, summary_in_write};
 use super::{Error, Result, Services};
 use crate::domain::score::reporter_weight;
 use crate::domain::{Category, Indicator, IpKey, Protocol, UnixMillis};
-use crate::index::Summary;
 use crate::store::evidence_writer::EvidenceWriter;
 use crate::store::{self, reports::RawReport};
 
@@ -251,7 +250,7 @@ impl Services {
         metered: bool,
     ) -> Result<Vec<Submitted>> {
         let now = self.clock.now();
-        let retention = self.retention.indicators_ms;
+        let retentions = self.retention;
         let weight = reporter_weight(now.0 - who.account_created.0);
         let refused = match mode {
             DedupMode::CountOnce => vec![None; reports.len()],
@@ -282,7 +281,7 @@ impl Services {
             weight,
             mode,
             now,
-            retention,
+            retentions,
         };
         let out = self
             .ingest(move |txn| EvidenceWriter::with(txn, |w| batch.apply(w, reports, refused)))
@@ -357,7 +356,7 @@ impl Services {
                     ind.set_seen(UnixMillis(first), UnixMillis(last));
                 }
                 store::indicators::put(txn, &ind, Some(old_day), expiry_day(&ind, retention), now)?;
-                Publish::Upsert(ip, Summary::of(&ind, retention))
+                Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?)
             };
             Ok((removed.len(), vec![publish]))
         })
@@ -371,7 +370,7 @@ struct ReportBatch {
     weight: u16,
     mode: DedupMode,
     now: UnixMillis,
-    retention: i64,
+    retentions: super::threat::Retention,
 }
 
 impl ReportBatch {
@@ -388,8 +387,9 @@ impl ReportBatch {
             weight,
             mode,
             now,
-            retention,
+            retentions,
         } = self;
+        let retention = retentions.indicators_ms;
         // In address order, so each IP-keyed B-tree is walked
         // once front to back instead of at random (a stable sort:
         // one IP's reports keep their order). Answers keep the
@@ -406,10 +406,10 @@ impl ReportBatch {
             let entry = match touched.entry(r.ip) {
                 std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let old = w.indicator(r.ip)?;
-                    let old_day = old.as_ref().map(|i| expiry_day(i, retention));
                     // An expired indicator that the sweep has not removed yet starts afresh.
-                    let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                    let old = w.indicator(r.ip)?;
+                    let (fresh, old_day) =
+                        indicator_for_update(w.txn(), r.ip, old, now, retentions)?;
                     v.insert((fresh.unwrap_or_else(|| Indicator::new(r.ip, now)), old_day))
                 }
             };
@@ -455,7 +455,10 @@ impl ReportBatch {
         let mut publish = Vec::with_capacity(touched.len());
         for (ip, (ind, old_day)) in touched {
             w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
-            publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+            publish.push(Publish::Upsert(
+                ip,
+                summary_in_write(w.txn(), &ind, retention)?,
+            ));
         }
         Ok((out, publish))
     }

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use super::apikeys::ApiPrincipal;
 use super::quotas::Bucket;
 use super::{Error, Result, Services};
+use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::score::{self, Explanation};
-use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior};
+use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior, repeat};
 use crate::geoip::GeoInfo;
+use crate::index::{IpIndex, PrefixVerdict};
 use crate::store::{self, names};
 
 /// Options of a single check.
@@ -32,9 +34,19 @@ pub struct CheckResult {
     /// Score as served (0 when whitelisted unless ignored).
     pub confidence: u8,
     pub explanation: Option<Explanation>,
+    /// How long the indicator is advertised as valid (longer for repeat
+    /// offenders, see `domain::repeat::validity_ms`).
+    pub valid_until: Option<UnixMillis>,
+    /// The verdict on the IPv6 prefix of the address, when at least
+    /// `PREFIX_MIN_ADDRESSES` of its addresses have evidence. It never
+    /// changes `confidence`: it is reported beside it.
+    pub prefix: Option<PrefixVerdict>,
     /// Local geolocation with the Tor-exit and open-proxy flags.
     pub geo: super::geo::GeoAnswer,
 }
+
+/// Distinct addresses with evidence before a prefix verdict is served.
+pub const PREFIX_MIN_ADDRESSES: u32 = 2;
 
 impl Services {
     /// Checks one IP; counts one lookup for `who`.
@@ -70,12 +82,29 @@ impl Services {
                 || opts.protocols.iter().any(|p| i.protocols.contains_key(p));
             !corrected && fresh && on_protocol
         });
-        let explanation = ind.as_ref().map(|i| score::score(i, now));
+        let expiries = ind.as_ref().map_or(0, |_| {
+            self.threat
+                .with_index(|idx| idx.get(ip, now).map_or(0, |s| s.expiries))
+                .unwrap_or(0)
+        });
+        let explanation = ind
+            .as_ref()
+            .map(|i| score::score_with_history(i, now, expiries));
         let raw_score = explanation.as_ref().map_or(0, |e| e.score);
-        let confidence = if whitelisted && !opts.ignore_whitelist {
-            0
+        let discounted = whitelisted && !opts.ignore_whitelist;
+        let confidence = if discounted { 0 } else { raw_score };
+        let validity = repeat::validity_ms(self.retention.indicators_ms, expiries);
+        let valid_until = ind
+            .as_ref()
+            .map(|i| UnixMillis(i.last_seen.0.saturating_add(validity)));
+        // An allowlisted address is never to be blocked, so it gets no
+        // prefix verdict that would invite it.
+        let prefix = if discounted {
+            None
         } else {
-            raw_score
+            self.prefix_verdict(ip, opts.ignore_whitelist)
+                .ok()
+                .flatten()
         };
         let geo = self.geo_answer(ip, ind.as_ref());
         CheckResult {
@@ -85,8 +114,56 @@ impl Services {
             indicator: ind,
             confidence,
             explanation,
+            valid_until,
+            prefix,
             geo,
         }
+    }
+
+    /// The IPv6 prefix length evidence is grouped by (`--ipv6-prefix`).
+    pub fn ipv6_prefix_len(&self) -> Result<PrefixLen> {
+        self.threat.with_index(IpIndex::prefix_len)
+    }
+
+    /// The verdict on the IPv6 prefix of `ip` as public answers serve it:
+    /// `None` for IPv4 and for prefixes with evidence on fewer than
+    /// `PREFIX_MIN_ADDRESSES` addresses. Addresses kept out of public
+    /// answers (a granted correction, P27; the allowlist unless
+    /// `ignore_whitelist`) are left out of the aggregate.
+    pub fn prefix_verdict(
+        &self,
+        ip: IpKey,
+        ignore_whitelist: bool,
+    ) -> Result<Option<PrefixVerdict>> {
+        let now = self.clock.now();
+        self.threat.with_index(|idx| {
+            let p = Prefix::of(ip, idx.prefix_len())?;
+            let hidden = |m: IpKey| self.threat.is_hidden_member(m, ignore_whitelist);
+            let filter: Option<&dyn Fn(IpKey) -> bool> = self
+                .threat
+                .prefix_touches_hidden(p, ignore_whitelist)
+                .then_some(&hidden);
+            idx.prefix_verdict(ip, now, PREFIX_MIN_ADDRESSES, filter)
+        })
+    }
+
+    /// Every IPv6 prefix with evidence on at least `min_addresses` (and
+    /// never fewer than `PREFIX_MIN_ADDRESSES`) addresses, in address
+    /// order, with the hiding rules of `prefix_verdict` (for block lists).
+    pub fn prefix_verdicts(
+        &self,
+        min_addresses: u32,
+        ignore_whitelist: bool,
+    ) -> Result<Vec<PrefixVerdict>> {
+        let now = self.clock.now();
+        self.threat.with_index(|idx| {
+            idx.prefix_verdicts(
+                now,
+                min_addresses.max(PREFIX_MIN_ADDRESSES),
+                &|p| self.threat.prefix_touches_hidden(p, ignore_whitelist),
+                &|m| self.threat.is_hidden_member(m, ignore_whitelist),
+            )
+        })
     }
 
     /// A lookup made on the public web page: the same answer as `check`

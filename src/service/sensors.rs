@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::reports::expiry_day;
-use super::threat::Publish;
+use super::threat::{Publish, indicator_for_update, summary_in_write};
 use super::{Error, Result, Services};
 use crate::crypto;
 use crate::domain::{EventKind, Indicator, IpKey, Protocol, SensorEvent, UnixMillis};
-use crate::index::Summary;
 use crate::store::evidence_writer::EvidenceWriter;
 use crate::store::{self, names, sensors::Sensor};
 
@@ -294,7 +293,8 @@ impl Services {
         events: Vec<SensorEvent>,
     ) -> Result<IngestOutcome> {
         let now = self.clock.now();
-        let retention = self.retention.indicators_ms;
+        let retentions = self.retention;
+        let retention = retentions.indicators_ms;
         let sensor_id = sensor.id;
         let secret = self.secret.clone();
         let h = move |s: &str| {
@@ -331,8 +331,8 @@ impl Services {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => {
                                 let old = w.indicator(ev.src_ip)?;
-                                let old_day = old.as_ref().map(|i| expiry_day(i, retention));
-                                let fresh = old.filter(|i| now.0 < i.last_seen.0 + retention);
+                                let (fresh, old_day) =
+                                    indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
                                 v.insert((
                                     fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
                                     old_day,
@@ -378,7 +378,7 @@ impl Services {
                     let mut publish = Vec::with_capacity(touched.len());
                     for (ip, (ind, old_day)) in touched {
                         w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
-                        publish.push(Publish::Upsert(ip, Summary::of(&ind, retention)));
+                        publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
                     }
                     Ok(((out, evidence), publish))
                 })

@@ -148,13 +148,16 @@ fn ip_pattern(ip: IpKey) -> String {
 }
 
 /// The STIX indicator for `ind` at its feed position `pos`.
-/// `retention_ms` is how long the indicator lives without new evidence,
-/// which bounds `valid_until`.
-pub fn indicator(ind: &Indicator, pos: &FeedPos, retention_ms: i64) -> Value {
+/// `retention_ms` is how long the indicator lives without new evidence;
+/// `expiries` counts its IP's earlier expiries (repeat offender), which
+/// lengthen `valid_until` and raise the confidence.
+pub fn indicator(ind: &Indicator, pos: &FeedPos, retention_ms: i64, expiries: u32) -> Value {
     let modified = UnixMillis(pos.modified_ms);
     // The score as of this version, not of the request, so a version's
-    // content never changes.
-    let confidence = score::score(ind, modified).score;
+    // content never changes (the history only changes when an indicator
+    // expires, i.e. between versions).
+    let confidence = score::score_with_history(ind, modified, expiries).score;
+    let validity_ms = crate::domain::repeat::validity_ms(retention_ms, expiries);
     let categories: Vec<Category> = ind
         .categories
         .keys()
@@ -199,7 +202,7 @@ pub fn indicator(ind: &Indicator, pos: &FeedPos, retention_ms: i64) -> Value {
     let valid_until = UnixMillis(
         ind.last_seen
             .0
-            .saturating_add(retention_ms)
+            .saturating_add(validity_ms)
             .max(valid_from.0 + 1),
     );
     let mut o = json!({
@@ -285,7 +288,7 @@ mod tests {
         ind.behaviors.insert("credential_brute_force".into(), 3);
         ind.usernames.insert("alice".into());
         ind.emails.insert("alice@example.org".into());
-        let o = indicator(&ind, &pos(2_000, 5_000), 30 * 86_400_000);
+        let o = indicator(&ind, &pos(2_000, 5_000), 30 * 86_400_000, 0);
         assert_eq!(o["type"], "indicator");
         assert_eq!(o["id"], indicator_id(ip));
         assert_eq!(o["pattern"], "[ipv4-addr:value = '203.0.113.42']");
@@ -309,10 +312,10 @@ mod tests {
         // Same version, same bytes.
         assert_eq!(
             text,
-            indicator(&ind, &pos(2_000, 5_000), 30 * 86_400_000).to_string()
+            indicator(&ind, &pos(2_000, 5_000), 30 * 86_400_000, 0).to_string()
         );
         let v6: IpKey = "2001:db8::1".parse().unwrap();
-        let o6 = indicator(&Indicator::new(v6, UnixMillis(0)), &pos(0, 0), 1000);
+        let o6 = indicator(&Indicator::new(v6, UnixMillis(0)), &pos(0, 0), 1000, 0);
         assert_eq!(o6["pattern"], "[ipv6-addr:value = '2001:db8::1']");
         assert_eq!(o6["indicator_types"], json!(["anomalous-activity"]));
         assert!(o6.get("labels").is_none());

@@ -1,5 +1,7 @@
-//! Retention sweep: drops whole expired day buckets — indicators, raw
-//! reports, de-duplication keys, username and e-mail statistics — in bounded
+//! Retention sweep: drops whole expired day buckets — indicators (noting
+//! each expiry in the repeat-offender history), raw reports,
+//! de-duplication keys, username and e-mail statistics, repeat-offender
+//! histories past their period — in bounded
 //! batches, each a short write transaction (the privacy tables follow the
 //! policy table in `service::privacy`), so the single writer is never
 //! held for long. Reads already hide expired items before the sweep runs.
@@ -13,6 +15,8 @@ use crate::store::{self, names};
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     pub indicators: usize,
+    /// Repeat-offender histories purged after their period.
+    pub repeat_histories: usize,
     pub reports: usize,
     pub dedup_keys: usize,
     pub usernames: usize,
@@ -29,12 +33,17 @@ impl Services {
         let batch = batch.max(1);
         let mut r = SweepReport::default();
         let today = now.day();
+        let keep_days = self.retention.repeat_keep_days();
+        let indicator_ms = self.retention.indicators_ms;
         loop {
             let removed = self
                 .ingest(move |txn| {
-                    let ips = store::indicators::delete_expired(txn, today, batch)?;
-                    let publish = ips.iter().map(|ip| Publish::Remove(*ip)).collect();
-                    Ok((ips.len(), publish))
+                    let gone = store::indicators::delete_expired(txn, today, batch)?;
+                    for (day, ip) in &gone {
+                        store::repeat::note_expiry(txn, *ip, *day, keep_days)?;
+                    }
+                    let publish = gone.iter().map(|(_, ip)| Publish::Remove(*ip)).collect();
+                    Ok((gone.len(), publish))
                 })
                 .await?;
             r.indicators += removed;
@@ -51,6 +60,20 @@ impl Services {
                 detail: "index lock poisoned".into(),
             })?
             .drop_buckets_before(today, now);
+        // A history is kept through its purge day (the last expiry day
+        // plus the history period).
+        loop {
+            let purged = self
+                .store
+                .write(move |txn| store::repeat::delete_expired(txn, today, batch, indicator_ms))
+                .await?;
+            r.repeat_histories += purged.deleted;
+            r.batches += 1;
+            if purged.visited < batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         // A raw report made on day d is kept through d + retention.
         let report_cut = UnixMillis(now.0 - self.retention.reports_ms).day();
         let retention_days = self.retention.reports_ms / MILLIS_PER_DAY;

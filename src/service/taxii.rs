@@ -260,7 +260,7 @@ fn read_page(
             Item {
                 date_added: UnixMillis(pos.modified_ms),
                 version: UnixMillis(pos.modified_ms),
-                object: stix::indicator(&ind, &pos, retention),
+                object: stix::indicator(&ind, &pos, retention, store::repeat::expiries(txn, ip)?),
             },
         ));
         Ok(true)
@@ -352,7 +352,7 @@ mod tests {
                     feed::scan_after(txn, after, |_, ip| {
                         let ind = store::indicators::get(txn, ip)?.unwrap();
                         let pos = feed::position(txn, ip)?.unwrap();
-                        out.push(stix::indicator(&ind, &pos, 1000));
+                        out.push(stix::indicator(&ind, &pos, 1000, 0));
                         Ok(out.len() < 1000)
                     })?;
                     Ok(out)

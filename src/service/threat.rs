@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use redb::WriteTransaction;
 
 use super::{Error, Result, Services};
+use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::{Indicator, IpKey, UnixMillis};
 use crate::index::ranges::CidrSet;
 use crate::index::{IpIndex, Summary};
@@ -20,6 +21,9 @@ pub struct Retention {
     pub reports_ms: i64,
     /// An indicator with no new evidence for this long is purged.
     pub indicators_ms: i64,
+    /// The repeat-offender history of an IP is purged this long after its
+    /// last indicator expired.
+    pub repeat_history_ms: i64,
 }
 
 impl Default for Retention {
@@ -28,8 +32,48 @@ impl Default for Retention {
         Self {
             reports_ms: days30,
             indicators_ms: days30,
+            repeat_history_ms: days30,
         }
     }
+}
+
+impl Retention {
+    /// Whole days a repeat-offender history is kept after the expiry day.
+    pub fn repeat_keep_days(&self) -> i64 {
+        let day = crate::domain::time::MILLIS_PER_DAY;
+        self.repeat_history_ms.max(0).saturating_add(day - 1) / day
+    }
+}
+
+/// The indicator of `ip` as an ingest finds it (`old`, as stored): the live one, or `None`
+/// (then a fresh one is started), and the expiry day it is filed under.
+/// An expired one the sweep has not removed yet counts as an expiry in the
+/// repeat-offender history, exactly as if the sweep had seen it first.
+pub(crate) fn indicator_for_update(
+    txn: &WriteTransaction,
+    ip: IpKey,
+    old: Option<Indicator>,
+    now: UnixMillis,
+    retention: Retention,
+) -> store::Result<(Option<Indicator>, Option<i64>)> {
+    let old_day = old
+        .as_ref()
+        .map(|i| super::reports::expiry_day(i, retention.indicators_ms));
+    let fresh = old.filter(|i| now.0 < i.last_seen.0.saturating_add(retention.indicators_ms));
+    if let (None, Some(day)) = (&fresh, old_day) {
+        store::repeat::note_expiry(txn, ip, day, retention.repeat_keep_days())?;
+    }
+    Ok((fresh, old_day))
+}
+
+/// The index summary of `ind` with its repeat-offender history, inside a write.
+pub(crate) fn summary_in_write(
+    txn: &WriteTransaction,
+    ind: &Indicator,
+    retention_ms: i64,
+) -> store::Result<Summary> {
+    let expiries = store::repeat::expiries_in_write(txn, ind.ip)?;
+    Ok(Summary::of(ind, retention_ms, expiries))
 }
 
 #[derive(Debug, Default)]
@@ -54,12 +98,15 @@ fn poisoned() -> Error {
 }
 
 impl ThreatState {
-    /// Builds the index from every stored indicator (start-up).
-    pub fn load(store: &Store, retention: Retention) -> Result<Self> {
-        let mut index = IpIndex::default();
+    /// Builds the index from every stored indicator (start-up), grouping
+    /// IPv6 evidence by `/prefix`.
+    pub fn load(store: &Store, retention: Retention, prefix: PrefixLen) -> Result<Self> {
+        let mut index = IpIndex::with_prefix(prefix);
         store.read_blocking(|txn| {
+            let expiries = store::repeat::all_expiries(txn)?;
             store::indicators::for_each(txn, |ind| {
-                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms));
+                let n = expiries.get(&ind.ip.0).copied().unwrap_or(0);
+                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms, n));
             })
         })?;
         let entries = store.read_blocking(store::whitelist::all)?;
@@ -94,6 +141,24 @@ impl ThreatState {
     /// Whether `ip` is kept out of public answers: whitelisted or corrected.
     pub fn is_publicly_hidden(&self, ip: IpKey) -> bool {
         self.is_corrected(ip) || self.is_whitelisted(ip)
+    }
+
+    /// Whether `ip` is left out of a served prefix aggregate: corrected,
+    /// or allowlisted unless `ignore_whitelist`.
+    pub fn is_hidden_member(&self, ip: IpKey, ignore_whitelist: bool) -> bool {
+        self.is_corrected(ip) || (!ignore_whitelist && self.is_whitelisted(ip))
+    }
+
+    /// Whether any address of `p` may be a hidden member (see
+    /// `is_hidden_member`), so its aggregate must be folded member by member.
+    pub fn prefix_touches_hidden(&self, p: Prefix, ignore_whitelist: bool) -> bool {
+        let (lo, hi) = p.bounds();
+        let corrected = self
+            .corrected
+            .read()
+            .map_or(true, |c| c.iter().any(|ip| p.contains(*ip)));
+        corrected
+            || (!ignore_whitelist && self.whitelist.read().map_or(true, |w| w.overlaps(lo, hi)))
     }
 
     pub fn set_corrected(&self, ip: IpKey, on: bool) -> Result<()> {
@@ -184,8 +249,10 @@ impl Services {
             let _guard = threat.ingest.lock().map_err(|_| poisoned())?;
             let mut stored = std::collections::BTreeMap::new();
             store.read_blocking(|txn| {
+                let expiries = store::repeat::all_expiries(txn)?;
                 store::indicators::for_each(txn, |ind| {
-                    stored.insert(ind.ip.0, Summary::of(&ind, retention));
+                    let n = expiries.get(&ind.ip.0).copied().unwrap_or(0);
+                    stored.insert(ind.ip.0, Summary::of(&ind, retention, n));
                 })
             })?;
             let idx = threat.index.read().map_err(|_| poisoned())?;
@@ -261,5 +328,6 @@ where
             }
         }
     }
+    idx.settle_dirty();
     Ok(out)
 }

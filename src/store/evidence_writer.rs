@@ -65,6 +65,11 @@ impl<'t> EvidenceWriter<'t> {
         })
     }
 
+    /// The transaction, for the tables the writer does not hold.
+    pub fn txn(&self) -> &'t WriteTransaction {
+        self.txn
+    }
+
     /// The stored indicator of `ip`.
     pub fn indicator(&self, ip: IpKey) -> Result<Option<Indicator>> {
         self.indicators

@@ -80,8 +80,8 @@ pub fn delete(txn: &WriteTransaction, ip: IpKey, expiry_day: i64) -> Result<()> 
 }
 
 /// Deletes up to `max` indicators whose bucket day is before `day`;
-/// returns the IPs deleted.
-pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Vec<IpKey>> {
+/// returns the IPs deleted with the day each expired.
+pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Vec<(i64, IpKey)>> {
     let mut e = txn.open_table(DAY_IP_EXPIRY)?;
     let mut keys = Vec::new();
     for item in e.range((i64::MIN, 0_u128)..(day, 0_u128))?.take(max) {
@@ -93,7 +93,7 @@ pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Ve
         t.remove(ip)?;
         super::feed::remove(txn, IpKey(ip))?;
     }
-    Ok(keys.into_iter().map(|(_, ip)| IpKey(ip)).collect())
+    Ok(keys.into_iter().map(|(d, ip)| (d, IpKey(ip))).collect())
 }
 
 /// Every stored indicator, for rebuilding the in-memory index.

@@ -41,6 +41,12 @@ pub fn oldest_days(txn: &ReadTransaction) -> Result<Vec<(&'static str, Option<i6
                 .map(|(k, _)| k.value().0),
         ),
         (
+            "day_ip_repeatpurge",
+            txn.open_table(tables::DAY_IP_REPEATPURGE)?
+                .first()?
+                .map(|(k, _)| k.value().0),
+        ),
+        (
             "dayid_report",
             txn.open_table(tables::DAYID_REPORT)?
                 .first()?

@@ -18,6 +18,7 @@ pub mod meta;
 pub mod migrate;
 pub mod names;
 pub mod privacy;
+pub mod repeat;
 pub mod reports;
 pub mod sensors;
 pub mod sessions;

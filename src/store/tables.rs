@@ -18,6 +18,11 @@ pub const MODSEQ_IP: TableDefinition<(i64, u64), u128> = TableDefinition::new("m
 pub const IP_FEEDPOS: TableDefinition<u128, (i64, i64, u64)> = TableDefinition::new("ip_feedpos");
 /// STIX indicator UUID (v5 of the IP) → IP, for lookups by STIX id.
 pub const STIXID_IP: TableDefinition<u128, u128> = TableDefinition::new("stixid_ip");
+/// IP → versioned repeat-offender history (expiry count, last expiry day).
+pub const IP_REPEAT: TableDefinition<u128, &[u8]> = TableDefinition::new("ip_repeat");
+/// (purge day, IP) → (): the TTL bucket of each repeat-offender history.
+pub const DAY_IP_REPEATPURGE: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("day_ip_repeatpurge");
 /// (creation day, report id) → raw report; a day is dropped as a whole.
 pub const DAYID_REPORT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("dayid_report");
 /// (IP, creation day, report id) → (): the reports about one IP.
@@ -141,6 +146,8 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(MODSEQ_IP)?;
     txn.open_table(IP_FEEDPOS)?;
     txn.open_table(STIXID_IP)?;
+    txn.open_table(IP_REPEAT)?;
+    txn.open_table(DAY_IP_REPEATPURGE)?;
     txn.open_table(DAYID_REPORT)?;
     txn.open_table(IPDAYID_REPORT)?;
     txn.open_table(SENSORID_SENSOR)?;
@@ -202,6 +209,8 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<()> {
     v.visit(MODSEQ_IP)?;
     v.visit(IP_FEEDPOS)?;
     v.visit(STIXID_IP)?;
+    v.visit(IP_REPEAT)?;
+    v.visit(DAY_IP_REPEATPURGE)?;
     v.visit(DAYID_REPORT)?;
     v.visit(IPDAYID_REPORT)?;
     v.visit(SENSORID_SENSOR)?;
@@ -243,6 +252,8 @@ pub const ALL_NAMES: &[&str] = &[
     "modseq_ip",
     "ip_feedpos",
     "stixid_ip",
+    "ip_repeat",
+    "day_ip_repeatpurge",
     "dayid_report",
     "ipdayid_report",
     "sensorid_sensor",

@@ -533,7 +533,7 @@ async fn a_list_over_ipsets_default_fits_once_collapsed() {
     let (s, key, token) = server().await;
     // 72,000 consecutive addresses from 81.0.0.0 with every 97th missing.
     let base = u32::from(std::net::Ipv4Addr::new(81, 0, 0, 0));
-    let listed = |k: u32| k % 97 != 0;
+    let listed = |k: u32| !k.is_multiple_of(97);
     let ips: Vec<(String, usize)> = (0..72_000_u32)
         .filter(|k| listed(*k))
         .map(|k| (std::net::Ipv4Addr::from(base + k).to_string(), 1))

@@ -21,6 +21,7 @@ mod foundation;
 mod geoip;
 mod limits;
 mod packaging;
+mod prefix;
 mod privacy;
 mod process;
 mod quotas;

@@ -8,7 +8,8 @@ use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
-use crate::domain::{IpKey, Protocol, behavior};
+use crate::domain::{Category, IpKey, Protocol, behavior};
+use crate::index::PrefixVerdict;
 use crate::service::reputation::{self, CheckOptions, CheckResult};
 
 pub const MAX_BULK_IPS: usize = 10_000;
@@ -57,6 +58,14 @@ pub fn render(r: &CheckResult, verbose: bool) -> Map<String, Value> {
         m.insert("whitelistReason".into(), json!(reason));
     }
     m.insert("geolocation".into(), r.geo.to_json());
+    m.insert(
+        "prefix".into(),
+        r.prefix.as_ref().map_or(Value::Null, prefix),
+    );
+    m.insert(
+        "validUntil".into(),
+        r.valid_until.map_or(Value::Null, |t| json!(t.rfc3339())),
+    );
     let Some(ind) = &r.indicator else {
         for k in ["firstSeen", "lastSeen"] {
             m.insert(k.into(), Value::Null);
@@ -128,6 +137,27 @@ pub fn render(r: &CheckResult, verbose: bool) -> Map<String, Value> {
         }
     }
     m
+}
+
+/// The prefix verdict (an addition to the SikkerAPI contract; clients
+/// that do not know it ignore it).
+fn prefix(p: &PrefixVerdict) -> Value {
+    let categories: Vec<Value> = (1..=16_u8)
+        .filter(|id| p.categories & (1 << (id - 1)) != 0)
+        .filter_map(Category::from_id)
+        .map(|c| json!({"id": c.id(), "name": c.name()}))
+        .collect();
+    json!({
+        "network": p.prefix.to_string(),
+        "prefixLength": p.prefix.len.get(),
+        "distinctAddresses": p.addresses,
+        "totalReports": p.reports,
+        "categories": categories,
+        "firstSeen": p.first_seen.rfc3339(),
+        "lastSeen": p.last_seen.rfc3339(),
+        "validUntil": p.expires.rfc3339(),
+        "confidenceLevel": p.score,
+    })
 }
 
 fn country(r: &CheckResult) -> Option<String> {
