@@ -2,7 +2,7 @@
 //! event batches. A batch is validated whole, then written in one
 //! transaction: it is stored completely, durably, or not at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, btree_map};
 
 use serde::{Deserialize, Serialize};
 
@@ -309,15 +309,16 @@ impl Services {
                         ..IngestOutcome::default()
                     };
                     let mut evidence = super::alerts::Evidence::default();
-                    let mut touched: HashMap<IpKey, (Indicator, Option<i64>)> = HashMap::new();
+                    // Written in address order once the batch is tallied.
+                    let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
+                    let mut dedup = store::sensors::Dedup::open(txn)?;
+                    let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
+                    let mut emails: HashMap<String, names::NameStats> = HashMap::new();
                     for ev in &events {
                         let day = ev.ts.day();
                         let session = h(&ev.session_id);
                         let content = h(&canonical(ev));
-                        if !store::sensors::first_event(
-                            txn,
-                            (day, sensor_id, session, ev.ts.0, content),
-                        )? {
+                        if !dedup.first_event((day, sensor_id, session, ev.ts.0, content))? {
                             out.duplicates += 1;
                             continue;
                         }
@@ -325,11 +326,10 @@ impl Services {
                         evidence.ips.push(ev.src_ip);
                         evidence.usernames.extend(ev.username.iter().cloned());
                         evidence.emails.extend(ev.email.iter().cloned());
-                        let new_session =
-                            store::sensors::first_session(txn, day, sensor_id, session, 0)?;
+                        let new_session = dedup.first_session(day, sensor_id, session, 0)?;
                         let entry = match touched.entry(ev.src_ip) {
-                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(v) => {
+                            btree_map::Entry::Occupied(o) => o.into_mut(),
+                            btree_map::Entry::Vacant(v) => {
                                 let old = w.indicator(ev.src_ip)?;
                                 let (fresh, old_day) =
                                     indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
@@ -342,32 +342,27 @@ impl Services {
                         entry.0.apply_event(sensor_id, ev, new_session);
                         if let Some(u) = &ev.username {
                             let lower = u.to_lowercase();
-                            if store::sensors::first_session(
-                                txn,
-                                day,
-                                sensor_id,
-                                session,
-                                h(&lower),
-                            )? {
-                                names::bump(
-                                    txn,
-                                    names::Kind::Username,
-                                    &lower,
-                                    ev.protocol,
-                                    ev.ts.0,
-                                    retention,
-                                )?;
+                            if dedup.first_session(day, sensor_id, session, h(&lower))? {
+                                usernames
+                                    .entry(lower)
+                                    .or_default()
+                                    .add(ev.protocol, ev.ts.0);
                             }
                         }
                         if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
-                            names::bump(
-                                txn,
-                                names::Kind::Email,
-                                e,
-                                ev.protocol,
-                                ev.ts.0,
-                                retention,
-                            )?;
+                            emails
+                                .entry(e.clone())
+                                .or_default()
+                                .add(ev.protocol, ev.ts.0);
+                        }
+                    }
+                    drop(dedup);
+                    for (kind, tally) in [
+                        (names::Kind::Username, usernames),
+                        (names::Kind::Email, emails),
+                    ] {
+                        for (name, seen) in tally {
+                            names::bump_by(txn, kind, &name, &seen, retention)?;
                         }
                     }
                     if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {

@@ -60,6 +60,34 @@ pub fn bump(
     at_ms: i64,
     retention_ms: i64,
 ) -> Result<()> {
+    let mut seen = NameStats::default();
+    seen.add(proto, at_ms);
+    bump_by(txn, kind, name, &seen, retention_ms)
+}
+
+impl NameStats {
+    /// One more session/message at `at_ms`, into a batch's tally.
+    pub fn add(&mut self, proto: Protocol, at_ms: i64) {
+        if self.count == 0 {
+            self.first_seen_ms = at_ms;
+            self.last_seen_ms = at_ms;
+        }
+        self.count += 1;
+        *self.protocols.entry(proto).or_default() += 1;
+        self.first_seen_ms = self.first_seen_ms.min(at_ms);
+        self.last_seen_ms = self.last_seen_ms.max(at_ms);
+    }
+}
+
+/// Adds a batch's tally for `name` (`seen.count` sessions or messages) in
+/// one write; `retention_ms` sets the expiry.
+pub fn bump_by(
+    txn: &WriteTransaction,
+    kind: Kind,
+    name: &str,
+    seen: &NameStats,
+    retention_ms: i64,
+) -> Result<()> {
     let (stats, expiry) = tables(kind);
     let mut t = txn.open_table(stats)?;
     let old = t.get(name)?.map(|v| decode(v.value())).transpose()?;
@@ -67,14 +95,16 @@ pub fn bump(
         .as_ref()
         .map(|s| crate::domain::UnixMillis(s.last_seen_ms + retention_ms).day());
     let mut s = old.unwrap_or(NameStats {
-        first_seen_ms: at_ms,
-        last_seen_ms: at_ms,
+        first_seen_ms: seen.first_seen_ms,
+        last_seen_ms: seen.last_seen_ms,
         ..NameStats::default()
     });
-    s.count += 1;
-    *s.protocols.entry(proto).or_default() += 1;
-    s.first_seen_ms = s.first_seen_ms.min(at_ms);
-    s.last_seen_ms = s.last_seen_ms.max(at_ms);
+    s.count += seen.count;
+    for (p, n) in &seen.protocols {
+        *s.protocols.entry(*p).or_default() += n;
+    }
+    s.first_seen_ms = s.first_seen_ms.min(seen.first_seen_ms);
+    s.last_seen_ms = s.last_seen_ms.max(seen.last_seen_ms);
     let new_day = crate::domain::UnixMillis(s.last_seen_ms + retention_ms).day();
     t.insert(name, codec::encode(&DbNameStats::V1(s)).as_slice())?;
     let mut e = txn.open_table(expiry)?;
@@ -101,4 +131,64 @@ pub fn delete_expired(txn: &WriteTransaction, kind: Kind, day: i64, max: usize) 
         t.remove(n.as_str())?;
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DB_FILE, Store};
+
+    #[test]
+    fn a_batch_tally_writes_what_one_bump_per_sighting_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let day = crate::domain::time::MILLIS_PER_DAY;
+        let sightings = [
+            (Protocol::Ssh, 5 * day),
+            (Protocol::Telnet, 3 * day),
+            (Protocol::Ssh, 7 * day),
+        ];
+        store
+            .write_blocking(|txn| {
+                bump(
+                    txn,
+                    Kind::Username,
+                    "root",
+                    Protocol::Ssh,
+                    4 * day,
+                    30 * day,
+                )?;
+                for (p, at) in sightings {
+                    bump(txn, Kind::Username, "one", p, at, 30 * day)?;
+                }
+                let mut tally = NameStats::default();
+                for (p, at) in sightings {
+                    tally.add(p, at);
+                }
+                bump_by(txn, Kind::Username, "all", &tally, 30 * day)?;
+                bump_by(txn, Kind::Username, "root", &tally, 30 * day)
+            })
+            .unwrap();
+        let (one, all, root) = store
+            .read_blocking(|txn| {
+                Ok((
+                    get(txn, Kind::Username, "one")?.unwrap(),
+                    get(txn, Kind::Username, "all")?.unwrap(),
+                    get(txn, Kind::Username, "root")?.unwrap(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(one, all);
+        assert_eq!(
+            (all.count, all.first_seen_ms, all.last_seen_ms),
+            (3, 3 * day, 7 * day)
+        );
+        assert_eq!(all.protocols[&Protocol::Ssh], 2);
+        assert_eq!((root.count, root.first_seen_ms), (4, 3 * day));
+        // Filed once, under the day the newest sighting expires.
+        let expiring = store
+            .write_blocking(|txn| delete_expired(txn, Kind::Username, 38, 100))
+            .unwrap();
+        assert_eq!(expiring, 3);
+    }
 }

@@ -1,7 +1,7 @@
 //! Sensors (token stored only as a keyed hash) and the de-duplication keys
 //! of their events and sessions.
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::tables::{DAY_SENSOR_EVENT, DAY_SENSOR_SESSION, SENSORID_SENSOR, TOKENHASH_SENSORID};
@@ -89,24 +89,47 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
 }
 
 /// Records an event key; false when it was already recorded.
-pub fn first_event(txn: &WriteTransaction, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
-    Ok(txn.open_table(DAY_SENSOR_EVENT)?.insert(key, ())?.is_none())
+/// The de-duplication tables of one ingest transaction, opened once.
+pub struct Dedup<'t> {
+    events: Table<'t, (i64, u64, u64, i64, u64), ()>,
+    sessions: Table<'t, (i64, u64, u64, u64), ()>,
 }
 
-/// Records a session (or session × name) on `day`; false when it was seen
-/// that day or the day before (sessions spanning midnight count once).
-pub fn first_session(
-    txn: &WriteTransaction,
-    day: i64,
-    sensor: u64,
-    session: u64,
-    name: u64,
-) -> Result<bool> {
-    let mut t = txn.open_table(DAY_SENSOR_SESSION)?;
-    if t.get((day - 1, sensor, session, name))?.is_some() {
-        return Ok(false);
+impl<'t> Dedup<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            events: txn.open_table(DAY_SENSOR_EVENT)?,
+            sessions: txn.open_table(DAY_SENSOR_SESSION)?,
+        })
     }
-    Ok(t.insert((day, sensor, session, name), ())?.is_none())
+
+    /// Records an event key; false when it was already there.
+    pub fn first_event(&mut self, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
+        Ok(self.events.insert(key, ())?.is_none())
+    }
+
+    /// Records a session (or session × name) on `day`; false when it was
+    /// seen that day or the day before (sessions spanning midnight count
+    /// once).
+    pub fn first_session(
+        &mut self,
+        day: i64,
+        sensor: u64,
+        session: u64,
+        name: u64,
+    ) -> Result<bool> {
+        if self
+            .sessions
+            .get((day - 1, sensor, session, name))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        Ok(self
+            .sessions
+            .insert((day, sensor, session, name), ())?
+            .is_none())
+    }
 }
 
 /// Drops up to `max` de-duplication keys of days before `day`; returns how many.
