@@ -147,11 +147,7 @@ pub async fn start(
         None => None,
     };
 
-    let state = Arc::new(HttpState {
-        services: services.clone(),
-        opts: opts.clone(),
-        ui_limiter: crate::http::api::ui_api::Limiter::default(),
-    });
+    let state = Arc::new(HttpState::new(services.clone(), opts.clone()));
     let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
     tasks.push((
         "https",

@@ -106,6 +106,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Maximum simultaneous connections from one client address (IPv6: one /64); further ones are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "SIKKER_MAX_CONNECTIONS_PER_IP", value_name = "N", default_value = "64",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Sustained requests a second allowed from one client address (behind a trusted proxy: the forwarded address); faster clients get 429 with Retry-After. 0 turns the limit off. /healthz is not counted.
+    #[arg(long, env = "SIKKER_RATE_LIMIT_PER_IP", value_name = "REQ_PER_SEC", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_per_ip: u32,
+
+    /// Requests one client address may send at once before --rate-limit-per-ip applies.
+    #[arg(long, env = "SIKKER_RATE_LIMIT_BURST", value_name = "N", default_value = "500",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
+
     /// Maximum size of a request's header section in bytes (answered with 431 beyond).
     #[arg(long, env = "SIKKER_MAX_HEADER_BYTES", value_name = "BYTES", default_value = "16384",
           value_parser = clap::value_parser!(u32).range(8192..=1_048_576))]
