@@ -355,3 +355,94 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
     assert_eq!(from("203.0.113.2").await.unwrap().status(), StatusCode::OK);
     assert_eq!(from("2001:db8::1").await.unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_login_flood_does_not_starve_lookups() {
+    const ATTEMPTS: usize = 64;
+    // Wrong passwords from one address, each on its own name and its own
+    // connection: the lockout and the per-address limits are lifted so
+    // every attempt reaches argon2.
+    let s = TestServer::start_with(&[
+        "--hash-concurrency",
+        "2",
+        "--lockout-failures",
+        "1000",
+        "--rate-limit-per-ip",
+        "0",
+        "--max-connections-per-ip",
+        "1000",
+    ])
+    .await;
+    let key = s
+        .handle()
+        .services
+        .create_api_key("flood", "unlimited", None)
+        .await
+        .unwrap()
+        .0;
+    // Its own connection pool, so the flood shares no connection with the lookups.
+    let flooder = crate::common::https_client(&crate::common::cert_pem(&s.data_dir, &s.config));
+    let login_url = s.url("/v1/session/login");
+    let flood_started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..ATTEMPTS {
+        let (c, url) = (flooder.clone(), login_url.clone());
+        flood.spawn(async move {
+            c.post(url)
+                .json(&serde_json::json!({"login": format!("nobody{i}"), "password": "wrong password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let flood = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while let Some(r) = flood.join_next().await {
+            statuses.push(r.unwrap());
+        }
+        (statuses, flood_started.elapsed())
+    });
+    let mut latencies = Vec::new();
+    let mut i = 0_u32;
+    while !flood.is_finished() && latencies.len() < 2000 {
+        i += 1;
+        let started = std::time::Instant::now();
+        let r = s
+            .client
+            .get(s.url(&format!("/v1/key/check/198.51.100.{}", i % 250 + 1)))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a lookup failed during the flood"
+        );
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (statuses, flood_took) = flood.await.unwrap();
+    assert_eq!(statuses.len(), ATTEMPTS);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "every flood attempt is a failed sign-in: {statuses:?}"
+    );
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    let max = *latencies.last().unwrap();
+    eprintln!(
+        "login flood of {ATTEMPTS}: {flood_took:?}; {} lookups meanwhile, p99 {p99:?}, max {max:?}",
+        latencies.len()
+    );
+    assert!(
+        latencies.len() >= 5,
+        "lookups must keep answering during the flood (only {} did)",
+        latencies.len()
+    );
+    assert!(
+        p99 < flood_took / 4,
+        "lookup p99 {p99:?} must stay well below the flood's {flood_took:?}"
+    );
+}
