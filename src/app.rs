@@ -138,6 +138,10 @@ pub async fn start(
     ));
     spawn_alert_jobs(&services, senders, &rx, &mut tasks);
     tasks.push((
+        "jwt-rotation",
+        tokio::spawn(crate::jobs::jwt_rotation(services.clone(), rx.clone())),
+    ));
+    tasks.push((
         "usage-flush",
         tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
     ));

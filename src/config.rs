@@ -221,6 +221,11 @@ pub struct Config {
     #[arg(long, env = "SIKKER_HASH_CONCURRENCY", value_name = "N", default_value = "2",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub hash_concurrency: u32,
+
+    /// Days after which the web sessions' JWT signing key is replaced by a new one (tokens signed with the previous key stay valid until they expire).
+    #[arg(long, env = "SIKKER_JWT_ROTATE_DAYS", value_name = "DAYS", default_value = "30",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub jwt_rotate_days: u32,
     /// On the first start of a data dir, fill it with a labelled synthetic demo data set (sensor "demo (synthetic data)"); ignored for a data dir that already exists. Off by default.
     #[arg(long, env = "SIKKER_DEMO")]
     pub demo: bool,
@@ -612,6 +617,8 @@ impl Config {
                     window_ms,
                 },
                 hash_concurrency: self.hash_concurrency as usize,
+                jwt_rotate_ms: i64::from(self.jwt_rotate_days)
+                    * crate::domain::time::MILLIS_PER_DAY,
             },
             geoip: self.geoip_files(),
             alerts: crate::service::alerts::AlertOptions {

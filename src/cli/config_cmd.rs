@@ -102,6 +102,7 @@ pub fn effective(c: &Config) -> String {
         ("lockout_failures", c.lockout_failures.to_string()),
         ("lockout_window", d(c.lockout_window)),
         ("hash_concurrency", c.hash_concurrency.to_string()),
+        ("jwt_rotate_days", c.jwt_rotate_days.to_string()),
         (
             "tiers_file",
             opt(c.tiers_file.as_ref().map(|p| p.display().to_string())),

@@ -37,6 +37,8 @@ pub struct AccountOptions {
     pub lockout: super::lockout::LockoutPolicy,
     /// Password hashes computed at once; further sign-ins wait.
     pub hash_concurrency: usize,
+    /// Age at which the JWT signing key is rotated (`--jwt-rotate-days`).
+    pub jwt_rotate_ms: i64,
 }
 
 impl Default for AccountOptions {
@@ -46,6 +48,7 @@ impl Default for AccountOptions {
             base_url: "https://127.0.0.1:8443".into(),
             lockout: super::lockout::LockoutPolicy::default(),
             hash_concurrency: 2,
+            jwt_rotate_ms: 30 * crate::domain::time::MILLIS_PER_DAY,
         }
     }
 }

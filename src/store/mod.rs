@@ -13,6 +13,7 @@ pub mod error;
 pub mod feed;
 pub mod indicators;
 pub mod inventory;
+pub mod jwtkeys;
 pub mod meta;
 pub mod migrate;
 pub mod names;
