@@ -13,8 +13,10 @@ use super::{Result, codec};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwtKeyRecord {
     pub kid: u32,
-    /// `None` for kid 0: the key derived from the secret key alone, which
-    /// signed tokens without a key id.
+    /// `None` for kid 0: the key schema v4 signed with (derived from the
+    /// secret key alone, tokens without a key id), registered by the
+    /// v4 → v5 migration so tokens issued before the upgrade stay valid
+    /// until they expire.
     pub seed: Option<[u8; 32]>,
     pub created_ms: i64,
 }
@@ -42,6 +44,21 @@ pub fn all(txn: &ReadTransaction) -> Result<Vec<JwtKeyRecord>> {
         out.push(decode(item?.1.value())?);
     }
     Ok(out)
+}
+
+/// Registers the key of schema v4 (kid 0, no seed, created at 0 so that
+/// it is due for rotation at once); a no-op when keys exist.
+pub fn register_legacy(txn: &WriteTransaction) -> Result<()> {
+    let mut t = txn.open_table(KID_JWTKEY)?;
+    if t.first()?.is_none() {
+        let rec = JwtKeyRecord {
+            kid: 0,
+            seed: None,
+            created_ms: 0,
+        };
+        t.insert(0, codec::encode(&DbJwtKey::V1(rec)).as_slice())?;
+    }
+    Ok(())
 }
 
 /// Rotates (as [`rotate`]) only when the current key was created at least
