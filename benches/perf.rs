@@ -330,7 +330,17 @@ async fn run() {
     let mut rows: Vec<(String, String, String)> = Vec::new();
 
     // Phase 1: ingest and bulk report, in-process.
-    let config = Config::from_serve_args(["--data-dir", &d, "--listen", "127.0.0.1:0"]).unwrap();
+    let config = Config::from_serve_args([
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limit-per-ip",
+        "0",
+        "--max-connections-per-ip",
+        "1024",
+    ])
+    .unwrap();
     let listener = TcpListener::bind(config.listen).await.unwrap();
     let h = app::start(&config, listener, Clock::system())
         .await
@@ -427,6 +437,11 @@ async fn run() {
         "127.0.0.1:0",
         "--log",
         "warn",
+        // The load comes from one address; the per-address limits would measure themselves.
+        "--rate-limit-per-ip",
+        "0",
+        "--max-connections-per-ip",
+        "1024",
     ]);
     let server = spawn_listening(cmd);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -557,6 +572,10 @@ async fn run() {
         "127.0.0.1:0",
         "--sweep-interval",
         "1000d",
+        "--rate-limit-per-ip",
+        "0",
+        "--max-connections-per-ip",
+        "1024",
     ])
     .unwrap();
     let listener = TcpListener::bind(config.listen).await.unwrap();

@@ -139,11 +139,7 @@ pub async fn start(
         None => None,
     };
 
-    let state = Arc::new(HttpState {
-        services: services.clone(),
-        opts: opts.clone(),
-        ui_limiter: crate::http::api::ui_api::Limiter::default(),
-    });
+    let state = Arc::new(HttpState::new(services.clone(), opts.clone()));
     let handler = move |req, conn| dispatch::dispatch(state.clone(), conn, req);
     tasks.push((
         "https",
@@ -258,6 +254,10 @@ fn spawn_maintenance(
     tasks.push((
         "usage-flush",
         tokio::spawn(crate::jobs::flush_usage(services.clone(), rx.clone())),
+    ));
+    tasks.push((
+        "jwt-rotation",
+        tokio::spawn(crate::jobs::jwt_rotation(services.clone(), rx.clone())),
     ));
 }
 

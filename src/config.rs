@@ -127,6 +127,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Maximum simultaneous connections from one client address (IPv6: one /64); further ones are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "SIKKER_MAX_CONNECTIONS_PER_IP", value_name = "N", default_value = "64",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_ip: u32,
+
+    /// Sustained requests a second allowed from one client address (behind a trusted proxy: the forwarded address); faster clients get 429 with Retry-After. 0 turns the limit off. /healthz is not counted.
+    #[arg(long, env = "SIKKER_RATE_LIMIT_PER_IP", value_name = "REQ_PER_SEC", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_per_ip: u32,
+
+    /// Requests one client address may send at once before --rate-limit-per-ip applies.
+    #[arg(long, env = "SIKKER_RATE_LIMIT_BURST", value_name = "N", default_value = "500",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
+
     /// Maximum size of a request's header section in bytes (answered with 431 beyond).
     #[arg(long, env = "SIKKER_MAX_HEADER_BYTES", value_name = "BYTES", default_value = "16384",
           value_parser = clap::value_parser!(u32).range(8192..=1_048_576))]
@@ -235,6 +250,11 @@ pub struct Config {
     #[arg(long, env = "SIKKER_HASH_CONCURRENCY", value_name = "N", default_value = "2",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub hash_concurrency: u32,
+
+    /// Days after which the web sessions' JWT signing key is replaced by a new one (tokens signed with the previous key stay valid until they expire).
+    #[arg(long, env = "SIKKER_JWT_ROTATE_DAYS", value_name = "DAYS", default_value = "30",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub jwt_rotate_days: u32,
     /// On the first start of a data dir, fill it with a labelled synthetic demo data set (sensor "demo (synthetic data)"); ignored for a data dir that already exists. Off by default.
     #[arg(long, env = "SIKKER_DEMO")]
     pub demo: bool,
@@ -677,6 +697,8 @@ impl Config {
                     window_ms,
                 },
                 hash_concurrency: self.hash_concurrency as usize,
+                jwt_rotate_ms: i64::from(self.jwt_rotate_days)
+                    * crate::domain::time::MILLIS_PER_DAY,
             },
             geoip: self.geoip_files(),
             alerts: crate::service::alerts::AlertOptions {

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use sikker::config::{self, ParseError};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args_os()) {
         Ok(cli) => cli,

@@ -115,6 +115,17 @@ pub enum AdminCmd {
     /// Configuration helpers (same as `sikker config`).
     #[command(subcommand)]
     Config(AdminConfigCmd),
+    /// Web-session token signing keys: rotate now, list.
+    #[command(subcommand)]
+    Jwt(JwtCmd),
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum JwtCmd {
+    /// Make a new signing key current; tokens signed with the previous key stay valid until they expire, older keys are dropped.
+    Rotate,
+    /// The signing keys in use (key ids and creation times).
+    List,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -321,6 +332,8 @@ impl AdminCmd {
                 bail!("this command is not a single request")
             }
             Self::Ping => AdminRequest::Ping,
+            Self::Jwt(JwtCmd::Rotate) => AdminRequest::JwtRotate,
+            Self::Jwt(JwtCmd::List) => AdminRequest::JwtKeys,
             Self::Bootstrap => AdminRequest::Bootstrap,
             Self::Key(KeyCmd::Create { name, tier, user }) => {
                 AdminRequest::KeyCreate { name, tier, user }
@@ -602,6 +615,30 @@ async fn offline(
     Ok((services, lock))
 }
 
+/// The signing keys of `jwt rotate` / `jwt list`, one line each.
+fn jwt_keys_text(v: &serde_json::Value) -> String {
+    let keys = v
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut t = String::new();
+    for k in keys {
+        let role = if k["current"] == true {
+            "current: signs"
+        } else {
+            "previous: verifies until its tokens expire"
+        };
+        let _ = writeln!(
+            t,
+            "kid {}  created {}  ({role})",
+            k["kid"],
+            k["created"].as_str().unwrap_or("")
+        );
+    }
+    t.trim_end().to_owned()
+}
+
 fn human(request: &AdminRequest, v: &serde_json::Value, out: &super::admin_io::Output) -> String {
     let s = |k: &str| {
         v.get(k)
@@ -626,6 +663,7 @@ fn human(request: &AdminRequest, v: &serde_json::Value, out: &super::admin_io::O
                 )
             }
         }
+        AdminRequest::JwtRotate | AdminRequest::JwtKeys => jwt_keys_text(v),
         AdminRequest::Bootstrap => format!(
             "bootstrap token (one-time, valid {} h): {}\nopen https://<server>/setup#token={} to create the first admin",
             s("valid_hours"),

@@ -67,6 +67,12 @@ pub fn effective(c: &Config) -> String {
             s(&format!("{:?}", c.log_client_ip).to_lowercase()),
         ),
         ("max_connections", c.max_connections.to_string()),
+        (
+            "max_connections_per_ip",
+            c.max_connections_per_ip.to_string(),
+        ),
+        ("rate_limit_per_ip", c.rate_limit_per_ip.to_string()),
+        ("rate_limit_burst", c.rate_limit_burst.to_string()),
         ("max_header_bytes", c.max_header_bytes.to_string()),
         ("max_body_bytes", c.max_body_bytes.to_string()),
         ("request_timeout", d(c.request_timeout)),
@@ -106,6 +112,7 @@ pub fn effective(c: &Config) -> String {
         ("lockout_failures", c.lockout_failures.to_string()),
         ("lockout_window", d(c.lockout_window)),
         ("hash_concurrency", c.hash_concurrency.to_string()),
+        ("jwt_rotate_days", c.jwt_rotate_days.to_string()),
         (
             "tiers_file",
             opt(c.tiers_file.as_ref().map(|p| p.display().to_string())),

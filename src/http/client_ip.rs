@@ -8,6 +8,11 @@ use ipnet::IpNet;
 
 use crate::domain::IpKey;
 
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+    trusted(ip, proxies)
+}
+
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     let ip = IpKey::from_ip(ip).to_ip();
     proxies.iter().any(|n| n.contains(&ip))

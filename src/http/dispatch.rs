@@ -12,7 +12,7 @@ use super::auth::{self, Principal};
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
-use super::{HttpOptions, api, body, client_ip, compat, quota_headers, taxii, ui};
+use super::{HttpOptions, api, body, client_ip, compat, per_ip, quota_headers, taxii, ui};
 use crate::service::Services;
 use crate::service::apikeys::ApiPrincipal;
 use crate::store::sensors::Sensor;
@@ -24,6 +24,39 @@ pub struct HttpState {
     pub opts: HttpOptions,
     /// Public web lookups per client network.
     pub ui_limiter: api::ui_api::Limiter,
+    /// Requests per client address (`--rate-limit-per-ip`).
+    pub rate_limiter: per_ip::RateTable,
+}
+
+/// Client addresses whose request-rate buckets are kept at once (about
+/// 100 bytes each); beyond it idle and least recently seen ones are dropped.
+pub const RATE_TABLE_CAPACITY: usize = 100_000;
+
+impl HttpState {
+    pub fn new(services: Arc<Services>, opts: HttpOptions) -> Self {
+        let rate_limiter =
+            per_ip::RateTable::new(opts.rate_per_ip, opts.rate_burst, RATE_TABLE_CAPACITY);
+        Self {
+            services,
+            opts,
+            ui_limiter: api::ui_api::Limiter::default(),
+            rate_limiter,
+        }
+    }
+
+    /// Counts one request from `client` against its rate limit.
+    fn admit(&self, client: std::net::IpAddr, path: &str) -> Result<(), HttpError> {
+        // Load balancers and container health checks poll this from one address.
+        if path == "/healthz" {
+            return Ok(());
+        }
+        self.rate_limiter
+            .admit(client, Instant::now().into_std())
+            .map_err(|retry_after| HttpError::ClientRateLimited {
+                per_second: self.opts.rate_per_ip,
+                retry_after,
+            })
+    }
 }
 
 /// What the accept loop knows about a connection.
@@ -87,7 +120,10 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
     let version = req.version();
     let dialect = Dialect::for_path(req.uri().path());
     let client = client_ip::resolve(conn.peer.ip(), req.headers(), &state.opts.trusted_proxies);
-    let routed = check_host(&req).and_then(|()| router::route(&method, req.uri().path()));
+    let routed = state
+        .admit(client, req.uri().path())
+        .and_then(|()| check_host(&req))
+        .and_then(|()| router::route(&method, req.uri().path()));
     let template = routed
         .as_ref()
         .map_or("(unmatched)", |m| m.route.template());

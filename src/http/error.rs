@@ -68,6 +68,9 @@ pub enum HttpError {
     },
     #[error("no acceptable representation; this endpoint answers {expected}")]
     NotAcceptable { expected: &'static str },
+    /// The client address sent requests faster than `--rate-limit-per-ip`.
+    #[error("too many requests from this address (at most {per_second} a second); retry later")]
+    ClientRateLimited { per_second: u32, retry_after: u64 },
 }
 
 /// AbuseIPDB's text for any authentication failure (missing, unknown or revoked key).
@@ -146,6 +149,10 @@ impl HttpError {
                 ..plain(*status, detail.clone())
             },
             Self::NotAcceptable { .. } => plain(StatusCode::NOT_ACCEPTABLE, self.to_string()),
+            Self::ClientRateLimited { retry_after, .. } => Rendered {
+                retry_after: Some(*retry_after),
+                ..plain(StatusCode::TOO_MANY_REQUESTS, self.to_string())
+            },
         }
     }
 

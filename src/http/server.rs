@@ -1,5 +1,5 @@
 //! The accept loop: TCP → (rustls) → hyper HTTP/1.1 and HTTP/2, with a
-//! connection cap, handshake and header timeouts, an idle timeout, and a
+//! connection cap (global and per client address), handshake and header timeouts, an idle timeout, and a
 //! graceful drain on shutdown.
 
 use std::convert::Infallible;
@@ -69,6 +69,7 @@ pub async fn serve<H: Handler>(
 ) {
     let builder = Arc::new(builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = super::per_ip::ConnTable::new(limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -92,6 +93,18 @@ pub async fn serve<H: Handler>(
             drop(stream);
             continue;
         };
+        let client_slot = if super::client_ip::is_trusted(peer.ip(), &limits.per_ip_exempt) {
+            None
+        } else if let Some(slot) = per_client.acquire(peer.ip()) {
+            Some(slot)
+        } else {
+            tracing::warn!(
+                limit = limits.max_connections_per_ip,
+                "per-address connection limit reached; closing new connection"
+            );
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let conn = ConnInfo {
             peer,
@@ -103,7 +116,7 @@ pub async fn serve<H: Handler>(
         let tls = tls.clone();
         let (idle, handshake) = (limits.idle_timeout, limits.tls_handshake_timeout);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, client_slot);
             match tls {
                 None => serve_io(stream, &builder, handler, conn, watcher, idle).await,
                 Some(acceptor) => {

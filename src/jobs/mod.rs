@@ -55,3 +55,20 @@ pub async fn flush_usage(services: Arc<Services>, mut stop: watch::Receiver<bool
         }
     }
 }
+
+/// Checks hourly whether the JWT signing key is due for rotation, and
+/// rotates it (opening the services checks once at start).
+pub async fn jwt_rotation(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    let hour = Duration::from_secs(3600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = services.rotate_jwt_key_if_due().await {
+            tracing::error!(error = %e, "JWT signing-key rotation failed");
+        }
+    }
+}

@@ -37,6 +37,8 @@ pub struct AccountOptions {
     pub lockout: super::lockout::LockoutPolicy,
     /// Password hashes computed at once; further sign-ins wait.
     pub hash_concurrency: usize,
+    /// Age at which the JWT signing key is rotated (`--jwt-rotate-days`).
+    pub jwt_rotate_ms: i64,
 }
 
 impl Default for AccountOptions {
@@ -46,6 +48,7 @@ impl Default for AccountOptions {
             base_url: "https://127.0.0.1:8443".into(),
             lockout: super::lockout::LockoutPolicy::default(),
             hash_concurrency: 2,
+            jwt_rotate_ms: 30 * crate::domain::time::MILLIS_PER_DAY,
         }
     }
 }
@@ -136,14 +139,52 @@ struct LinkPayload {
     binding: String,
 }
 
-/// A bounded pool for password hashing, so a flood of sign-ins cannot take
-/// every core from the API.
+type HashWork = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool of its own threads for password hashing, so a flood of
+/// sign-ins can neither take every core from the API nor occupy the
+/// blocking pool that database reads and writes run on. Jobs beyond the
+/// pool's size wait for a permit (at most 10 s, then 503).
 #[derive(Debug)]
-pub struct Hashing(Arc<Semaphore>);
+pub struct Hashing {
+    permits: Arc<Semaphore>,
+    work: std::sync::Mutex<std::sync::mpsc::Sender<HashWork>>,
+}
 
 impl Hashing {
-    pub fn new(permits: usize) -> Self {
-        Self(Arc::new(Semaphore::new(permits.max(1))))
+    /// Starts `threads` hashing threads; they end when the pool is dropped.
+    pub fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (tx, rx) = std::sync::mpsc::channel::<HashWork>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sikker-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let next = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            // A panicking job must not shrink the pool; its caller sees an error.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password-hashing thread");
+            }
+        }
+        Self {
+            permits: Arc::new(Semaphore::new(threads)),
+            work: std::sync::Mutex::new(tx),
+        }
     }
 }
 
@@ -155,14 +196,15 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Services {
-    /// Runs argon2id off the reactor within the hashing pool.
+    /// Runs argon2id on the hashing pool's threads, off the reactor and off
+    /// the blocking pool.
     pub(crate) async fn hash_job<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
         let permit = tokio::time::timeout(
             Duration::from_secs(10),
-            self.hashing.0.clone().acquire_owned(),
+            self.hashing.permits.clone().acquire_owned(),
         )
         .await
         .map_err(|_| Error::Unavailable {
@@ -171,16 +213,22 @@ impl Services {
         .map_err(|_| Error::Internal {
             detail: "hashing pool closed".into(),
         })?;
-        let out = tokio::task::spawn_blocking(move || {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let work: HashWork = Box::new(move || {
             let out = job();
             drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| Error::Internal {
-            detail: e.to_string(),
-        })?;
-        Ok(out)
+            let _ = done.send(out);
+        });
+        let lost = || Error::Internal {
+            detail: "password-hashing thread ended".into(),
+        };
+        self.hashing
+            .work
+            .lock()
+            .map_err(|_| lost())?
+            .send(work)
+            .map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())
     }
 
     /// Verifies `password` against `phc` (or the dummy hash) in the pool.

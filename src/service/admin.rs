@@ -127,6 +127,10 @@ pub enum AdminRequest {
     },
     /// Listing corrections, retention, data-subject requests and notices.
     Privacy(super::privacy::PrivacyRequest),
+    /// Makes a new JWT signing key current (the previous one still verifies).
+    JwtRotate,
+    /// The JWT signing keys in use (ids and ages, never the keys).
+    JwtKeys,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -197,6 +201,8 @@ impl Services {
             AdminRequest::AuditLog { limit } => Ok(serde_json::to_value(self.audit_log(limit).await?)
                 .unwrap_or_default()),
             AdminRequest::Ping => self.ping_json().await,
+            AdminRequest::JwtRotate => Ok(json!({ "keys": self.rotate_jwt_key().await? })),
+            AdminRequest::JwtKeys => Ok(json!({ "keys": self.jwt_keys() })),
             AdminRequest::Bootstrap => {
                 let token = self.issue_bootstrap_token().await?;
                 Ok(json!({ "token": token, "valid_hours": super::bootstrap::VALIDITY.as_secs() / 3600 }))

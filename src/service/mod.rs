@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod demo;
 pub mod error;
 pub mod geo;
+pub mod jwtkeys;
 pub mod lockout;
 pub mod mail;
 pub mod operator;
@@ -80,6 +81,7 @@ pub struct Services {
     pub(crate) quotas: quotas::Quotas,
     pub accounts: accounts::AccountOptions,
     pub(crate) hashing: accounts::Hashing,
+    pub(crate) jwt: jwtkeys::JwtRing,
     pub(crate) lockout: lockout::Lockout,
     pub alerts: alerts::AlertState,
     pub(crate) geo: geo::GeoState,
@@ -118,6 +120,7 @@ impl Services {
         let keys = apikeys::KeyCache::load(&store)?;
         let alerts = alerts::AlertState::load(&store, alerts)?;
         let started = clock.now();
+        let jwt = jwtkeys::JwtRing::load(&store, &secret, started, accounts.jwt_rotate_ms)?;
         Ok(Self {
             store,
             clock,
@@ -131,6 +134,7 @@ impl Services {
             tiers,
             quotas: quotas::Quotas::default(),
             hashing: accounts::Hashing::new(accounts.hash_concurrency),
+            jwt,
             accounts,
             lockout: lockout::Lockout::default(),
             alerts,

@@ -10,7 +10,7 @@ use super::{Error, Result, Services};
 use crate::crypto;
 use crate::domain::UnixMillis;
 use crate::domain::account::Role;
-use crate::jwt::{Claims, JwtKey};
+use crate::jwt::Claims;
 use crate::store::{self, accounts::Account, sessions::Session};
 
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
@@ -67,10 +67,6 @@ fn invalid_login() -> Error {
 }
 
 impl Services {
-    fn jwt_key(&self) -> JwtKey {
-        JwtKey::new(&self.secret.keyed_hash("jwt-signing-key", b""))
-    }
-
     /// The CSRF token bound to a session family: derived, never stored, so
     /// a token from one session is worthless in another (P49).
     pub fn csrf_token(&self, family: u64) -> String {
@@ -187,7 +183,7 @@ impl Services {
                 Ok(family)
             })
             .await?;
-        Ok(self.issue(account, family, refresh, ttl, now))
+        self.issue(account, family, refresh, ttl, now)
     }
 
     fn issue(
@@ -197,20 +193,20 @@ impl Services {
         refresh: String,
         ttl: Duration,
         now: UnixMillis,
-    ) -> Issued {
+    ) -> Result<Issued> {
         let claims = Claims {
             sub: account.id,
             sid: family,
             iat: now.0 / 1000,
             exp: now.plus(ACCESS_TTL).0 / 1000,
         };
-        Issued {
-            access: self.jwt_key().sign(&claims),
+        Ok(Issued {
+            access: self.sign_access(&claims)?,
             refresh,
             csrf: self.csrf_token(family),
             refresh_ttl: ttl,
             account,
-        }
+        })
     }
 
     /// Exchanges a refresh token for new tokens. A token that was already
@@ -260,7 +256,7 @@ impl Services {
             })
             .await?;
         let (a, family, left) = outcome?;
-        Ok(self.issue(a, family, next, left, now))
+        self.issue(a, family, next, left, now)
     }
 
     /// The signed-in person behind an access token, if the token is valid
@@ -268,8 +264,7 @@ impl Services {
     pub async fn authenticate_session(&self, access: &str) -> Result<SessionPrincipal> {
         let now = self.clock.now();
         let c = self
-            .jwt_key()
-            .verify(access, now.0 / 1000)
+            .verify_access(access, now.0 / 1000)
             .map_err(|e| unauthenticated(&format!("{e}; sign in again")))?;
         let (account, family) = (c.sub, c.sid);
         let (s, a) = self

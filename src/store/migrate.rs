@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -20,6 +20,8 @@ const STEPS: &[Step] = &[
     feed_order,
     // 3 → 4: usage counters gain their TTL index.
     usage_day_index,
+    // 4 → 5: JWT signing keys get ids and rotate.
+    jwt_key_ring,
 ];
 
 /// Indicators stored before version 3 enter the TAXII feed dated by their
@@ -34,6 +36,14 @@ fn feed_order(txn: &WriteTransaction) -> Result<()> {
 fn usage_day_index(txn: &WriteTransaction) -> Result<()> {
     super::tables::create_all(txn)?;
     super::usage::build_day_index(txn)
+}
+
+/// Version 4 signed access tokens with one key derived from the secret key;
+/// it enters the key ring as kid 0, so tokens issued before the upgrade stay
+/// valid until they expire while new ones are signed with a rotated key.
+fn jwt_key_ring(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    super::jwtkeys::register_legacy(txn)
 }
 
 /// Refuses a redb file written by another program: it has tables but no `meta`.

@@ -14,6 +14,7 @@ pub mod evidence_writer;
 pub mod feed;
 pub mod indicators;
 pub mod inventory;
+pub mod jwtkeys;
 pub mod meta;
 pub mod migrate;
 pub mod names;

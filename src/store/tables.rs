@@ -135,6 +135,9 @@ pub const DAY_KEYUSAGE: TableDefinition<(i64, u64, u8), ()> = TableDefinition::n
 /// Notice id → a breach/policy notice and who was notified when.
 pub const NOTICEID_NOTICE: TableDefinition<u64, &[u8]> = TableDefinition::new("noticeid_notice");
 
+/// Key id → JWT signing-key seed (the current key and the previous one).
+pub const KID_JWTKEY: TableDefinition<u32, &[u8]> = TableDefinition::new("kid_jwtkey");
+
 /// Sequence number → admin audit entry (P60).
 pub const SEQ_AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("seq_audit");
 
@@ -189,6 +192,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(DAY_KEYUSAGE)?;
     txn.open_table(NOTICEID_NOTICE)?;
     txn.open_table(SEQ_AUDIT)?;
+    txn.open_table(KID_JWTKEY)?;
     Ok(())
 }
 
@@ -240,6 +244,7 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<()> {
     v.visit(DELIVERYID_DELIVERY)?;
     v.visit(DUE_DELIVERYID)?;
     v.visit(ACCOUNTID_DELIVERYID)?;
+    v.visit(KID_JWTKEY)?;
     Ok(())
 }
 
@@ -294,4 +299,5 @@ pub const ALL_NAMES: &[&str] = &[
     "dayid_pageview",
     "day_keyusage",
     "noticeid_notice",
+    "kid_jwtkey",
 ];

@@ -63,6 +63,10 @@ fn spawn(data: &Path, log: &Path) -> Server {
             // per-source lockout does not refuse the deliberate failures.
             "--trusted-proxy",
             "127.0.0.0/8",
+            // The writers run flat out from one address; this test is about
+            // crashes, not throttling.
+            "--rate-limit-per-ip",
+            "0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))

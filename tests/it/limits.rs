@@ -193,3 +193,256 @@ async fn non_utf8_and_malformed_paths_are_refused_clearly() {
     );
     still_serving(&s).await;
 }
+
+#[tokio::test]
+async fn connections_beyond_the_per_address_limit_are_closed() {
+    let s = TestServer::start_with(&["--max-connections-per-ip", "3"]).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(raw::tls_connect(s.addr, s.tls_config()).await.unwrap());
+    }
+    assert!(
+        raw::tls_connect(s.addr, s.tls_config()).await.is_err(),
+        "a fourth connection from 127.0.0.1 must be refused"
+    );
+    for c in &mut open {
+        raw::send(c, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert_eq!(
+            raw::read_response(c).await.0,
+            200,
+            "admitted connections keep working"
+        );
+    }
+    drop(open.pop());
+    let mut ok = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(c) = raw::tls_connect(s.addr, s.tls_config()).await {
+            ok = Some(c);
+            break;
+        }
+    }
+    let mut c = ok.expect("a freed slot is reusable");
+    raw::send(&mut c, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut c).await.0, 200);
+
+    // A trusted proxy carries many clients: its connections are not capped per address.
+    let p = TestServer::start_with(&[
+        "--max-connections-per-ip",
+        "1",
+        "--trusted-proxy",
+        "127.0.0.1/32",
+    ])
+    .await;
+    let _a = raw::tls_connect(p.addr, p.tls_config()).await.unwrap();
+    let mut b = raw::tls_connect(p.addr, p.tls_config()).await.unwrap();
+    raw::send(&mut b, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_eq!(raw::read_response(&mut b).await.0, 200);
+}
+
+async fn too_many(r: reqwest::Response) -> (u64, serde_json::Value) {
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (retry, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn requests_beyond_the_per_address_rate_get_429_in_each_dialect() {
+    let s = TestServer::start_with(&["--rate-limit-per-ip", "1", "--rate-limit-burst", "3"]).await;
+    let key = s
+        .handle()
+        .services
+        .create_api_key("rate", "free", None)
+        .await
+        .unwrap()
+        .0;
+    let check = |ip: &'static str| {
+        s.client
+            .get(s.url(&format!("/v1/key/check/{ip}")))
+            .bearer_auth(&key)
+            .send()
+    };
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(check("192.0.2.1").await.unwrap().status(), StatusCode::OK);
+    }
+    let (retry, v) = too_many(check("192.0.2.1").await.unwrap()).await;
+    assert_eq!(retry, 1);
+    assert_eq!(v["success"], false, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("too many requests"),
+        "{v}"
+    );
+    let (_, v) = too_many(
+        s.client
+            .get(s.url("/api/v2/check?ipAddress=192.0.2.1"))
+            .header("Key", &key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["errors"][0]["status"], 429, "{v}");
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"),
+        "{v}"
+    );
+    let (_, v) = too_many(
+        s.client
+            .get(s.url("/taxii2/"))
+            .header("accept", "application/taxii+json;version=2.1")
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["http_status"], "429", "{v}");
+    assert!(
+        v["description"]
+            .as_str()
+            .unwrap()
+            .contains("too many requests"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the refused requests must fall within one refill interval for this test to mean anything"
+    );
+    // Health checks are never throttled.
+    still_serving(&s).await;
+    // After the window (one token a second), the client is served again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(check("192.0.2.1").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        check("192.0.2.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_limited() {
+    let s = TestServer::start_with(&[
+        "--rate-limit-per-ip",
+        "1",
+        "--rate-limit-burst",
+        "2",
+        "--trusted-proxy",
+        "127.0.0.0/8",
+    ])
+    .await;
+    let from = |ip: &'static str| {
+        s.client
+            .get(s.url("/v1/ui/policy"))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.1").await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        from("203.0.113.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same proxy is not affected.
+    assert_eq!(from("203.0.113.2").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(from("2001:db8::1").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_flood_does_not_starve_lookups() {
+    const ATTEMPTS: usize = 64;
+    // Wrong passwords from one address, each on its own name and its own
+    // connection: the lockout and the per-address limits are lifted so
+    // every attempt reaches argon2.
+    let s = TestServer::start_with(&[
+        "--hash-concurrency",
+        "2",
+        "--lockout-failures",
+        "1000",
+        "--rate-limit-per-ip",
+        "0",
+        "--max-connections-per-ip",
+        "1000",
+    ])
+    .await;
+    let key = s
+        .handle()
+        .services
+        .create_api_key("flood", "unlimited", None)
+        .await
+        .unwrap()
+        .0;
+    // Its own connection pool, so the flood shares no connection with the lookups.
+    let flooder = crate::common::https_client(&crate::common::cert_pem(&s.data_dir, &s.config));
+    let login_url = s.url("/v1/session/login");
+    let flood_started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..ATTEMPTS {
+        let (c, url) = (flooder.clone(), login_url.clone());
+        flood.spawn(async move {
+            c.post(url)
+                .json(&serde_json::json!({"login": format!("nobody{i}"), "password": "wrong password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let flood = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while let Some(r) = flood.join_next().await {
+            statuses.push(r.unwrap());
+        }
+        (statuses, flood_started.elapsed())
+    });
+    let mut latencies = Vec::new();
+    let mut i = 0_u32;
+    while !flood.is_finished() && latencies.len() < 2000 {
+        i += 1;
+        let started = std::time::Instant::now();
+        let r = s
+            .client
+            .get(s.url(&format!("/v1/key/check/198.51.100.{}", i % 250 + 1)))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a lookup failed during the flood"
+        );
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (statuses, flood_took) = flood.await.unwrap();
+    assert_eq!(statuses.len(), ATTEMPTS);
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "every flood attempt is a failed sign-in: {statuses:?}"
+    );
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    let max = *latencies.last().unwrap();
+    eprintln!(
+        "login flood of {ATTEMPTS}: {flood_took:?}; {} lookups meanwhile, p99 {p99:?}, max {max:?}",
+        latencies.len()
+    );
+    assert!(
+        latencies.len() >= 5,
+        "lookups must keep answering during the flood (only {} did)",
+        latencies.len()
+    );
+    assert!(
+        p99 < flood_took / 4,
+        "lookup p99 {p99:?} must stay well below the flood's {flood_took:?}"
+    );
+}

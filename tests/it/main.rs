@@ -19,6 +19,7 @@ mod evidence;
 mod fail2ban;
 mod foundation;
 mod geoip;
+mod jwt;
 mod limits;
 mod packaging;
 mod prefix;
