@@ -12,7 +12,7 @@ use crate::service::admin::AdminRequest;
 /// Largest request or reply line accepted. Import batches are the largest
 /// requests: bigger write transactions copy each B-tree page fewer times,
 /// which is most of an import's cost.
-pub const MAX_LINE: usize = 16 << 20;
+pub const MAX_LINE: usize = 64 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {

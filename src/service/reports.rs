@@ -249,9 +249,6 @@ impl Services {
         mode: DedupMode,
         metered: bool,
     ) -> Result<Vec<Submitted>> {
-        let now = self.clock.now();
-        let retentions = self.retention;
-        let weight = reporter_weight(now.0 - who.account_created.0);
         let refused = match mode {
             DedupMode::CountOnce => vec![None; reports.len()],
             DedupMode::Refuse => self.duplicates(who, &reports).await?,
@@ -260,28 +257,47 @@ impl Services {
         if metered && to_store > 0 {
             self.charge(who, Bucket::Reports, to_store).await?;
         }
-        // Scrubbed before the write closure, so no original comment ever
-        // reaches the database or a log line.
-        let reports: Vec<ValidReport> = reports
-            .into_iter()
-            .map(|mut r| {
-                r.comment = r
-                    .comment
-                    .take()
-                    .map(|c| self.scrubber.scrub(&c, Some(r.ip)));
-                r
-            })
-            .collect();
+        let reports = self.scrub_reports(reports);
+        self.store_scrubbed(who, reports, mode, refused).await
+    }
+
+    /// Comments through the scrubber, before any write, so no original
+    /// comment ever reaches the database or a log line.
+    fn scrub_reports(&self, reports: Vec<ValidReport>) -> Scrubbed {
+        Scrubbed(
+            reports
+                .into_iter()
+                .map(|mut r| {
+                    r.comment = r
+                        .comment
+                        .take()
+                        .map(|c| self.scrubber.scrub(&c, Some(r.ip)));
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// Stores scrubbed reports in one transaction and aggregates them into
+    /// their indicators (those `refused` are skipped, see `submit_reports`).
+    async fn store_scrubbed(
+        &self,
+        who: &ApiPrincipal,
+        Scrubbed(reports): Scrubbed,
+        mode: DedupMode,
+        refused: Vec<Option<u64>>,
+    ) -> Result<Vec<Submitted>> {
+        let now = self.clock.now();
         let evidence = super::alerts::Evidence {
             ips: reports.iter().map(|r| r.ip).collect(),
             ..super::alerts::Evidence::default()
         };
         let batch = ReportBatch {
             who: who.clone(),
-            weight,
+            weight: reporter_weight(now.0 - who.account_created.0),
             mode,
             now,
-            retentions,
+            retentions: self.retention,
         };
         let out = self
             .ingest(move |txn| EvidenceWriter::with(txn, |w| batch.apply(w, reports, refused)))
@@ -363,6 +379,9 @@ impl Services {
         .await
     }
 }
+
+/// Reports whose comments went through the scrubber: the only kind stored.
+struct Scrubbed(Vec<ValidReport>);
 
 /// One transaction's worth of reports from one principal.
 struct ReportBatch {
