@@ -291,8 +291,9 @@ async fn open_services(
 ) -> Result<(Arc<Services>, bool), StartError> {
     let db_path = data_dir.db();
     let root = data_dir.root().to_path_buf();
+    let cache = opts.db_cache_bytes;
     tokio::task::spawn_blocking(move || {
-        let opened = Store::open(&db_path)?;
+        let opened = Store::open_with_cache(&db_path, cache)?;
         if let Some(from) = opened.migrated_from {
             tracing::info!(
                 from,

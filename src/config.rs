@@ -220,6 +220,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_NOTIFY_RATE", value_name = "N", default_value = "60", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub notify_rate: u32,
 
+    /// redb's page cache in MiB (reads and the write buffer together); the in-memory index answers the hot lookups, so a small cache is enough.
+    #[arg(long, env = "SIKKER_DB_CACHE_MIB", value_name = "MIB", default_value = "64", value_parser = clap::value_parser!(u32).range(4..=65_536))]
+    pub db_cache_mib: u32,
+
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub sweep_interval: Duration,
@@ -680,6 +684,7 @@ impl Config {
         Ok(crate::service::Options {
             retention: self.retention(),
             ipv6_prefix: self.ipv6_prefix,
+            db_cache_bytes: (self.db_cache_mib as usize) << 20,
             privacy: self.privacy_options(),
             tiers,
             accounts: crate::service::accounts::AccountOptions {

@@ -599,7 +599,8 @@ async fn offline(
     let secret =
         SecretKey::load_or_create(&dir.secret_key()).context("cannot read the secret key")?;
     let db = dir.db();
-    let opened = tokio::task::spawn_blocking(move || Store::open(&db)).await??;
+    let cache = opts.db_cache_bytes;
+    let opened = tokio::task::spawn_blocking(move || Store::open_with_cache(&db, cache)).await??;
     let root = dir.root().to_path_buf();
     let services = tokio::task::spawn_blocking(move || {
         Services::open(

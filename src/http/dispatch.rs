@@ -278,7 +278,7 @@ async fn handle(route: Route, ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         Route::AdminWhitelist => api::ui_api::whitelist(&ctx).await,
         Route::AdminWhitelistEntry => api::ui_api::whitelist_remove(&ctx).await,
         Route::AdminHealth => api::ui_api::health(&ctx).await,
-        Route::UiIp => api::ui_api::ip(&ctx).await,
+        Route::UiIp => api::ui_api::ip(&ctx),
         Route::UiPolicy => Ok(api::ui_api::policy(&ctx)),
         Route::UiDashboard => api::ui_api::dashboard(&ctx).await,
         Route::UiReport => api::ui_api::keyed(ctx, api::ui_api::Keyed::Report).await,

@@ -24,7 +24,7 @@ struct Agg {
     /// Members whose evidence is more than one account's (or a sensor's).
     corroborated: u32,
     critical: u32,
-    raw_max: f32,
+    raw_max: f64,
     first_seen: UnixMillis,
     last_seen: UnixMillis,
     max_expires: UnixMillis,
@@ -128,7 +128,7 @@ impl PrefixVerdict {
             last_seen: a.last_seen,
             expires: a.max_expires,
             score: prefix::score(
-                f64::from(a.raw_max),
+                a.raw_max,
                 a.members,
                 score::recency(a.last_seen, now),
                 a.critical > 0,
@@ -162,6 +162,31 @@ impl PrefixIndex {
     /// Number of prefixes with at least one member.
     pub fn count(&self) -> usize {
         self.map.len()
+    }
+
+    /// The aggregates of every member of `members` (start-up), built in
+    /// one ordered pass: a map bulk-built from sorted keys has full nodes,
+    /// where one grown key by key keeps them about half full.
+    pub fn from_members(len: PrefixLen, members: &BTreeMap<u128, Summary>) -> Self {
+        let mut aggs: Vec<(u128, Agg)> = Vec::new();
+        for (ip, s) in members {
+            let Some(p) = Prefix::of(IpKey(*ip), len) else {
+                continue;
+            };
+            match aggs.last_mut() {
+                Some((network, a)) if *network == p.network => a.add(s),
+                _ => {
+                    let mut a = Agg::EMPTY;
+                    a.add(s);
+                    aggs.push((p.network, a));
+                }
+            }
+        }
+        Self {
+            len,
+            map: aggs.into_iter().collect(),
+            dirty: BTreeSet::new(),
+        }
     }
 
     /// Replaces member `ip`'s contribution `old` by `new` (either may be absent).
@@ -300,7 +325,7 @@ mod tests {
     use crate::domain::time::MILLIS_PER_DAY;
     use proptest::prelude::*;
 
-    fn summary(raw: f32, last_day: i64, single: bool, cats: u16) -> Summary {
+    fn summary(raw: f64, last_day: i64, single: bool, cats: u16) -> Summary {
         let last = UnixMillis(last_day * MILLIS_PER_DAY);
         Summary {
             raw,
@@ -415,7 +440,7 @@ mod tests {
             let mut now = UnixMillis(0);
             for o in &ops {
                 match *o {
-                    Op::Upsert(a, r, d, s) => idx.upsert(addr(a), summary(f32::from(r), i64::from(d), s, 1 << (a % 16))),
+                    Op::Upsert(a, r, d, s) => idx.upsert(addr(a), summary(f64::from(r), i64::from(d), s, 1 << (a % 16))),
                     Op::Remove(a) => { idx.remove(addr(a)); }
                     Op::Sweep(d) => {
                         now = UnixMillis(i64::from(d) * MILLIS_PER_DAY);

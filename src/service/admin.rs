@@ -305,7 +305,7 @@ impl Services {
             AdminRequest::Verify => self.verify_json().await,
             AdminRequest::GeoipInfo => Ok(self.geoip_info_json()),
             AdminRequest::GeoipReload => Ok(json!({ "databases": self.geoip_reload().await? })),
-            AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip).await,
+            AdminRequest::GeoipLookup { ip } => self.geoip_lookup_json(&ip),
             AdminRequest::UserAdd {
                 username,
                 email,

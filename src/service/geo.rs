@@ -154,12 +154,12 @@ impl Services {
     }
 
     /// `sikker admin geoip lookup IP`: the check answer's geolocation.
-    pub async fn geoip_lookup_json(&self, ip: &str) -> Result<serde_json::Value> {
+    pub fn geoip_lookup_json(&self, ip: &str) -> Result<serde_json::Value> {
         let key = ip
             .trim()
             .parse::<IpKey>()
             .map_err(|e| Error::invalid("ip", e.to_string()))?;
-        let ind = self.indicator(key, self.clock.now()).await?;
+        let ind = self.indicator(key, self.clock.now())?;
         let answer = self.geo_answer(key, ind.as_ref());
         Ok(serde_json::json!({ "ip": key.to_string(), "geolocation": answer.to_json() }))
     }

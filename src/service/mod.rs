@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod demo;
 pub mod error;
 pub mod geo;
+pub mod group_commit;
 pub mod jwtkeys;
 pub mod lockout;
 pub mod mail;
@@ -54,6 +55,8 @@ pub struct Options {
     pub alerts: alerts::AlertOptions,
     pub geoip: crate::geoip::GeoFiles,
     pub scrubber: crate::domain::scrub::Scrubber,
+    /// redb's page cache, reads and write buffer together.
+    pub db_cache_bytes: usize,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -76,6 +79,8 @@ pub struct Services {
     pub data_dir: PathBuf,
     pub retention: Retention,
     pub(crate) threat: Arc<threat::ThreatState>,
+    /// Sensor batches waiting for the next shared commit.
+    pub(crate) sensor_commits: Arc<group_commit::GroupCommit<sensors::Ingested>>,
     pub(crate) keys: apikeys::KeyCache,
     pub tiers: tiers::TierTable,
     pub(crate) quotas: quotas::Quotas,
@@ -113,6 +118,7 @@ impl Services {
             alerts,
             geoip,
             scrubber,
+            db_cache_bytes: _,
         } = opts;
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
@@ -130,6 +136,7 @@ impl Services {
             data_dir,
             retention,
             threat,
+            sensor_commits: Arc::default(),
             keys,
             tiers,
             quotas: quotas::Quotas::default(),

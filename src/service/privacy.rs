@@ -215,7 +215,7 @@ impl Services {
             });
         }
         let now = self.clock.now();
-        if self.indicator(key, now).await?.is_none() {
+        if self.indicator(key, now)?.is_none() {
             return Err(Error::not_found(format!("a listing of {}", key.to_ip())));
         }
         let from_ip = IpKey::from_ip(client) == key;
@@ -285,15 +285,15 @@ impl Services {
         let all = self.store.read(sp::corrections).await?;
         let mut out = Vec::with_capacity(all.len());
         for c in all {
-            out.push(self.correction_view(c).await?);
+            out.push(self.correction_view(c)?);
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.id));
         Ok(out)
     }
 
-    async fn correction_view(&self, c: Correction) -> Result<CorrectionView> {
+    fn correction_view(&self, c: Correction) -> Result<CorrectionView> {
         let ip = IpKey(c.ip);
-        let ind = self.indicator(ip, self.clock.now()).await?;
+        let ind = self.indicator(ip, self.clock.now())?;
         let last = ind.map(|i| i.last_seen.0);
         let new_evidence = c.status == CorrectionStatus::Granted
             && matches!((last, c.decided_ms), (Some(l), Some(d)) if l > d);
@@ -383,7 +383,7 @@ impl Services {
             .await??;
         self.threat
             .set_corrected(IpKey(c.ip), c.status == CorrectionStatus::Granted)?;
-        self.correction_view(c).await
+        self.correction_view(c)
     }
 }
 

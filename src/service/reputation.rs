@@ -11,7 +11,7 @@ use crate::domain::score::{self, Explanation};
 use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior, repeat};
 use crate::geoip::GeoInfo;
 use crate::index::{IpIndex, PrefixVerdict};
-use crate::store::{self, names};
+use crate::store::names;
 
 /// Options of a single check.
 #[derive(Clone, Debug, Default)]
@@ -58,7 +58,7 @@ impl Services {
     ) -> Result<CheckResult> {
         self.charge(who, Bucket::Lookups, 1).await?;
         let now = self.clock.now();
-        let ind = self.indicator(ip, now).await?;
+        let ind = self.indicator(ip, now)?;
         Ok(self.judge(ip, ind, opts, now))
     }
 
@@ -170,22 +170,22 @@ impl Services {
     /// but charged to nobody and recorded nowhere (web lookups are free and
     /// not stored, P23). IPs kept out of public answers (allowlisted, or
     /// corrected, P27) come back without their evidence.
-    pub async fn public_lookup(&self, ip: IpKey) -> Result<CheckResult> {
+    pub fn public_lookup(&self, ip: IpKey) -> Result<CheckResult> {
         let now = self.clock.now();
         let hidden = self.threat.is_publicly_hidden(ip);
         let ind = if hidden {
             None
         } else {
-            self.indicator(ip, now).await?
+            self.indicator(ip, now)?
         };
         Ok(self.judge(ip, ind, &CheckOptions::default(), now))
     }
 
     /// The score `check` would serve for `ip` now, without charging (the
     /// answer to a report, which is charged as a report).
-    pub async fn score_now(&self, ip: IpKey) -> Result<u8> {
+    pub fn score_now(&self, ip: IpKey) -> Result<u8> {
         let now = self.clock.now();
-        let ind = self.indicator(ip, now).await?;
+        let ind = self.indicator(ip, now)?;
         Ok(self
             .judge(ip, ind, &CheckOptions::default(), now)
             .confidence)
@@ -215,33 +215,48 @@ impl Services {
             .collect())
     }
 
-    /// Checks up to 10,000 IPs; counts one lookup per IP.
-    pub async fn bulk_check(
-        &self,
-        who: &ApiPrincipal,
-        ips: Vec<IpKey>,
-    ) -> Result<Vec<CheckResult>> {
+    /// Checks up to 10,000 IPs; counts one lookup per IP. Answered from the
+    /// in-memory index alone: a bulk answer carries only what the index
+    /// holds (score, last seen), so no indicator is read or decoded.
+    pub async fn bulk_check(&self, who: &ApiPrincipal, ips: Vec<IpKey>) -> Result<Vec<BulkEntry>> {
         self.charge(who, Bucket::Lookups, ips.len() as u64).await?;
         let now = self.clock.now();
-        let retention = self.retention.indicators_ms;
-        let found: Vec<(IpKey, Option<Indicator>)> = self
-            .store
-            .read(move |txn| {
-                ips.into_iter()
-                    .map(|ip| {
-                        let ind = store::indicators::get(txn, ip)?
-                            .filter(|i| now.0 < i.last_seen.0 + retention);
-                        Ok((ip, ind))
-                    })
-                    .collect()
-            })
-            .await?;
-        let opts = CheckOptions::default();
-        Ok(found
-            .into_iter()
-            .map(|(ip, ind)| self.judge(ip, ind, &opts, now))
-            .collect())
+        let dbs = self.geo.dbs();
+        let found: Vec<Option<(u8, UnixMillis)>> = self.threat.with_index(|idx| {
+            ips.iter()
+                .map(|ip| idx.get(*ip, now).map(|s| (s.score(now), s.last_seen)))
+                .collect()
+        })?;
+        self.threat.flag_scan(|flags| {
+            ips.into_iter()
+                .zip(found)
+                .map(|(ip, hit)| {
+                    let (corrected, whitelisted) = flags(ip);
+                    // As `check`: a granted correction answers as unlisted
+                    // (P27), an allowlisted address scores 0.
+                    let hit = hit.filter(|_| !corrected);
+                    BulkEntry {
+                        ip,
+                        confidence: hit.map(|(c, _)| if whitelisted { 0 } else { c }),
+                        last_seen: hit.map(|(_, t)| t),
+                        whitelisted,
+                        country: dbs.as_ref().and_then(|d| d.country(ip)),
+                    }
+                })
+                .collect()
+        })
     }
+}
+
+/// One line of a bulk check: `confidence` and `last_seen` are `None` when
+/// the address has no live indicator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkEntry {
+    pub ip: IpKey,
+    pub confidence: Option<u8>,
+    pub last_seen: Option<UnixMillis>,
+    pub whitelisted: bool,
+    pub country: Option<crate::geoip::CountryCode>,
 }
 
 /// One live indicator inside a range.
@@ -265,6 +280,8 @@ pub struct BlocklistFilter {
     pub only_asn: Vec<String>,
     pub except_asn: Vec<String>,
     pub ignore_whitelist: bool,
+    /// Whether entries carry their geolocation (formats that show it).
+    pub with_geo: bool,
 }
 
 impl Default for BlocklistFilter {
@@ -280,6 +297,7 @@ impl Default for BlocklistFilter {
             only_asn: vec![],
             except_asn: vec![],
             ignore_whitelist: false,
+            with_geo: true,
         }
     }
 }
@@ -306,6 +324,34 @@ impl BlocklistFilter {
     }
 }
 
+/// A block-list entry before sorting: confidence (descending) and last
+/// seen (descending) packed into one ascending key.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    ip: u128,
+    order: u64,
+    sessions: u32,
+    protocols: u16,
+}
+
+impl Candidate {
+    /// Milliseconds fit 47 bits until the year 6429.
+    const TIME_BITS: u32 = 47;
+    const TIME_MAX: i64 = (1 << Self::TIME_BITS) - 1;
+
+    fn order_key(confidence: u8, last_seen: UnixMillis) -> u64 {
+        let t = last_seen.0.clamp(0, Self::TIME_MAX);
+        (u64::from(u8::MAX - confidence) << Self::TIME_BITS)
+            | u64::try_from(Self::TIME_MAX - t).unwrap_or(0)
+    }
+
+    fn unpack(order: u64) -> (u8, UnixMillis) {
+        let confidence = u8::MAX - u8::try_from(order >> Self::TIME_BITS).unwrap_or(u8::MAX);
+        let t = i64::try_from(order & ((1 << Self::TIME_BITS) - 1)).unwrap_or(0);
+        (confidence, UnixMillis(Self::TIME_MAX - t))
+    }
+}
+
 /// One block-list line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockEntry {
@@ -320,11 +366,20 @@ pub struct BlockEntry {
 impl Services {
     /// The block list: live indicators passing `f`, highest confidence
     /// first, then most recent. The caller charges the IPs it returns.
+    ///
+    /// Sorted on compact candidates (32 bytes each), cut to the limit, and
+    /// only then given their geolocation, unless a country or AS filter
+    /// needs it first: a lookup costs more than every other step per
+    /// entry (docs/performance.md).
     pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
         let now = self.clock.now();
         let dbs = self.geo.dbs();
         let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup(ip)).unwrap_or_default();
-        let mut out: Vec<BlockEntry> = self.threat.with_index(|idx| {
+        let geo_filtered = !(f.only_countries.is_empty()
+            && f.except_countries.is_empty()
+            && f.only_asn.is_empty()
+            && f.except_asn.is_empty());
+        let mut cands: Vec<Candidate> = self.threat.with_index(|idx| {
             idx.iter(now)
                 .filter(|(ip, s)| {
                     f.ip_version.is_none_or(|v| (v == 4) == ip.is_v4())
@@ -333,35 +388,45 @@ impl Services {
                             .is_none_or(|m| s.max_severity.is_some_and(|x| x >= m))
                 })
                 .filter_map(|(ip, s)| {
-                    let c = s.score(now);
-                    if c < f.score_minimum {
-                        return None;
-                    }
-                    let geo = geo_of(ip);
-                    f.matches_geo(&geo).then_some(BlockEntry {
-                        ip,
-                        confidence: c,
-                        last_seen: s.last_seen,
-                        sessions: s.sessions,
-                        protocols: s.protocols,
-                        geo,
-                    })
+                    let confidence = s.score(now);
+                    (confidence >= f.score_minimum && (!geo_filtered || f.matches_geo(&geo_of(ip))))
+                        .then_some(Candidate {
+                            ip: ip.0,
+                            order: Candidate::order_key(confidence, s.last_seen),
+                            sessions: s.sessions,
+                            protocols: s.protocols,
+                        })
                 })
                 .collect()
         })?;
-        if f.ignore_whitelist {
-            out.retain(|e| !self.threat.is_corrected(e.ip));
-        } else {
-            out.retain(|e| !self.threat.is_publicly_hidden(e.ip));
+        // Not nested in the index lock: the hidden sets have their own.
+        self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
+            cands.retain(|c| !hidden(IpKey(c.ip)));
+        })?;
+        if cands.len() > f.limit {
+            cands.select_nth_unstable_by_key(f.limit, |c| (c.order, c.ip));
+            cands.truncate(f.limit);
         }
-        out.sort_unstable_by(|a, b| {
-            b.confidence
-                .cmp(&a.confidence)
-                .then(b.last_seen.cmp(&a.last_seen))
-                .then(a.ip.cmp(&b.ip))
-        });
-        out.truncate(f.limit);
-        Ok(out)
+        cands.sort_unstable_by_key(|c| (c.order, c.ip));
+        Ok(cands
+            .into_iter()
+            .map(|c| {
+                let (confidence, last_seen) = Candidate::unpack(c.order);
+                let ip = IpKey(c.ip);
+                BlockEntry {
+                    ip,
+                    confidence,
+                    last_seen,
+                    sessions: c.sessions,
+                    protocols: c.protocols,
+                    geo: if f.with_geo {
+                        geo_of(ip)
+                    } else {
+                        GeoInfo::default()
+                    },
+                }
+            })
+            .collect())
     }
 
     /// Attack statistics of a username (case-insensitive).
@@ -416,4 +481,26 @@ pub fn categories_of(ind: &Indicator) -> BTreeMap<u8, (Category, u64)> {
         .iter()
         .filter_map(|(id, n)| Category::from_id(*id).map(|c| (*id, (c, *n))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_keys_order_by_confidence_then_recency_and_unpack() {
+        let cases = [(100, 5), (100, 9), (99, 1_800_000_000_000), (0, 0), (7, 1)];
+        for (c, t) in cases {
+            assert_eq!(
+                Candidate::unpack(Candidate::order_key(c, UnixMillis(t))),
+                (c, UnixMillis(t))
+            );
+        }
+        let mut keys: Vec<(u8, i64)> = cases.to_vec();
+        keys.sort_by_key(|(c, t)| Candidate::order_key(*c, UnixMillis(*t)));
+        assert_eq!(
+            keys,
+            vec![(100, 9), (100, 5), (99, 1_800_000_000_000), (7, 1), (0, 0)]
+        );
+    }
 }

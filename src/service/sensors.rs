@@ -14,6 +14,9 @@ use crate::domain::{EventKind, Indicator, IpKey, Protocol, SensorEvent, UnixMill
 use crate::store::evidence_writer::EvidenceWriter;
 use crate::store::{self, names, sensors::Sensor};
 
+/// What one stored batch yields: its outcome and the evidence for alerts.
+pub type Ingested = (IngestOutcome, super::alerts::Evidence);
+
 const PURPOSE: &str = "sensor-token";
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Events may be this far in the future (clock skew) at most.
@@ -286,7 +289,8 @@ impl Services {
         }
     }
 
-    /// Stores a validated batch in one durable transaction.
+    /// Stores a validated batch durably; batches arriving together share
+    /// one commit (see `group_commit` for the durability contract).
     pub async fn ingest_events(
         &self,
         sensor: &Sensor,
@@ -301,83 +305,85 @@ impl Services {
             let b = secret.keyed_hash("sensor-dedup", s.as_bytes());
             u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
         };
-        let (out, evidence) = self
-            .ingest(move |txn| {
-                EvidenceWriter::with(txn, |w| {
-                    let mut out = IngestOutcome {
-                        received: events.len(),
-                        ..IngestOutcome::default()
+        let job: super::group_commit::Job<Ingested> = Box::new(move |txn| {
+            EvidenceWriter::with(txn, |w| {
+                let mut out = IngestOutcome {
+                    received: events.len(),
+                    ..IngestOutcome::default()
+                };
+                let mut evidence = super::alerts::Evidence::default();
+                // Written in address order once the batch is tallied.
+                let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
+                let mut dedup = store::sensors::Dedup::open(txn)?;
+                let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
+                let mut emails: HashMap<String, names::NameStats> = HashMap::new();
+                for ev in &events {
+                    let day = ev.ts.day();
+                    let session = h(&ev.session_id);
+                    let content = h(&canonical(ev));
+                    if !dedup.first_event((day, sensor_id, session, ev.ts.0, content))? {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    out.accepted += 1;
+                    evidence.ips.push(ev.src_ip);
+                    evidence.usernames.extend(ev.username.iter().cloned());
+                    evidence.emails.extend(ev.email.iter().cloned());
+                    let new_session = dedup.first_session(day, sensor_id, session, 0)?;
+                    let entry = match touched.entry(ev.src_ip) {
+                        btree_map::Entry::Occupied(o) => o.into_mut(),
+                        btree_map::Entry::Vacant(v) => {
+                            let old = w.indicator(ev.src_ip)?;
+                            let (fresh, old_day) =
+                                indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
+                            v.insert((
+                                fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
+                                old_day,
+                            ))
+                        }
                     };
-                    let mut evidence = super::alerts::Evidence::default();
-                    // Written in address order once the batch is tallied.
-                    let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
-                    let mut dedup = store::sensors::Dedup::open(txn)?;
-                    let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
-                    let mut emails: HashMap<String, names::NameStats> = HashMap::new();
-                    for ev in &events {
-                        let day = ev.ts.day();
-                        let session = h(&ev.session_id);
-                        let content = h(&canonical(ev));
-                        if !dedup.first_event((day, sensor_id, session, ev.ts.0, content))? {
-                            out.duplicates += 1;
-                            continue;
-                        }
-                        out.accepted += 1;
-                        evidence.ips.push(ev.src_ip);
-                        evidence.usernames.extend(ev.username.iter().cloned());
-                        evidence.emails.extend(ev.email.iter().cloned());
-                        let new_session = dedup.first_session(day, sensor_id, session, 0)?;
-                        let entry = match touched.entry(ev.src_ip) {
-                            btree_map::Entry::Occupied(o) => o.into_mut(),
-                            btree_map::Entry::Vacant(v) => {
-                                let old = w.indicator(ev.src_ip)?;
-                                let (fresh, old_day) =
-                                    indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
-                                v.insert((
-                                    fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
-                                    old_day,
-                                ))
-                            }
-                        };
-                        entry.0.apply_event(sensor_id, ev, new_session);
-                        if let Some(u) = &ev.username {
-                            let lower = u.to_lowercase();
-                            if dedup.first_session(day, sensor_id, session, h(&lower))? {
-                                usernames
-                                    .entry(lower)
-                                    .or_default()
-                                    .add(ev.protocol, ev.ts.0);
-                            }
-                        }
-                        if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
-                            emails
-                                .entry(e.clone())
+                    entry.0.apply_event(sensor_id, ev, new_session);
+                    if let Some(u) = &ev.username {
+                        let lower = u.to_lowercase();
+                        if dedup.first_session(day, sensor_id, session, h(&lower))? {
+                            usernames
+                                .entry(lower)
                                 .or_default()
                                 .add(ev.protocol, ev.ts.0);
                         }
                     }
-                    drop(dedup);
-                    for (kind, tally) in [
-                        (names::Kind::Username, usernames),
-                        (names::Kind::Email, emails),
-                    ] {
-                        for (name, seen) in tally {
-                            names::bump_by(txn, kind, &name, &seen, retention)?;
-                        }
+                    if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
+                        emails
+                            .entry(e.clone())
+                            .or_default()
+                            .add(ev.protocol, ev.ts.0);
                     }
-                    if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
-                        s.events += out.accepted as u64;
-                        s.last_event_ms = Some(now.0);
-                        store::sensors::put(txn, &s)?;
+                }
+                drop(dedup);
+                for (kind, tally) in [
+                    (names::Kind::Username, usernames),
+                    (names::Kind::Email, emails),
+                ] {
+                    for (name, seen) in tally {
+                        names::bump_by(txn, kind, &name, &seen, retention)?;
                     }
-                    let mut publish = Vec::with_capacity(touched.len());
-                    for (ip, (ind, old_day)) in touched {
-                        w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
-                        publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
-                    }
-                    Ok(((out, evidence), publish))
-                })
+                }
+                if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
+                    s.events += out.accepted as u64;
+                    s.last_event_ms = Some(now.0);
+                    store::sensors::put(txn, &s)?;
+                }
+                let mut publish = Vec::with_capacity(touched.len());
+                for (ip, (ind, old_day)) in touched {
+                    w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
+                    publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
+                }
+                Ok(((out, evidence), publish))
             })
+        });
+        let (out, evidence) = self
+            .sensor_commits
+            .submit(&self.store, &self.threat, job)
             .await?;
         self.notice_evidence(&evidence);
         Ok(out)

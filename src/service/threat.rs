@@ -101,14 +101,16 @@ impl ThreatState {
     /// Builds the index from every stored indicator (start-up), grouping
     /// IPv6 evidence by `/prefix`.
     pub fn load(store: &Store, retention: Retention, prefix: PrefixLen) -> Result<Self> {
-        let mut index = IpIndex::with_prefix(prefix);
-        store.read_blocking(|txn| {
+        let entries = store.read_blocking(|txn| {
             let expiries = store::repeat::all_expiries(txn)?;
+            let mut entries = Vec::new();
             store::indicators::for_each(txn, |ind| {
                 let n = expiries.get(&ind.ip.0).copied().unwrap_or(0);
-                index.upsert(ind.ip, Summary::of(&ind, retention.indicators_ms, n));
-            })
+                entries.push((ind.ip, Summary::of(&ind, retention.indicators_ms, n)));
+            })?;
+            Ok(entries)
         })?;
+        let index = IpIndex::from_entries(prefix, entries);
         let entries = store.read_blocking(store::whitelist::all)?;
         let sets = store.read_blocking(store::allowlists::all)?;
         let whitelist = whitelist_set(&entries, &sets);
@@ -136,6 +138,30 @@ impl ThreatState {
     /// Whether a granted listing correction covers `ip` (P27).
     pub fn is_corrected(&self, ip: IpKey) -> bool {
         self.corrected.read().is_ok_and(|c| c.contains(&ip))
+    }
+
+    /// Runs `f` with a test of "kept out of a block list" (corrected, or
+    /// allowlisted unless `ignore_whitelist`), the locks taken once for a
+    /// scan over many addresses.
+    pub fn hidden_scan<T>(
+        &self,
+        ignore_whitelist: bool,
+        f: impl FnOnce(&dyn Fn(IpKey) -> bool) -> T,
+    ) -> Result<T> {
+        self.flag_scan(|flags| {
+            f(&|ip| {
+                let (corrected, whitelisted) = flags(ip);
+                corrected || (!ignore_whitelist && whitelisted)
+            })
+        })
+    }
+
+    /// Runs `f` with a lookup of `(corrected, allowlisted)` per address,
+    /// the locks taken once for a scan over many addresses.
+    pub fn flag_scan<T>(&self, f: impl FnOnce(&dyn Fn(IpKey) -> (bool, bool)) -> T) -> Result<T> {
+        let whitelist = self.whitelist.read().map_err(|_| poisoned())?;
+        let corrected = self.corrected.read().map_err(|_| poisoned())?;
+        Ok(f(&|ip| (corrected.contains(&ip), whitelist.contains(ip))))
     }
 
     /// Whether `ip` is kept out of public answers: whitelisted or corrected.
@@ -210,13 +236,20 @@ impl Services {
             })?
     }
 
-    /// The full indicator of `ip`, if live at `now`.
-    pub(crate) async fn indicator(&self, ip: IpKey, now: UnixMillis) -> Result<Option<Indicator>> {
+    /// The full indicator of `ip`, if live at `now`. The in-memory index
+    /// is asked first, so an address without live evidence costs no read.
+    /// The point read runs on the calling task: it touches the few pages
+    /// of one B-tree path, from redb's cache or the OS page cache, which
+    /// is cheaper than handing it to the blocking pool and back (that
+    /// hand-off was about 40 % of a check's CPU; docs/performance.md).
+    pub(crate) fn indicator(&self, ip: IpKey, now: UnixMillis) -> Result<Option<Indicator>> {
+        if self.threat.with_index(|idx| idx.get(ip, now).is_none())? {
+            return Ok(None);
+        }
         let retention = self.retention.indicators_ms;
         let ind = self
             .store
-            .read(move |txn| store::indicators::get(txn, ip))
-            .await?;
+            .read_blocking(|txn| store::indicators::get(txn, ip))?;
         Ok(ind.filter(|i| now.0 < i.last_seen.0.saturating_add(retention)))
     }
 }
@@ -319,6 +352,13 @@ where
 {
     let _guard = threat.ingest.lock().map_err(|_| poisoned())?;
     let (out, changes) = store.write_blocking(f)?;
+    publish(threat, changes)?;
+    Ok(out)
+}
+
+/// Publishes committed changes to the in-memory index (the caller holds
+/// the ingest lock, so writers publish in commit order).
+pub(crate) fn publish(threat: &ThreatState, changes: Vec<Publish>) -> Result<()> {
     let mut idx = threat.index.write().map_err(|_| poisoned())?;
     for c in changes {
         match c {
@@ -329,5 +369,5 @@ where
         }
     }
     idx.settle_dirty();
-    Ok(out)
+    Ok(())
 }

@@ -41,6 +41,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "sikker.redb";
 
+/// redb's page cache when none is configured (`--db-cache-mib`). redb's
+/// own default is 1 GiB, which a start-up that reads every indicator fills
+/// whole; the in-memory index answers the hot questions instead, so a
+/// small cache costs little (see docs/performance.md).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// A cheap-to-clone handle on the one database.
 #[derive(Clone)]
 pub struct Store {
@@ -69,11 +75,21 @@ pub struct Opened {
 }
 
 impl Store {
-    /// Opens or creates the database, creating every table and running
-    /// migrations. Blocking: call from `spawn_blocking` or a CLI.
+    /// Opens or creates the database with the default page cache, creating
+    /// every table and running migrations. Blocking: call from
+    /// `spawn_blocking` or a CLI.
     pub fn open(path: &Path) -> Result<Opened> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `open` with a page cache of at most `cache_bytes` (reads and the
+    /// write buffer together).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Opened> {
         let created = !path.exists();
-        let db = Database::create(path).map_err(|e| Error::open(path, e))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| Error::open(path, e))?;
         if created {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(

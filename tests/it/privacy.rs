@@ -459,7 +459,7 @@ async fn data_subject_rights_export_restrict_erase_and_purge() {
 
     // Erasure: auth data at once, key refused, contribution detached, aggregate kept.
     let ip = IpKey::from_ip("1.2.3.4".parse().unwrap());
-    let score_before = svc.score_now(ip).await.unwrap();
+    let score_before = svc.score_now(ip).unwrap();
     svc.privacy_admin(sikker::service::privacy::PrivacyRequest::GdprErase { account: a.id })
         .await
         .unwrap();
@@ -483,7 +483,7 @@ async fn data_subject_rights_export_restrict_erase_and_purge() {
         .unwrap()
         .unwrap();
     assert!(!ind.reporters.contains_key(&a.id));
-    assert_eq!(svc.score_now(ip).await.unwrap(), score_before);
+    assert_eq!(svc.score_now(ip).unwrap(), score_before);
     assert!(svc.erase_account(a.id).await.is_err(), "erased once");
 
     // The rest is purged 12 months after erasure.

@@ -196,6 +196,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         only_asn: asn_list(&q, "onlyAsn")?,
         except_asn: asn_list(&q, "exceptAsn")?,
         ignore_whitelist: q.bool("ignoreWhitelist", false)?,
+        with_geo: format == Format::Json,
     };
     let names = (
         set_name(&q, "setName", "sikker_block")?,
@@ -208,9 +209,15 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         .shape_blocklist(list, &shape, filter.ignore_whitelist)?;
     // A poller that already holds this exact list gets 304 and is not
     // charged: nothing is sent.
-    let full_tag = etag(format, &names, &shape, &list);
-    if if_none_match(&ctx.headers, &full_tag) {
-        return Ok(not_modified(&full_tag));
+    let full_tag = ctx
+        .headers
+        .contains_key(header::IF_NONE_MATCH)
+        .then(|| etag(format, &names, &shape, &list));
+    if let Some(t) = full_tag
+        .as_deref()
+        .filter(|t| if_none_match(&ctx.headers, t))
+    {
+        return Ok(not_modified(t));
     }
     // The daily budget may cut the list short; only what is sent is charged
     // (one unit per entry, whether an address or a network).
@@ -219,8 +226,12 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         .services
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
+    let cut = usize::try_from(granted).unwrap_or(usize::MAX) < list.len();
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
-    let tag = etag(format, &names, &shape, &list);
+    let tag = match full_tag {
+        Some(t) if !cut => t,
+        _ => etag(format, &names, &shape, &list),
+    };
     let now = ctx.state.services.clock.now();
     let mut resp = render(format, list, &filter, &shape, &names, now.0);
     if let Ok(v) = HeaderValue::from_str(&tag) {
@@ -280,29 +291,58 @@ fn render(
 }
 
 /// A strong validator over what the response carries apart from the JSON
-/// `generatedAt` stamp: the format, the set names, the sizing and every
-/// entry's fields.
+/// `generatedAt` stamp: the format, the set names, the sizing and, per
+/// entry, the fields that format shows (an address list's tag does not
+/// move when only a score does). Fixed-width bytes, hashed in large
+/// pieces: formatting every field as text was most of a large list's cost.
 fn etag(format: Format, names: &(String, String), shape: &Shape, list: &[ShapedEntry]) -> String {
     let mut h = blake3::Hasher::new();
     h.update(format!("{format:?}\n{}\n{}\n{shape:?}\n", names.0, names.1).as_bytes());
+    let mut buf = Vec::with_capacity(ETAG_PIECE + 256);
     for e in list {
-        h.update(
-            format!(
-                "{}|{}|{}|{}|{}|{:?}|{:?}|{:?}\n",
-                e.net,
-                e.confidence,
-                e.last_seen.0,
-                e.sessions,
-                e.protocols,
-                e.geo.country_code,
-                e.geo.asn,
-                e.geo.as_org
-            )
-            .as_bytes(),
-        );
+        etag_entry(&mut buf, format, e);
+        if buf.len() >= ETAG_PIECE {
+            h.update(&buf);
+            buf.clear();
+        }
     }
+    h.update(&buf);
     let hex = h.finalize().to_hex();
     format!("\"{}\"", &hex.as_str()[..32])
+}
+
+const ETAG_PIECE: usize = 64 * 1024;
+
+fn etag_entry(buf: &mut Vec<u8>, format: Format, e: &ShapedEntry) {
+    match e.net {
+        ipnet::IpNet::V4(n) => {
+            buf.push(4);
+            buf.extend_from_slice(&n.addr().octets());
+        }
+        ipnet::IpNet::V6(n) => {
+            buf.push(6);
+            buf.extend_from_slice(&n.addr().octets());
+        }
+    }
+    buf.push(e.net.prefix_len());
+    if matches!(format, Format::Plain | Format::Ipset | Format::Nft) {
+        return;
+    }
+    buf.push(e.confidence);
+    buf.extend_from_slice(&e.last_seen.0.to_le_bytes());
+    buf.extend_from_slice(&e.sessions.to_le_bytes());
+    buf.extend_from_slice(&e.protocols.to_le_bytes());
+    if format != Format::Json {
+        return;
+    }
+    match e.geo.country_code {
+        Some(c) => buf.extend_from_slice(c.as_str().as_bytes()),
+        None => buf.extend_from_slice(b"--"),
+    }
+    buf.extend_from_slice(&e.geo.asn.map_or(u64::MAX, u64::from).to_le_bytes());
+    let org = e.geo.as_org.as_deref().unwrap_or_default();
+    buf.extend_from_slice(&org.len().to_le_bytes());
+    buf.extend_from_slice(org.as_bytes());
 }
 
 /// Whether `If-None-Match` names `tag` (or is `*`), per RFC 9110 13.1.2
@@ -388,18 +428,64 @@ fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> V
     meta
 }
 
+/// One entry, written directly (keys in the order serde_json's map gives
+/// them): a `json!` value per entry allocated a dozen times.
 fn json_entry(buf: &mut String, e: &ShapedEntry) {
-    let v = json!({
-        "ip": e.to_string(),
-        "confidenceLevel": e.confidence,
-        "lastSeen": e.last_seen.0,
-        "sessions": e.sessions,
-        "protocols": protocol_names(e.protocols),
-        "countryCode": e.geo.country_code.map(|c| c.to_string()),
-        "asn": e.geo.asn.map(|a| a.to_string()),
-        "asnOrg": e.geo.as_org.as_deref(),
-    });
-    let _ = write!(buf, "{v}");
+    buf.push_str("{\"asn\":");
+    match e.geo.asn {
+        Some(a) => {
+            let _ = write!(buf, "\"{a}\"");
+        }
+        None => buf.push_str("null"),
+    }
+    buf.push_str(",\"asnOrg\":");
+    json_opt_str(buf, e.geo.as_org.as_deref());
+    let _ = write!(
+        buf,
+        ",\"confidenceLevel\":{},\"countryCode\":",
+        e.confidence
+    );
+    json_opt_str(
+        buf,
+        e.geo
+            .country_code
+            .as_ref()
+            .map(crate::geoip::CountryCode::as_str),
+    );
+    // Addresses and networks need no escaping.
+    let _ = write!(
+        buf,
+        ",\"ip\":\"{e}\",\"lastSeen\":{},\"protocols\":[",
+        e.last_seen.0
+    );
+    for (i, p) in protocol_names(e.protocols).into_iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        let _ = write!(buf, "\"{p}\"");
+    }
+    let _ = write!(buf, "],\"sessions\":{}}}", e.sessions);
+}
+
+/// A JSON string or `null`.
+fn json_opt_str(buf: &mut String, s: Option<&str>) {
+    match s {
+        None => buf.push_str("null"),
+        Some(s) => {
+            buf.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => buf.push_str("\\\""),
+                    '\\' => buf.push_str("\\\\"),
+                    c if u32::from(c) < 0x20 => {
+                        let _ = write!(buf, "\\u{:04x}", u32::from(c));
+                    }
+                    c => buf.push(c),
+                }
+            }
+            buf.push('"');
+        }
+    }
 }
 
 fn plain_entry(buf: &mut String, e: &ShapedEntry) {
@@ -471,4 +557,72 @@ pub fn nft(list: &[ShapedEntry], table: &str, set: &str, networks: bool) -> Stri
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UnixMillis;
+    use crate::geoip::{CountryCode, GeoInfo};
+
+    fn entry(net: &str, org: Option<&str>) -> ShapedEntry {
+        ShapedEntry {
+            net: net.parse().unwrap(),
+            confidence: 87,
+            last_seen: UnixMillis(1_790_000_000_123),
+            sessions: 4,
+            protocols: Protocol::Ssh.bit() | Protocol::Http.bit(),
+            geo: GeoInfo {
+                country_code: org.and(CountryCode::parse("NO")),
+                asn: org.map(|_| 64_512),
+                as_org: org.map(Into::into),
+                ..GeoInfo::default()
+            },
+        }
+    }
+
+    #[test]
+    fn written_json_entries_equal_the_json_values_they_stand_for() {
+        for e in [
+            entry(
+                "203.0.113.9/32",
+                Some("Quote \" back\\slash \n\u{1} Ærlig AS"),
+            ),
+            entry("2001:db8::/48", None),
+        ] {
+            let mut buf = String::new();
+            json_entry(&mut buf, &e);
+            let got: Value = serde_json::from_str(&buf).unwrap();
+            let want = json!({
+                "ip": e.to_string(),
+                "confidenceLevel": e.confidence,
+                "lastSeen": e.last_seen.0,
+                "sessions": e.sessions,
+                "protocols": protocol_names(e.protocols),
+                "countryCode": e.geo.country_code.map(|c| c.to_string()),
+                "asn": e.geo.asn.map(|a| a.to_string()),
+                "asnOrg": e.geo.as_org.as_deref(),
+            });
+            assert_eq!(got, want, "{buf}");
+            assert_eq!(buf, want.to_string().replace("\\n", "\\u000a"));
+        }
+    }
+
+    #[test]
+    fn tags_cover_what_each_format_shows() {
+        let names = ("s".to_owned(), "t".to_owned());
+        let shape = Shape::default();
+        let a = vec![entry("203.0.113.9/32", Some("Org"))];
+        let mut b = a.clone();
+        b[0].confidence = 90;
+        let mut c = a.clone();
+        c[0].geo.as_org = Some("Other".into());
+        let tag = |f, l: &[ShapedEntry]| etag(f, &names, &shape, l);
+        assert_eq!(tag(Format::Plain, &a), tag(Format::Plain, &b));
+        assert_ne!(tag(Format::Csv, &a), tag(Format::Csv, &b));
+        assert_eq!(tag(Format::Csv, &a), tag(Format::Csv, &c));
+        assert_ne!(tag(Format::Json, &a), tag(Format::Json, &c));
+        assert_ne!(tag(Format::Plain, &a), tag(Format::Nft, &a));
+        assert_ne!(tag(Format::Plain, &a), tag(Format::Plain, &[]));
+    }
 }

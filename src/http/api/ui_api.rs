@@ -67,7 +67,7 @@ impl Limiter {
 
 /// `GET /v1/ui/ip/{ip}`: the check answer for the public IP page, free,
 /// not stored, rate-limited per client network.
-pub async fn ip(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
+pub fn ip(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let s = &ctx.state.services;
     let ip = super::check::parse_ip(ctx.params.first().map_or("", String::as_str))?;
     ctx.state
@@ -81,7 +81,7 @@ pub async fn ip(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
                 ),
             })
         })?;
-    let r = s.public_lookup(ip).await?;
+    let r = s.public_lookup(ip)?;
     let mut v = super::check::render(&r, true);
     v.insert("public".into(), json!(true));
     Ok(response::json(StatusCode::OK, &Value::Object(v)))

@@ -449,7 +449,7 @@ async fn report(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     if let Some(Submitted::Duplicate { retry_after_secs }) = out.first() {
         return Err(duplicate(ip, *retry_after_secs));
     }
-    let score = s.score_now(ip).await?;
+    let score = s.score_now(ip)?;
     Ok(ok(&json!({
         "ipAddress": ip.to_string(),
         "abuseConfidenceScore": score,
