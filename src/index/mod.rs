@@ -168,7 +168,7 @@ impl IpIndex {
         self.prefixes.settle_dirty(&self.map);
     }
 
-    /// Number of IPv6 prefixes with evidence (for status output).
+    /// Number of IPv6 prefixes with evidence on at least two addresses.
     pub fn prefix_count(&self) -> usize {
         self.prefixes.count()
     }
@@ -185,7 +185,7 @@ impl IpIndex {
     pub fn upsert(&mut self, ip: IpKey, s: Summary) {
         let day = s.expires.day();
         let old = self.map.insert(ip.0, s);
-        self.prefixes.update(ip, old.as_ref(), Some(&s));
+        self.prefixes.update(&self.map, ip, old.as_ref(), Some(&s));
         if old.is_none_or(|o| o.expires.day() != day) {
             self.buckets.entry(day).or_default().push(ip.0);
         }
@@ -194,7 +194,7 @@ impl IpIndex {
     pub fn remove(&mut self, ip: IpKey) -> Option<Summary> {
         let old = self.map.remove(&ip.0);
         if old.is_some() {
-            self.prefixes.update(ip, old.as_ref(), None);
+            self.prefixes.update(&self.map, ip, old.as_ref(), None);
         }
         old
     }

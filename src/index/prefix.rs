@@ -159,7 +159,7 @@ impl PrefixIndex {
         self.len
     }
 
-    /// Number of prefixes with at least one member.
+    /// Number of prefixes with at least two members (those keep an aggregate).
     pub fn count(&self) -> usize {
         self.map.len()
     }
@@ -184,25 +184,37 @@ impl PrefixIndex {
         }
         Self {
             len,
-            map: aggs.into_iter().collect(),
+            map: aggs.into_iter().filter(|(_, a)| a.members >= 2).collect(),
             dirty: BTreeSet::new(),
         }
     }
 
-    /// Replaces member `ip`'s contribution `old` by `new` (either may be absent).
-    pub(super) fn update(&mut self, ip: IpKey, old: Option<&Summary>, new: Option<&Summary>) {
+    /// Replaces member `ip`'s contribution `old` by `new` (either may be
+    /// absent); `members` already holds the change.
+    ///
+    /// Only prefixes with at least two addresses keep an aggregate: a
+    /// one-address prefix never makes a verdict list, and a lookup folds it
+    /// from its one member. Most IPv6 attackers are alone in their /64, so
+    /// this keeps ~150 bytes per such address out of memory.
+    pub(super) fn update(
+        &mut self,
+        members: &BTreeMap<u128, Summary>,
+        ip: IpKey,
+        old: Option<&Summary>,
+        new: Option<&Summary>,
+    ) {
         let Some(p) = Prefix::of(ip, self.len) else {
             return;
         };
-        if let Some(o) = old
-            && let Some(a) = self.map.get_mut(&p.network)
-        {
-            let maybe_stale = a.sub(o);
-            if a.members == 0 && new.is_none() {
-                self.map.remove(&p.network);
-                self.dirty.remove(&p.network);
-                return;
+        let Some(a) = self.map.get_mut(&p.network) else {
+            let (lo, hi) = p.bounds();
+            if new.is_some() && members.range(lo.0..=hi.0).nth(1).is_some() {
+                self.recompute(members, p.network);
             }
+            return;
+        };
+        if let Some(o) = old {
+            let maybe_stale = a.sub(o);
             // Growing evidence keeps every extreme exact; only a member
             // that shrank or left can leave one behind.
             let grew = new.is_some_and(|n| {
@@ -216,7 +228,11 @@ impl PrefixIndex {
             }
         }
         if let Some(n) = new {
-            self.map.entry(p.network).or_insert(Agg::EMPTY).add(n);
+            a.add(n);
+        }
+        if a.members < 2 {
+            self.map.remove(&p.network);
+            self.dirty.remove(&p.network);
         }
     }
 
@@ -227,7 +243,7 @@ impl PrefixIndex {
         }
         .bounds();
         let a = Agg::of(members.range(lo.0..=hi.0).map(|(_, s)| s));
-        if a.members == 0 {
+        if a.members < 2 {
             self.map.remove(&network);
         } else {
             self.map.insert(network, a);
@@ -265,12 +281,16 @@ impl PrefixIndex {
         now: UnixMillis,
         hidden: Option<&dyn Fn(IpKey) -> bool>,
     ) -> Option<Agg> {
-        let a = self.map.get(&p.network)?;
-        if hidden.is_none() && now < a.min_expires && !self.dirty.contains(&p.network) {
+        if let Some(a) = self.map.get(&p.network)
+            && hidden.is_none()
+            && now < a.min_expires
+            && !self.dirty.contains(&p.network)
+        {
             return Some(*a);
         }
-        // Some member may have expired and not been swept yet (nothing
-        // past its date may count), or must be left out: fold exactly.
+        // A one-address prefix (no aggregate kept), a member that may have
+        // expired and not been swept yet (nothing past its date may
+        // count), or members to leave out: fold exactly.
         let (lo, hi) = p.bounds();
         let a = Agg::of(
             members
@@ -294,8 +314,9 @@ impl PrefixIndex {
         (a.members >= min_addresses.max(1)).then(|| PrefixVerdict::new(p, &a, now))
     }
 
-    /// The prefixes in address order; in those `touches_hidden` names,
-    /// the members `hidden` names are left out.
+    /// The prefixes with at least `min_addresses` (never fewer than two)
+    /// addresses, in address order; in those `touches_hidden` names, the
+    /// members `hidden` names are left out.
     pub(super) fn verdicts(
         &self,
         members: &BTreeMap<u128, Summary>,
@@ -312,7 +333,7 @@ impl PrefixIndex {
                     len: self.len,
                 };
                 let a = self.live(members, p, now, touches_hidden(p).then_some(hidden))?;
-                (a.members >= min_addresses.max(1)).then(|| PrefixVerdict::new(p, &a, now))
+                (a.members >= min_addresses.max(2)).then(|| PrefixVerdict::new(p, &a, now))
             })
             .collect()
     }
@@ -373,10 +394,28 @@ mod tests {
             .prefix_verdict(ip("2a01:4f8:1:2::99"), day31, 1, None)
             .unwrap();
         assert_eq!(v.addresses, 1);
+        assert_eq!(
+            idx.prefix_count(),
+            1,
+            "only 2a01:4f8:1:2::/64 has two addresses"
+        );
         idx.drop_buckets_before(32, UnixMillis(32 * MILLIS_PER_DAY));
-        assert_eq!(idx.prefix_count(), 2);
+        // One address left: no aggregate is kept, a lookup folds it.
+        assert_eq!(idx.prefix_count(), 0);
+        let day32 = UnixMillis(32 * MILLIS_PER_DAY);
+        let v = idx.prefix_verdict(ip("2a01:4f8:1:2::99"), day32, 1, None);
+        assert_eq!(v.map(|v| v.addresses), Some(1));
         idx.drop_buckets_before(36, UnixMillis(36 * MILLIS_PER_DAY));
-        assert_eq!(idx.prefix_count(), 0, "gone with the newest member");
+        assert!(
+            idx.prefix_verdict(
+                ip("2a01:4f8:1:2::99"),
+                UnixMillis(36 * MILLIS_PER_DAY),
+                1,
+                None
+            )
+            .is_none(),
+            "gone with the newest member"
+        );
         // Hidden members are left out.
         idx.upsert(ip("2a01:4f8:1:2::1"), summary(20.0, 40, false, 1));
         idx.upsert(ip("2a01:4f8:1:2::2"), summary(30.0, 40, false, 2));
