@@ -103,7 +103,10 @@ impl ThreatState {
     pub fn load(store: &Store, retention: Retention, prefix: PrefixLen) -> Result<Self> {
         let entries = store.read_blocking(|txn| {
             let expiries = store::repeat::all_expiries(txn)?;
-            let mut entries = Vec::new();
+            // Sized once: a vector grown by doubling leaves its earlier
+            // buffers with the allocator, resident but unused.
+            let count = usize::try_from(store::indicators::count(txn)?).unwrap_or(0);
+            let mut entries = Vec::with_capacity(count);
             store::indicators::for_each(txn, |ind| {
                 let n = expiries.get(&ind.ip.0).copied().unwrap_or(0);
                 entries.push((ind.ip, Summary::of(&ind, retention.indicators_ms, n)));
