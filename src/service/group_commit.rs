@@ -82,14 +82,19 @@ impl<T: Send + 'static> GroupCommit<T> {
     /// writers; finds the queue empty when an earlier drain took this
     /// caller's job along.
     fn drain(&self, store: &Store, threat: &ThreatState) -> Result<()> {
-        let _guard = threat
-            .ingest
-            .lock()
-            .map_err(|_| internal("lock poisoned"))?;
+        let guard = threat.ingest.lock();
         let group = std::mem::take(&mut *self.queue.lock().map_err(|_| internal("lock poisoned"))?);
         if group.is_empty() {
             return Ok(());
         }
+        // A poisoned ingest lock fails the batches taken, so none of them
+        // stays queued to be written after its sender was told it failed.
+        let Ok(_guard) = guard else {
+            for p in group {
+                let _ = p.done.send(Err(internal("lock poisoned")));
+            }
+            return Ok(());
+        };
         let together = store.write_blocking(|txn| {
             let mut outs = Vec::with_capacity(group.len());
             let mut changes = Vec::new();
@@ -187,5 +192,21 @@ mod tests {
         let v = store.read_blocking(meta::schema_version).unwrap();
         assert_eq!(v, Some(9));
         assert!(gc.queue.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_ingest_lock_fails_the_batch_and_leaves_nothing_queued() {
+        let (_dir, store, threat) = setup();
+        let t = threat.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = t.ingest.lock().unwrap();
+            panic!("a writer panics holding the ingest lock");
+        })
+        .join();
+        let gc = Arc::new(GroupCommit::<u32>::default());
+        assert!(gc.submit(&store, &threat, job(5)).await.is_err());
+        assert!(gc.queue.lock().unwrap().is_empty());
+        let v = store.read_blocking(meta::schema_version).unwrap();
+        assert_eq!(v, Some(crate::store::migrate::CURRENT), "nothing written");
     }
 }
