@@ -221,7 +221,7 @@ pub struct Config {
     pub notify_rate: u32,
 
     /// redb's page cache in MiB (reads and the write buffer together); the in-memory index answers the hot lookups, so a small cache is enough.
-    #[arg(long, env = "SIKKER_DB_CACHE_MIB", value_name = "MIB", default_value = "64", value_parser = clap::value_parser!(u32).range(4..=65_536))]
+    #[arg(long, env = "SIKKER_DB_CACHE_MIB", value_name = "MIB", default_value = "16", value_parser = clap::value_parser!(u32).range(4..=65_536))]
     pub db_cache_mib: u32,
 
     /// How often the retention sweep runs (it also runs at start-up).

@@ -45,7 +45,7 @@ pub const DB_FILE: &str = "sikker.redb";
 /// own default is 1 GiB, which a start-up that reads every indicator fills
 /// whole; the in-memory index answers the hot questions instead, so a
 /// small cache costs little (see docs/performance.md).
-pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
 /// A cheap-to-clone handle on the one database.
 #[derive(Clone)]
