@@ -58,14 +58,16 @@ impl Services {
     ) -> Result<CheckResult> {
         self.charge(who, Bucket::Lookups, 1).await?;
         let now = self.clock.now();
-        let ind = self.indicator(ip, now)?;
-        Ok(self.judge(ip, ind, opts, now))
+        let found = self.live_indicator(ip, now)?;
+        Ok(self.judge(ip, found, opts, now))
     }
 
+    /// The answer about `ip` given its live indicator and the IP's earlier
+    /// expiries (`live_indicator`).
     fn judge(
         &self,
         ip: IpKey,
-        ind: Option<Indicator>,
+        found: Option<(Indicator, u32)>,
         opts: &CheckOptions,
         now: UnixMillis,
     ) -> CheckResult {
@@ -74,6 +76,7 @@ impl Services {
         // A granted listing correction answers exactly as an unlisted IP
         // (P27): a `corrected` flag would itself publish the past listing.
         let corrected = self.threat.is_corrected(ip);
+        let (ind, expiries) = found.map_or((None, 0), |(i, e)| (Some(i), e));
         let ind = ind.filter(|i| {
             let fresh = opts.max_age_secs.is_none_or(|s| {
                 now.0 - i.last_seen.0 <= i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
@@ -81,11 +84,6 @@ impl Services {
             let on_protocol = opts.protocols.is_empty()
                 || opts.protocols.iter().any(|p| i.protocols.contains_key(p));
             !corrected && fresh && on_protocol
-        });
-        let expiries = ind.as_ref().map_or(0, |_| {
-            self.threat
-                .with_index(|idx| idx.get(ip, now).map_or(0, |s| s.expiries))
-                .unwrap_or(0)
         });
         let explanation = ind
             .as_ref()
@@ -176,7 +174,7 @@ impl Services {
         let ind = if hidden {
             None
         } else {
-            self.indicator(ip, now)?
+            self.live_indicator(ip, now)?
         };
         Ok(self.judge(ip, ind, &CheckOptions::default(), now))
     }
@@ -185,9 +183,9 @@ impl Services {
     /// answer to a report, which is charged as a report).
     pub fn score_now(&self, ip: IpKey) -> Result<u8> {
         let now = self.clock.now();
-        let ind = self.indicator(ip, now)?;
+        let found = self.live_indicator(ip, now)?;
         Ok(self
-            .judge(ip, ind, &CheckOptions::default(), now)
+            .judge(ip, found, &CheckOptions::default(), now)
             .confidence)
     }
 

@@ -239,21 +239,37 @@ impl Services {
             })?
     }
 
-    /// The full indicator of `ip`, if live at `now`. The in-memory index
-    /// is asked first, so an address without live evidence costs no read.
-    /// The point read runs on the calling task: it touches the few pages
-    /// of one B-tree path, from redb's cache or the OS page cache, which
-    /// is cheaper than handing it to the blocking pool and back (that
-    /// hand-off was about 40 % of a check's CPU; docs/performance.md).
+    /// The full indicator of `ip`, if live at `now`.
     pub(crate) fn indicator(&self, ip: IpKey, now: UnixMillis) -> Result<Option<Indicator>> {
-        if self.threat.with_index(|idx| idx.get(ip, now).is_none())? {
+        Ok(self.live_indicator(ip, now)?.map(|(ind, _)| ind))
+    }
+
+    /// The full indicator of `ip`, if live at `now`, with the earlier
+    /// expiries of its IP (repeat-offender history) from the same index
+    /// lookup. The in-memory index is asked first, so an address without
+    /// live evidence costs no read. The point read runs on the calling
+    /// task: it touches the few pages of one B-tree path, from redb's
+    /// cache or the OS page cache, which is cheaper than handing it to the
+    /// blocking pool and back (that hand-off was about 40 % of a check's
+    /// CPU; docs/performance.md).
+    pub(crate) fn live_indicator(
+        &self,
+        ip: IpKey,
+        now: UnixMillis,
+    ) -> Result<Option<(Indicator, u32)>> {
+        let Some(expiries) = self
+            .threat
+            .with_index(|idx| idx.get(ip, now).map(|s| s.expiries))?
+        else {
             return Ok(None);
-        }
+        };
         let retention = self.retention.indicators_ms;
         let ind = self
             .store
             .read_blocking(|txn| store::indicators::get(txn, ip))?;
-        Ok(ind.filter(|i| now.0 < i.last_seen.0.saturating_add(retention)))
+        Ok(ind
+            .filter(|i| now.0 < i.last_seen.0.saturating_add(retention))
+            .map(|i| (i, expiries)))
     }
 }
 
