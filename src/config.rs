@@ -1088,6 +1088,19 @@ mod tests {
     }
 
     #[test]
+    fn db_cache_is_bounded_and_named_in_the_error() {
+        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
+        assert_eq!(c.db_cache_mib, 16);
+        assert_eq!(c.service_options().unwrap().db_cache_bytes, 16 << 20);
+        for bad in ["0", "3", "65537", "lots"] {
+            let e = Config::from_serve_args(["--db-cache-mib", bad]).unwrap_err();
+            assert!(e.to_string().contains("--db-cache-mib"), "{bad}: {e}");
+        }
+        let c = Config::from_serve_args(["--db-cache-mib", "256"]).unwrap();
+        assert_eq!(c.service_options().unwrap().db_cache_bytes, 256 << 20);
+    }
+
+    #[test]
     fn scrub_patterns_from_a_toml_list() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
