@@ -239,6 +239,21 @@ impl GeoDbs {
         }
     }
 
+    /// Names the data in use (source, type, build date and size of each
+    /// database): equal for two loads of the same files, so a validator
+    /// over looked-up fields can hash this once instead of every answer.
+    pub fn identity(&self) -> String {
+        use std::fmt::Write as _;
+        self.info().iter().fold(String::new(), |mut s, d| {
+            let _ = writeln!(
+                s,
+                "{}\t{}\t{}\t{}\t{}",
+                d.kind, d.source, d.database, d.build_date, d.records
+            );
+            s
+        })
+    }
+
     /// Which databases are in use, with dates and sizes.
     pub fn info(&self) -> Vec<DbInfo> {
         let file = |kind, db: &mmdb::Db| DbInfo {

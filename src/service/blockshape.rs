@@ -3,17 +3,17 @@
 //! never-block set has already filtered, and cuts never-block addresses out
 //! of every widened prefix, so no output entry ever covers them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv6Net};
 
-use super::reputation::BlockEntry;
 use super::{Error, Result, Services};
 use crate::domain::IpKey;
 use crate::domain::time::UnixMillis;
-use crate::geoip::GeoInfo;
+use crate::geoip::{GeoDbs, GeoInfo};
 use crate::index::collapse;
 
 /// How a block list is sized (all off by default: one entry per address).
@@ -53,39 +53,70 @@ pub struct ShapedEntry {
     pub sessions: u32,
     /// Their protocols, united.
     pub protocols: u16,
-    /// Country and AS where every merged address agrees; empty otherwise.
-    pub geo: GeoInfo,
+    /// A network's geolocation: the country and AS its addresses agree on
+    /// (each part empty where they differ), kept only when the list shows
+    /// it. `None` for a single address, which is looked up when rendered
+    /// ([`Self::geo`]), so a long list holds no geolocation.
+    pub merged_geo: Option<Box<GeoInfo>>,
 }
 
 impl ShapedEntry {
-    pub fn single(e: BlockEntry) -> Self {
+    /// One address.
+    pub fn single(
+        ip: IpKey,
+        confidence: u8,
+        last_seen: UnixMillis,
+        sessions: u32,
+        protocols: u16,
+    ) -> Self {
         Self {
-            net: IpNet::from(e.ip.to_ip()),
-            confidence: e.confidence,
-            last_seen: e.last_seen,
-            sessions: e.sessions,
-            protocols: e.protocols,
-            geo: e.geo,
+            net: IpNet::from(ip.to_ip()),
+            confidence,
+            last_seen,
+            sessions,
+            protocols,
+            merged_geo: None,
         }
     }
 
-    fn merge(&mut self, o: &Self) {
+    /// Whether the entry is one address, not a network.
+    pub fn is_single(&self) -> bool {
+        self.net.prefix_len() == self.net.max_prefix_len()
+    }
+
+    /// The entry's geolocation: a single address's own from `dbs`, a
+    /// network's as merged (empty when the list was built without it).
+    pub fn geo(&self, dbs: Option<&GeoDbs>) -> Cow<'_, GeoInfo> {
+        match (&self.merged_geo, dbs) {
+            (Some(g), _) => Cow::Borrowed(g),
+            (None, Some(d)) if self.is_single() => {
+                Cow::Owned(d.lookup(IpKey::from_ip(self.net.addr())))
+            }
+            _ => Cow::Owned(GeoInfo::default()),
+        }
+    }
+
+    /// Folds `o` into `self`. With `dbs`, the result keeps the country and
+    /// AS both sides agree on.
+    fn merge(&mut self, o: &Self, dbs: Option<&GeoDbs>) {
         self.confidence = self.confidence.max(o.confidence);
         self.last_seen = self.last_seen.max(o.last_seen);
         self.sessions = self.sessions.saturating_add(o.sessions);
         self.protocols |= o.protocols;
-        if self.geo != o.geo {
-            let same_as = self.geo.asn == o.geo.asn;
-            self.geo = GeoInfo {
-                country_code: self
-                    .geo
-                    .country_code
-                    .filter(|c| o.geo.country_code == Some(*c)),
-                asn: self.geo.asn.filter(|_| same_as),
-                as_org: self.geo.as_org.take().filter(|_| same_as),
-                ..GeoInfo::default()
-            };
+        if dbs.is_none() {
+            return;
         }
+        let mine = self.geo(dbs).into_owned();
+        let theirs = o.geo(dbs);
+        let same_as = mine.asn == theirs.asn;
+        self.merged_geo = Some(Box::new(GeoInfo {
+            country_code: mine
+                .country_code
+                .filter(|c| theirs.country_code == Some(*c)),
+            asn: mine.asn.filter(|_| same_as),
+            as_org: mine.as_org.filter(|_| same_as),
+            ..GeoInfo::default()
+        }));
     }
 
     /// Order of a sized list: confidence, then recency, then address.
@@ -120,19 +151,26 @@ impl Services {
     /// IPv6 entries widened to their /N (minus never-block addresses), then
     /// collapsed, then ordered by confidence and cut to `max_entries`.
     /// Without a shape the list keeps its order, one entry per address.
+    /// `with_geo`: networks keep the geolocation their addresses agree on.
     pub fn shape_blocklist(
         &self,
-        list: Vec<BlockEntry>,
+        list: Vec<ShapedEntry>,
         shape: &Shape,
         ignore_whitelist: bool,
+        with_geo: bool,
     ) -> Result<Vec<ShapedEntry>> {
-        let mut out: Vec<ShapedEntry> = match shape.ipv6_prefix {
-            None => list.into_iter().map(ShapedEntry::single).collect(),
-            Some(len) => self.widen_v6(list, len, ignore_whitelist)?,
+        if *shape == Shape::default() {
+            return Ok(list);
+        }
+        let dbs = self.geo.dbs().filter(|_| with_geo);
+        let dbs = dbs.as_deref();
+        let mut out = match shape.ipv6_prefix {
+            None => list,
+            Some(len) => self.widen_v6(list, len, ignore_whitelist, dbs)?,
         };
         if shape.collapse {
             out = collapse::collapse(out.into_iter().map(|e| (e.net, e)).collect(), |a, b| {
-                a.merge(&b);
+                a.merge(&b, dbs);
             })
             .into_iter()
             .map(|(net, mut e)| {
@@ -152,24 +190,28 @@ impl Services {
 
     fn widen_v6(
         &self,
-        list: Vec<BlockEntry>,
+        list: Vec<ShapedEntry>,
         len: u8,
         ignore_whitelist: bool,
+        dbs: Option<&GeoDbs>,
     ) -> Result<Vec<ShapedEntry>> {
         let mut out = Vec::with_capacity(list.len());
         let mut prefixes: BTreeMap<Ipv6Net, ShapedEntry> = BTreeMap::new();
-        for e in list {
-            let IpAddr::V6(a) = e.ip.to_ip() else {
-                out.push(ShapedEntry::single(e));
+        for mut s in list {
+            let IpAddr::V6(a) = s.net.addr() else {
+                out.push(s);
                 continue;
             };
             let net = Ipv6Net::new(a, len)
                 .map_err(|_| Error::invalid("ipv6Prefix", "must be an integer from 32 to 128"))?
                 .trunc();
-            let mut s = ShapedEntry::single(e);
+            // The address's own geolocation travels with its network.
+            if dbs.is_some() && s.merged_geo.is_none() {
+                s.merged_geo = Some(Box::new(s.geo(dbs).into_owned()));
+            }
             s.net = IpNet::V6(net);
             match prefixes.get_mut(&net) {
-                Some(p) => p.merge(&s),
+                Some(p) => p.merge(&s, dbs),
                 None => {
                     prefixes.insert(net, s);
                 }
@@ -212,5 +254,51 @@ impl Services {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geoip::GeoFiles;
+
+    fn single(ip: &str) -> ShapedEntry {
+        ShapedEntry::single(ip.parse().unwrap(), 60, UnixMillis(5), 1, 1)
+    }
+
+    #[test]
+    fn entries_are_small_and_hold_no_geolocation_of_their_own() {
+        // 1,000,000 entries stay under 50 MB while a list is sent.
+        assert!(std::mem::size_of::<ShapedEntry>() <= 48);
+        let dbs = GeoDbs::load(&GeoFiles::default()).unwrap();
+        let e = single("8.8.8.8");
+        assert!(e.merged_geo.is_none());
+        assert_eq!(*e.geo(Some(&dbs)), dbs.lookup("8.8.8.8".parse().unwrap()));
+        assert_eq!(*e.geo(None), GeoInfo::default());
+        let mut net = single("8.8.8.8");
+        net.net = "8.8.8.0/24".parse().unwrap();
+        assert_eq!(*net.geo(Some(&dbs)), GeoInfo::default());
+    }
+
+    #[test]
+    fn a_merged_entry_keeps_the_geolocation_its_addresses_share() {
+        let dbs = GeoDbs::load(&GeoFiles::default()).unwrap();
+        let google = dbs.lookup("8.8.8.8".parse().unwrap());
+        assert_eq!(google.asn, Some(15_169));
+        let mut a = single("8.8.8.8");
+        a.merge(&single("8.8.4.4"), Some(&dbs));
+        let g = a.merged_geo.as_deref().unwrap();
+        assert_eq!(
+            (g.country_code, g.asn, &g.as_org),
+            (google.country_code, google.asn, &google.as_org)
+        );
+        // Another country and AS: nothing is shared any more.
+        a.merge(&single("1.1.1.1"), Some(&dbs));
+        assert_eq!(a.merged_geo.as_deref(), Some(&GeoInfo::default()));
+        assert_eq!(a.sessions, 3);
+        // Without geolocation asked for, none is kept.
+        let mut b = single("8.8.8.8");
+        b.merge(&single("8.8.4.4"), None);
+        assert!(b.merged_geo.is_none());
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::apikeys::ApiPrincipal;
+use super::blockshape::ShapedEntry;
 use super::quotas::Bucket;
 use super::{Error, Result, Services};
 use crate::domain::prefix::{Prefix, PrefixLen};
@@ -278,8 +279,6 @@ pub struct BlocklistFilter {
     pub only_asn: Vec<String>,
     pub except_asn: Vec<String>,
     pub ignore_whitelist: bool,
-    /// Whether entries carry their geolocation (formats that show it).
-    pub with_geo: bool,
 }
 
 impl Default for BlocklistFilter {
@@ -295,7 +294,6 @@ impl Default for BlocklistFilter {
             only_asn: vec![],
             except_asn: vec![],
             ignore_whitelist: false,
-            with_geo: true,
         }
     }
 }
@@ -350,26 +348,16 @@ impl Candidate {
     }
 }
 
-/// One block-list line.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BlockEntry {
-    pub ip: IpKey,
-    pub confidence: u8,
-    pub last_seen: UnixMillis,
-    pub sessions: u32,
-    pub protocols: u16,
-    pub geo: GeoInfo,
-}
-
 impl Services {
     /// The block list: live indicators passing `f`, highest confidence
     /// first, then most recent. The caller charges the IPs it returns.
     ///
-    /// Sorted on compact candidates (32 bytes each), cut to the limit, and
-    /// only then given their geolocation, unless a country or AS filter
-    /// needs it first: a lookup costs more than every other step per
-    /// entry (docs/performance.md).
-    pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<BlockEntry>> {
+    /// Sorted on compact candidates (32 bytes each) and cut to the limit.
+    /// Entries carry no geolocation: a country or AS filter looks it up
+    /// here, the renderer per chunk as the body streams (a lookup costs
+    /// more than every other step per entry, and a list holding it grew
+    /// with its length; docs/performance.md).
+    pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<ShapedEntry>> {
         let now = self.clock.now();
         let dbs = self.geo.dbs();
         let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup(ip)).unwrap_or_default();
@@ -410,19 +398,7 @@ impl Services {
             .into_iter()
             .map(|c| {
                 let (confidence, last_seen) = Candidate::unpack(c.order);
-                let ip = IpKey(c.ip);
-                BlockEntry {
-                    ip,
-                    confidence,
-                    last_seen,
-                    sessions: c.sessions,
-                    protocols: c.protocols,
-                    geo: if f.with_geo {
-                        geo_of(ip)
-                    } else {
-                        GeoInfo::default()
-                    },
-                }
+                ShapedEntry::single(IpKey(c.ip), confidence, last_seen, c.sessions, c.protocols)
             })
             .collect())
     }

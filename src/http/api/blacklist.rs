@@ -3,6 +3,7 @@
 //! `ipv6Prefix`; see docs/blocklists.md).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -16,6 +17,7 @@ use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
 use crate::domain::{Protocol, Severity};
+use crate::geoip::{GeoDbs, GeoInfo};
 use crate::service::blockshape::{Shape, ShapedEntry};
 use crate::service::quotas::Bucket;
 use crate::service::reputation::BlocklistFilter;
@@ -196,23 +198,25 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         only_asn: asn_list(&q, "onlyAsn")?,
         except_asn: asn_list(&q, "exceptAsn")?,
         ignore_whitelist: q.bool("ignoreWhitelist", false)?,
-        with_geo: format == Format::Json,
     };
     let names = (
         set_name(&q, "setName", "sikker_block")?,
         set_name(&q, "table", "sikker")?,
     );
-    let list = ctx.state.services.blocklist(&filter)?;
-    let mut list = ctx
-        .state
-        .services
-        .shape_blocklist(list, &shape, filter.ignore_whitelist)?;
+    let services = &ctx.state.services;
+    // Only JSON shows geolocation: looked up per chunk as the body streams.
+    let dbs = services.geo.dbs().filter(|_| format == Format::Json);
+    let list = services.blocklist(&filter)?;
+    let mut list =
+        services.shape_blocklist(list, &shape, filter.ignore_whitelist, dbs.is_some())?;
+    let geo_id = dbs.as_deref().map(GeoDbs::identity);
+    let tag_of = |list: &[ShapedEntry]| etag(format, &names, &shape, geo_id.as_deref(), list);
     // A poller that already holds this exact list gets 304 and is not
     // charged: nothing is sent.
     let full_tag = ctx
         .headers
         .contains_key(header::IF_NONE_MATCH)
-        .then(|| etag(format, &names, &shape, &list));
+        .then(|| tag_of(&list));
     if let Some(t) = full_tag
         .as_deref()
         .filter(|t| if_none_match(&ctx.headers, t))
@@ -221,29 +225,29 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     }
     // The daily budget may cut the list short; only what is sent is charged
     // (one unit per entry, whether an address or a network).
-    let granted = ctx
-        .state
-        .services
+    let granted = services
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
     let cut = usize::try_from(granted).unwrap_or(usize::MAX) < list.len();
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
     let tag = match full_tag {
         Some(t) if !cut => t,
-        _ => etag(format, &names, &shape, &list),
+        _ => tag_of(&list),
     };
-    let now = ctx.state.services.clock.now();
-    let mut resp = render(format, list, &filter, &shape, &names, now.0);
+    let now = services.clock.now();
+    let mut resp = render(format, list, dbs, &filter, &shape, &names, now.0);
     if let Ok(v) = HeaderValue::from_str(&tag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     Ok(resp)
 }
 
-/// The response body in `format`; JSON, plaintext and CSV stream.
+/// The response body in `format`; JSON, plaintext and CSV stream. `dbs`
+/// places the addresses of a JSON list.
 fn render(
     format: Format,
     list: Vec<ShapedEntry>,
+    dbs: Option<Arc<GeoDbs>>,
     filter: &BlocklistFilter,
     shape: &Shape,
     names: &(String, String),
@@ -254,16 +258,16 @@ fn render(
             let meta = json_meta(list.len(), filter, shape, now_ms);
             streamed(
                 "application/json",
-                "{\"data\":[",
+                "{\"data\":[".to_owned(),
                 list,
                 ",",
                 format!("],\"meta\":{meta}}}"),
-                json_entry,
+                move |buf, e| json_entry(buf, e, &e.geo(dbs.as_deref())),
             )
         }
         Format::Plain => streamed(
             "text/plain; charset=utf-8",
-            "",
+            String::new(),
             list,
             "",
             String::new(),
@@ -271,7 +275,7 @@ fn render(
         ),
         Format::Csv => streamed(
             "text/csv; charset=utf-8",
-            CSV_HEADER,
+            CSV_HEADER.to_owned(),
             list,
             "",
             String::new(),
@@ -295,9 +299,25 @@ fn render(
 /// entry, the fields that format shows (an address list's tag does not
 /// move when only a score does). Fixed-width bytes, hashed in large
 /// pieces: formatting every field as text was most of a large list's cost.
-fn etag(format: Format, names: &(String, String), shape: &Shape, list: &[ShapedEntry]) -> String {
+/// An address's geolocation is a function of the address and the
+/// databases, so `geo_id` (the databases' identity) stands for all of it.
+fn etag(
+    format: Format,
+    names: &(String, String),
+    shape: &Shape,
+    geo_id: Option<&str>,
+    list: &[ShapedEntry],
+) -> String {
     let mut h = blake3::Hasher::new();
-    h.update(format!("{format:?}\n{}\n{}\n{shape:?}\n", names.0, names.1).as_bytes());
+    h.update(
+        format!(
+            "{format:?}\n{}\n{}\n{shape:?}\n{}\n",
+            names.0,
+            names.1,
+            geo_id.unwrap_or_default()
+        )
+        .as_bytes(),
+    );
     let mut buf = Vec::with_capacity(ETAG_PIECE + 256);
     for e in list {
         etag_entry(&mut buf, format, e);
@@ -335,12 +355,17 @@ fn etag_entry(buf: &mut Vec<u8>, format: Format, e: &ShapedEntry) {
     if format != Format::Json {
         return;
     }
-    match e.geo.country_code {
+    let Some(geo) = &e.merged_geo else {
+        buf.push(0);
+        return;
+    };
+    buf.push(1);
+    match geo.country_code {
         Some(c) => buf.extend_from_slice(c.as_str().as_bytes()),
         None => buf.extend_from_slice(b"--"),
     }
-    buf.extend_from_slice(&e.geo.asn.map_or(u64::MAX, u64::from).to_le_bytes());
-    let org = e.geo.as_org.as_deref().unwrap_or_default();
+    buf.extend_from_slice(&geo.asn.map_or(u64::MAX, u64::from).to_le_bytes());
+    let org = geo.as_org.as_deref().unwrap_or_default();
     buf.extend_from_slice(&org.len().to_le_bytes());
     buf.extend_from_slice(org.as_bytes());
 }
@@ -387,19 +412,19 @@ const CHUNK: usize = 1024;
 /// A body rendered `CHUNK` entries at a time as the connection asks for
 /// more: the text of a large list is never held whole, only the (sorted)
 /// entries and one chunk. `head`, `sep`-joined entries, `tail`.
-fn streamed(
+pub(crate) fn streamed(
     ct: &'static str,
-    head: &'static str,
+    head: String,
     list: Vec<ShapedEntry>,
     sep: &'static str,
     tail: String,
-    render: fn(&mut String, &ShapedEntry),
+    mut render: impl FnMut(&mut String, &ShapedEntry) + Send + Sync + 'static,
 ) -> Resp {
     let mut head = Some(head);
     let mut tail = Some(tail);
     let mut rest = list.into_iter().enumerate();
     let chunks = std::iter::from_fn(move || {
-        let mut buf = String::from(head.take().unwrap_or_default());
+        let mut buf = head.take().unwrap_or_default();
         for (i, e) in rest.by_ref().take(CHUNK) {
             if i > 0 {
                 buf.push_str(sep);
@@ -430,16 +455,16 @@ fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> V
 
 /// One entry, written directly (keys in the order serde_json's map gives
 /// them): a `json!` value per entry allocated a dozen times.
-fn json_entry(buf: &mut String, e: &ShapedEntry) {
+fn json_entry(buf: &mut String, e: &ShapedEntry, geo: &GeoInfo) {
     buf.push_str("{\"asn\":");
-    match e.geo.asn {
+    match geo.asn {
         Some(a) => {
             let _ = write!(buf, "\"{a}\"");
         }
         None => buf.push_str("null"),
     }
     buf.push_str(",\"asnOrg\":");
-    json_opt_str(buf, e.geo.as_org.as_deref());
+    json_opt_str(buf, geo.as_org.as_deref());
     let _ = write!(
         buf,
         ",\"confidenceLevel\":{},\"countryCode\":",
@@ -447,8 +472,7 @@ fn json_entry(buf: &mut String, e: &ShapedEntry) {
     );
     json_opt_str(
         buf,
-        e.geo
-            .country_code
+        geo.country_code
             .as_ref()
             .map(crate::geoip::CountryCode::as_str),
     );
@@ -572,12 +596,14 @@ mod tests {
             last_seen: UnixMillis(1_790_000_000_123),
             sessions: 4,
             protocols: Protocol::Ssh.bit() | Protocol::Http.bit(),
-            geo: GeoInfo {
-                country_code: org.and(CountryCode::parse("NO")),
-                asn: org.map(|_| 64_512),
-                as_org: org.map(Into::into),
-                ..GeoInfo::default()
-            },
+            merged_geo: org.map(|org| {
+                Box::new(GeoInfo {
+                    country_code: CountryCode::parse("NO"),
+                    asn: Some(64_512),
+                    as_org: Some(org.into()),
+                    ..GeoInfo::default()
+                })
+            }),
         }
     }
 
@@ -591,7 +617,8 @@ mod tests {
             entry("2001:db8::/48", None),
         ] {
             let mut buf = String::new();
-            json_entry(&mut buf, &e);
+            let geo = e.geo(None);
+            json_entry(&mut buf, &e, &geo);
             let got: Value = serde_json::from_str(&buf).unwrap();
             let want = json!({
                 "ip": e.to_string(),
@@ -599,9 +626,9 @@ mod tests {
                 "lastSeen": e.last_seen.0,
                 "sessions": e.sessions,
                 "protocols": protocol_names(e.protocols),
-                "countryCode": e.geo.country_code.map(|c| c.to_string()),
-                "asn": e.geo.asn.map(|a| a.to_string()),
-                "asnOrg": e.geo.as_org.as_deref(),
+                "countryCode": geo.country_code.map(|c| c.to_string()),
+                "asn": geo.asn.map(|a| a.to_string()),
+                "asnOrg": geo.as_org.as_deref(),
             });
             assert_eq!(got, want, "{buf}");
             assert_eq!(buf, want.to_string().replace("\\n", "\\u000a"));
@@ -616,13 +643,20 @@ mod tests {
         let mut b = a.clone();
         b[0].confidence = 90;
         let mut c = a.clone();
-        c[0].geo.as_org = Some("Other".into());
-        let tag = |f, l: &[ShapedEntry]| etag(f, &names, &shape, l);
+        if let Some(g) = c[0].merged_geo.as_mut() {
+            g.as_org = Some("Other".into());
+        }
+        let looked_up = vec![entry("203.0.113.9/32", None)];
+        let tag = |f, l: &[ShapedEntry]| etag(f, &names, &shape, Some("db 1"), l);
         assert_eq!(tag(Format::Plain, &a), tag(Format::Plain, &b));
         assert_ne!(tag(Format::Csv, &a), tag(Format::Csv, &b));
         assert_eq!(tag(Format::Csv, &a), tag(Format::Csv, &c));
         assert_ne!(tag(Format::Json, &a), tag(Format::Json, &c));
+        assert_ne!(tag(Format::Json, &a), tag(Format::Json, &looked_up));
         assert_ne!(tag(Format::Plain, &a), tag(Format::Nft, &a));
         assert_ne!(tag(Format::Plain, &a), tag(Format::Plain, &[]));
+        // Looked-up geolocation is named by the databases in use.
+        let json_with = |id| etag(Format::Json, &names, &shape, Some(id), &looked_up);
+        assert_ne!(json_with("db 1"), json_with("db 2"));
     }
 }

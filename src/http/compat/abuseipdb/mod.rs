@@ -9,6 +9,7 @@ pub(crate) mod params;
 mod render;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use http::header::{self, HeaderValue};
 use http::{HeaderName, StatusCode};
@@ -26,6 +27,7 @@ use super::super::router::Route;
 use crate::domain::abuseipdb;
 use crate::domain::time::MILLIS_PER_DAY;
 use crate::domain::{Category, IpKey, UnixMillis};
+use crate::geoip::GeoInfo;
 use crate::service::apikeys::ApiPrincipal;
 use crate::service::blockshape::ShapedEntry;
 use crate::service::quotas::Bucket;
@@ -265,51 +267,60 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     })?;
     let plaintext = p.flag("plaintext") || wants_text(&ctx);
     let mut list = s.blocklist(&filter)?;
-    list.retain(|e| e.ip.is_public());
-    let mut list = s.shape_blocklist(list, &shape, false)?;
+    list.retain(|e| IpKey::from_ip(e.net.addr()).is_public());
+    let mut list = s.shape_blocklist(list, &shape, false, !plaintext)?;
     let granted = s
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
     let generated = atom(s.clock.now());
-    if plaintext {
-        let body = list.iter().fold(String::new(), |mut b, e| {
-            b.push_str(&e.to_string());
-            b.push('\n');
-            b
-        });
-        let mut r = response::text(StatusCode::OK, body);
-        if let Ok(v) = HeaderValue::from_str(&generated) {
-            r.headers_mut()
-                .insert(HeaderName::from_static("x-generated-at"), v);
-        }
-        return Ok(r);
+    let mut r = if plaintext {
+        blacklist::streamed(
+            "text/plain; charset=utf-8",
+            String::new(),
+            list,
+            "",
+            String::new(),
+            |b, e| {
+                let _ = writeln!(b, "{e}");
+            },
+        )
+    } else {
+        // Upstream's shape, meta first; streamed like sikker's own list.
+        let dbs = s.geo.dbs();
+        blacklist::streamed(
+            "application/json",
+            format!("{{\"meta\":{{\"generatedAt\":\"{generated}\"}},\"data\":["),
+            list,
+            ",",
+            "]}".to_owned(),
+            move |b, e| blacklist_entry(b, e, &e.geo(dbs.as_deref())),
+        )
+    };
+    if plaintext && let Ok(v) = HeaderValue::from_str(&generated) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("x-generated-at"), v);
     }
-    let data: Vec<Value> = list
-        .iter()
-        .map(|e| {
-            json!({
-                "ipAddress": e.to_string(),
-                "countryCode": country_of(s, e),
-                "abuseConfidenceScore": e.confidence,
-                "lastReportedAt": atom(e.last_seen),
-            })
-        })
-        .collect();
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({ "meta": { "generatedAt": generated }, "data": data }),
-    ))
+    Ok(r)
 }
 
-/// The country of a blacklist entry: the address's own answer, or for a
-/// network the country every address merged into it shares.
-fn country_of(s: &Services, e: &ShapedEntry) -> Option<String> {
-    if e.net.prefix_len() == e.net.max_prefix_len() {
-        geo_fields(s, IpKey::from_ip(e.net.addr())).country_code
-    } else {
-        e.geo.country_code.map(|c| c.as_str().to_owned())
+/// One blacklist entry; a network's country is the one every address
+/// merged into it shares. Nothing here needs JSON escaping: an address,
+/// two capital letters, digits and an RFC 3339 time.
+fn blacklist_entry(b: &mut String, e: &ShapedEntry, geo: &GeoInfo) {
+    let _ = write!(b, "{{\"ipAddress\":\"{e}\",\"countryCode\":");
+    match geo.country_code {
+        Some(c) => {
+            let _ = write!(b, "\"{}\"", c.as_str());
+        }
+        None => b.push_str("null"),
     }
+    let _ = write!(
+        b,
+        ",\"abuseConfidenceScore\":{},\"lastReportedAt\":\"{}\"}}",
+        e.confidence,
+        atom(e.last_seen)
+    );
 }
 
 /// AbuseIPDB category ids from a list parameter; 422 on anything outside 1–23.
