@@ -189,6 +189,16 @@ impl GeoDbs {
     /// Everything the databases know about `ip`. Private, loopback and
     /// other non-public addresses have no location, whatever a file says.
     pub fn lookup(&self, ip: IpKey) -> GeoInfo {
+        self.lookup_with(ip, true)
+    }
+
+    /// The country code and AS only (what block lists show): no names of
+    /// countries, no city.
+    pub fn lookup_brief(&self, ip: IpKey) -> GeoInfo {
+        self.lookup_with(ip, false)
+    }
+
+    fn lookup_with(&self, ip: IpKey, full: bool) -> GeoInfo {
         let mut g = GeoInfo::default();
         if !ip.is_public() {
             return g;
@@ -197,14 +207,16 @@ impl GeoDbs {
             CountrySource::Embedded(t, _) => {
                 if let Some((code, name)) = t.get(ip) {
                     g.country_code = Some(*code);
-                    g.country_name = (!name.is_empty()).then(|| name.clone());
+                    g.country_name = (full && !name.is_empty()).then(|| name.clone());
                 }
             }
             CountrySource::File(db) => {
                 if let Some((code, name)) = db.country(ip) {
                     g.country_code = Some(code);
-                    g.country_name =
-                        name.or_else(|| self.names.as_ref().and_then(|n| n.name_of(code)));
+                    if full {
+                        g.country_name =
+                            name.or_else(|| self.names.as_ref().and_then(|n| n.name_of(code)));
+                    }
                 }
             }
         }
@@ -222,7 +234,7 @@ impl GeoDbs {
                 }
             }
         }
-        if let Some(db) = &self.city {
+        if let Some(db) = self.city.as_ref().filter(|_| full) {
             g.city = db.city(ip);
         }
         g

@@ -320,87 +320,61 @@ impl BlocklistFilter {
     }
 }
 
-/// A block-list entry before sorting: confidence (descending) and last
-/// seen (descending) packed into one ascending key.
-#[derive(Clone, Copy, Debug)]
-struct Candidate {
-    ip: u128,
-    order: u64,
-    sessions: u32,
-    protocols: u16,
-}
-
-impl Candidate {
-    /// Milliseconds fit 47 bits until the year 6429.
-    const TIME_BITS: u32 = 47;
-    const TIME_MAX: i64 = (1 << Self::TIME_BITS) - 1;
-
-    fn order_key(confidence: u8, last_seen: UnixMillis) -> u64 {
-        let t = last_seen.0.clamp(0, Self::TIME_MAX);
-        (u64::from(u8::MAX - confidence) << Self::TIME_BITS)
-            | u64::try_from(Self::TIME_MAX - t).unwrap_or(0)
-    }
-
-    fn unpack(order: u64) -> (u8, UnixMillis) {
-        let confidence = u8::MAX - u8::try_from(order >> Self::TIME_BITS).unwrap_or(u8::MAX);
-        let t = i64::try_from(order & ((1 << Self::TIME_BITS) - 1)).unwrap_or(0);
-        (confidence, UnixMillis(Self::TIME_MAX - t))
-    }
-}
-
 impl Services {
     /// The block list: live indicators passing `f`, highest confidence
     /// first, then most recent. The caller charges the IPs it returns.
     ///
-    /// Sorted on compact candidates (32 bytes each) and cut to the limit.
-    /// Entries carry no geolocation: a country or AS filter looks it up
-    /// here, the renderer per chunk as the body streams (a lookup costs
-    /// more than every other step per entry, and a list holding it grew
-    /// with its length; docs/performance.md).
+    /// One vector of 48-byte entries, sized once (growing it, and a second
+    /// vector, cost more in fresh pages than the sort), cut to the limit by
+    /// a selection before the sort. Entries carry no geolocation: a country
+    /// or AS filter looks it up here, the renderer per chunk as the body
+    /// streams (a lookup costs more than every other step per entry, and a
+    /// list holding it grew with its length; docs/performance.md).
     pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<ShapedEntry>> {
         let now = self.clock.now();
         let dbs = self.geo.dbs();
-        let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup(ip)).unwrap_or_default();
+        let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup_brief(ip)).unwrap_or_default();
         let geo_filtered = !(f.only_countries.is_empty()
             && f.except_countries.is_empty()
             && f.only_asn.is_empty()
             && f.except_asn.is_empty());
-        let mut cands: Vec<Candidate> = self.threat.with_index(|idx| {
-            idx.iter(now)
-                .filter(|(ip, s)| {
-                    f.ip_version.is_none_or(|v| (v == 4) == ip.is_v4())
-                        && (f.protocols == 0 || s.protocols & f.protocols != 0)
-                        && f.min_severity
-                            .is_none_or(|m| s.max_severity.is_some_and(|x| x >= m))
-                })
-                .filter_map(|(ip, s)| {
-                    let confidence = s.score(now);
-                    (confidence >= f.score_minimum && (!geo_filtered || f.matches_geo(&geo_of(ip))))
-                        .then_some(Candidate {
-                            ip: ip.0,
-                            order: Candidate::order_key(confidence, s.last_seen),
-                            sessions: s.sessions,
-                            protocols: s.protocols,
+        let mut list: Vec<ShapedEntry> = self.threat.with_index(|idx| {
+            let mut list = Vec::with_capacity(idx.len());
+            list.extend(
+                idx.iter(now)
+                    .filter(|(ip, s)| {
+                        f.ip_version.is_none_or(|v| (v == 4) == ip.is_v4())
+                            && (f.protocols == 0 || s.protocols & f.protocols != 0)
+                            && f.min_severity
+                                .is_none_or(|m| s.max_severity.is_some_and(|x| x >= m))
+                    })
+                    .filter_map(|(ip, s)| {
+                        let confidence = s.score(now);
+                        (confidence >= f.score_minimum
+                            && (!geo_filtered || f.matches_geo(&geo_of(ip))))
+                        .then(|| {
+                            ShapedEntry::single(
+                                ip,
+                                confidence,
+                                s.last_seen,
+                                s.sessions,
+                                s.protocols,
+                            )
                         })
-                })
-                .collect()
+                    }),
+            );
+            list
         })?;
         // Not nested in the index lock: the hidden sets have their own.
         self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
-            cands.retain(|c| !hidden(IpKey(c.ip)));
+            list.retain(|e| !hidden(IpKey::from_ip(e.net.addr())));
         })?;
-        if cands.len() > f.limit {
-            cands.select_nth_unstable_by_key(f.limit, |c| (c.order, c.ip));
-            cands.truncate(f.limit);
+        if list.len() > f.limit {
+            list.select_nth_unstable_by(f.limit, ShapedEntry::order);
+            list.truncate(f.limit);
         }
-        cands.sort_unstable_by_key(|c| (c.order, c.ip));
-        Ok(cands
-            .into_iter()
-            .map(|c| {
-                let (confidence, last_seen) = Candidate::unpack(c.order);
-                ShapedEntry::single(IpKey(c.ip), confidence, last_seen, c.sessions, c.protocols)
-            })
-            .collect())
+        list.sort_unstable_by(ShapedEntry::order);
+        Ok(list)
     }
 
     /// Attack statistics of a username (case-insensitive).
@@ -455,26 +429,4 @@ pub fn categories_of(ind: &Indicator) -> BTreeMap<u8, (Category, u64)> {
         .iter()
         .filter_map(|(id, n)| Category::from_id(*id).map(|c| (*id, (c, *n))))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidate_keys_order_by_confidence_then_recency_and_unpack() {
-        let cases = [(100, 5), (100, 9), (99, 1_800_000_000_000), (0, 0), (7, 1)];
-        for (c, t) in cases {
-            assert_eq!(
-                Candidate::unpack(Candidate::order_key(c, UnixMillis(t))),
-                (c, UnixMillis(t))
-            );
-        }
-        let mut keys: Vec<(u8, i64)> = cases.to_vec();
-        keys.sort_by_key(|(c, t)| Candidate::order_key(*c, UnixMillis(*t)));
-        assert_eq!(
-            keys,
-            vec![(100, 9), (100, 5), (99, 1_800_000_000_000), (7, 1), (0, 0)]
-        );
-    }
 }

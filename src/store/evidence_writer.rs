@@ -114,10 +114,14 @@ impl<'t> EvidenceWriter<'t> {
         self.buf.clear();
         codec::encode_into(&DbIndicatorRef::V1(ind), &mut self.buf);
         self.indicators.insert(ind.ip.0, self.buf.as_slice())?;
-        if let Some(old) = old_expiry_day.filter(|d| *d != expiry_day) {
-            self.expiry.remove((old, ind.ip.0))?;
+        // Already filed under its day: rewriting the key would still copy
+        // a page of the bucket table.
+        if old_expiry_day != Some(expiry_day) {
+            if let Some(old) = old_expiry_day {
+                self.expiry.remove((old, ind.ip.0))?;
+            }
+            self.expiry.insert((expiry_day, ind.ip.0), ())?;
         }
-        self.expiry.insert((expiry_day, ind.ip.0), ())?;
         Ok(())
     }
 
@@ -209,6 +213,15 @@ mod tests {
             .unwrap()
             .seq;
         assert_eq!(seq, 3);
+        // Same day again: the bucket keeps the one key.
+        store
+            .write_blocking(|txn| {
+                EvidenceWriter::with(txn, |w| {
+                    w.put_indicator(&ind, Some(31), 31, UnixMillis(6_000))
+                })?;
+                indicators::put(txn, &ind, Some(31), 31, UnixMillis(7_000))
+            })
+            .unwrap();
         store
             .read_blocking(|txn| {
                 let all = reports::about_ip(txn, ip.0)?;

@@ -48,11 +48,15 @@ pub fn put(
     super::feed::touch(txn, ind.ip, now)?;
     let mut t = txn.open_table(IP_INDICATOR)?;
     t.insert(ind.ip.0, codec::encode(&DbIndicatorRef::V1(ind)).as_slice())?;
-    let mut e = txn.open_table(DAY_IP_EXPIRY)?;
-    if let Some(old) = old_expiry_day.filter(|d| *d != expiry_day) {
-        e.remove((old, ind.ip.0))?;
+    // Already filed under its day: rewriting the key would still copy a
+    // page of the bucket table.
+    if old_expiry_day != Some(expiry_day) {
+        let mut e = txn.open_table(DAY_IP_EXPIRY)?;
+        if let Some(old) = old_expiry_day {
+            e.remove((old, ind.ip.0))?;
+        }
+        e.insert((expiry_day, ind.ip.0), ())?;
     }
-    e.insert((expiry_day, ind.ip.0), ())?;
     Ok(())
 }
 
