@@ -93,6 +93,10 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
 pub struct Dedup<'t> {
     events: Table<'t, (i64, u64, u64, i64, u64), ()>,
     sessions: Table<'t, (i64, u64, u64, u64), ()>,
+    /// Session keys already asked about through this writer: asked again,
+    /// the answer is "seen" without touching the table (a session's events
+    /// mostly arrive in one batch).
+    asked: std::collections::HashSet<(i64, u64, u64, u64)>,
 }
 
 impl<'t> Dedup<'t> {
@@ -100,6 +104,7 @@ impl<'t> Dedup<'t> {
         Ok(Self {
             events: txn.open_table(DAY_SENSOR_EVENT)?,
             sessions: txn.open_table(DAY_SENSOR_SESSION)?,
+            asked: std::collections::HashSet::new(),
         })
     }
 
@@ -110,7 +115,8 @@ impl<'t> Dedup<'t> {
 
     /// Records a session (or session × name) on `day`; false when it was
     /// seen that day or the day before (sessions spanning midnight count
-    /// once).
+    /// once). A key already stored is only read: rewriting it would copy
+    /// its page.
     pub fn first_session(
         &mut self,
         day: i64,
@@ -118,17 +124,18 @@ impl<'t> Dedup<'t> {
         session: u64,
         name: u64,
     ) -> Result<bool> {
-        if self
-            .sessions
-            .get((day - 1, sensor, session, name))?
-            .is_some()
+        let key = (day, sensor, session, name);
+        if !self.asked.insert(key)
+            || self.sessions.get(key)?.is_some()
+            || self
+                .sessions
+                .get((day - 1, sensor, session, name))?
+                .is_some()
         {
             return Ok(false);
         }
-        Ok(self
-            .sessions
-            .insert((day, sensor, session, name), ())?
-            .is_none())
+        self.sessions.insert(key, ())?;
+        Ok(true)
     }
 }
 
@@ -158,4 +165,46 @@ pub fn delete_dedup_before(txn: &WriteTransaction, day: i64, max: usize) -> Resu
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DB_FILE, Store};
+
+    #[test]
+    fn a_session_is_first_once_across_writers_and_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let first = |day: i64, name: u64| {
+            store
+                .write_blocking(|txn| {
+                    let mut d = Dedup::open(txn)?;
+                    let a = d.first_session(day, 1, 7, name)?;
+                    // Asked again through the same writer: seen.
+                    let b = d.first_session(day, 1, 7, name)?;
+                    Ok((a, b))
+                })
+                .unwrap()
+        };
+        assert_eq!(first(10, 0), (true, false));
+        // Another writer, same day: stored.
+        assert_eq!(first(10, 0), (false, false));
+        // The next day: a session spanning midnight counts once.
+        assert_eq!(first(11, 0), (false, false));
+        // Another name of the same session is its own key.
+        assert_eq!(first(10, 5), (true, false));
+        // Two days on, the session is new again.
+        assert_eq!(first(12, 0), (true, false));
+        let events = store
+            .write_blocking(|txn| {
+                let mut d = Dedup::open(txn)?;
+                Ok((
+                    d.first_event((10, 1, 7, 99, 3))?,
+                    d.first_event((10, 1, 7, 99, 3))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(events, (true, false));
+    }
 }
