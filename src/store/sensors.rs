@@ -93,10 +93,6 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
 pub struct Dedup<'t> {
     events: Table<'t, (i64, u64, u64, i64, u64), ()>,
     sessions: Table<'t, (i64, u64, u64, u64), ()>,
-    /// Session keys already asked about through this writer: asked again,
-    /// the answer is "seen" without touching the table (a session's events
-    /// mostly arrive in one batch).
-    asked: std::collections::HashSet<(i64, u64, u64, u64)>,
 }
 
 impl<'t> Dedup<'t> {
@@ -104,7 +100,6 @@ impl<'t> Dedup<'t> {
         Ok(Self {
             events: txn.open_table(DAY_SENSOR_EVENT)?,
             sessions: txn.open_table(DAY_SENSOR_SESSION)?,
-            asked: std::collections::HashSet::new(),
         })
     }
 
@@ -115,8 +110,7 @@ impl<'t> Dedup<'t> {
 
     /// Records a session (or session × name) on `day`; false when it was
     /// seen that day or the day before (sessions spanning midnight count
-    /// once). A key already stored is only read: rewriting it would copy
-    /// its page.
+    /// once).
     pub fn first_session(
         &mut self,
         day: i64,
@@ -124,18 +118,17 @@ impl<'t> Dedup<'t> {
         session: u64,
         name: u64,
     ) -> Result<bool> {
-        let key = (day, sensor, session, name);
-        if !self.asked.insert(key)
-            || self.sessions.get(key)?.is_some()
-            || self
-                .sessions
-                .get((day - 1, sensor, session, name))?
-                .is_some()
+        if self
+            .sessions
+            .get((day - 1, sensor, session, name))?
+            .is_some()
         {
             return Ok(false);
         }
-        self.sessions.insert(key, ())?;
-        Ok(true)
+        Ok(self
+            .sessions
+            .insert((day, sensor, session, name), ())?
+            .is_none())
     }
 }
 
