@@ -82,6 +82,9 @@ pub struct Db {
     pub path: PathBuf,
     pub kind: Kind,
     networks: u64,
+    /// BLAKE3 of the file's bytes: names its data whatever its metadata
+    /// says (a rebuilt file may keep its build date).
+    pub digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Db {
@@ -129,6 +132,7 @@ impl Db {
             reason,
         };
         let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let digest = *blake3::hash(&bytes).as_bytes();
         let reader = Reader::from_source(bytes)
             .map_err(|e| fail(format!("not a readable MaxMind DB file: {e}")))?;
         let db_type = &reader.metadata.database_type;
@@ -148,6 +152,7 @@ impl Db {
             path: path.to_path_buf(),
             kind,
             networks,
+            digest,
         })
     }
 

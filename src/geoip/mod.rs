@@ -251,19 +251,22 @@ impl GeoDbs {
         }
     }
 
-    /// Names the data in use (source, type, build date and size of each
-    /// database): equal for two loads of the same files, so a validator
-    /// over looked-up fields can hash this once instead of every answer.
+    /// Names the data in use: an operator file by the hash of its bytes,
+    /// an embedded table by its date and source (built into the binary).
+    /// Equal for two loads of the same data, so a validator over looked-up
+    /// fields can hash this once instead of every answer.
     pub fn identity(&self) -> String {
-        use std::fmt::Write as _;
-        self.info().iter().fold(String::new(), |mut s, d| {
-            let _ = writeln!(
-                s,
-                "{}\t{}\t{}\t{}\t{}",
-                d.kind, d.source, d.database, d.build_date, d.records
-            );
-            s
-        })
+        let file = |db: &mmdb::Db| blake3::Hash::from(db.digest).to_hex().to_string();
+        let country = match &self.country {
+            CountrySource::Embedded(t, _) => format!("{} {}", t.header.date, t.header.source),
+            CountrySource::File(db) => file(db),
+        };
+        let asn = match &self.asn {
+            AsnSource::Embedded(t, _) => format!("{} {}", t.header.date, t.header.source),
+            AsnSource::File(db) => file(db),
+        };
+        let city = self.city.as_ref().map(file).unwrap_or_default();
+        format!("country {country}\nasn {asn}\ncity {city}\n")
     }
 
     /// Which databases are in use, with dates and sizes.

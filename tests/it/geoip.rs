@@ -245,12 +245,35 @@ async fn operator_files_replace_the_embedded_tables_and_reload() {
         assert!(d["records"].as_u64().unwrap() > 0);
     }
 
-    // New data in place: a reload picks it up without a restart.
+    // The JSON block list shows the geolocation; its tag names the data.
+    report(&s, &key, "8.8.8.8", "brute_force").await;
+    let listed = |s: &TestServer, key: &str| {
+        let req = s
+            .client
+            .get(s.url("/v1/key/blacklist?scoreMinimum=1"))
+            .bearer_auth(key);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+            let v: Value = r.json().await.unwrap();
+            (tag, v["data"][0]["countryCode"].clone())
+        }
+    };
+    let (tag_nl, country) = listed(&s, &key).await;
+    assert_eq!(country, "NL");
+    assert_eq!(listed(&s, &key).await.0, tag_nl, "same data, same tag");
+
+    // New data in place: a reload picks it up without a restart. The
+    // files keep their build date, type, size and path; the tag still moves.
     write_files(files.path(), "SE", "Sweden");
     services.admin(AdminRequest::GeoipReload).await.unwrap();
     let v = get(&s, &key, "/v1/key/check/8.8.8.8").await;
     assert_eq!(v["geolocation"]["countryCode"], "SE");
     assert_eq!(v["geolocation"]["countryName"], "Sweden");
+    let (tag_se, country) = listed(&s, &key).await;
+    assert_eq!(country, "SE");
+    assert_ne!(tag_se, tag_nl);
 
     // A damaged file: the reload fails naming it and its flag; the old data stays.
     let bad = files.path().join("country.mmdb");
