@@ -361,53 +361,42 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn the_first_level_tables_find_what_a_full_search_finds() {
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        // Dense and sparse regions, a range at 0 and one at the very top.
-        let mut v4: Vec<u32> = (0..50_000)
-            .map(|i| {
-                let r = u32::try_from(next() >> 32).unwrap();
-                if i % 2 == 0 { r } else { r & 0x0fff_ffff }
-            })
-            .chain([0, u32::MAX, 0x0a00_0000, 0x0a00_0001])
-            .collect();
-        v4.sort_unstable();
-        v4.dedup();
-        let mut v6: Vec<u128> = (0..20_000)
-            .map(|_| (u128::from(next()) << 64 | u128::from(next())) >> (next() % 8))
-            .chain([1, u128::MAX])
-            .collect();
-        v6.sort_unstable();
-        v6.dedup();
-        let vals = |n: usize| (0..u32::try_from(n).unwrap()).collect::<Vec<_>>();
-        let r = Ranges::new(v4.clone(), vals(v4.len()), v6.clone(), vals(v6.len()));
-        let full = |starts: &[u128], ip: u128| {
-            starts
-                .partition_point(|s| *s <= ip)
-                .checked_sub(1)
-                .map(|i| u32::try_from(i).unwrap())
-        };
-        let v4_wide: Vec<u128> = v4.iter().map(|s| u128::from(*s)).collect();
-        for _ in 0..200_000 {
-            let a = u32::try_from(next() >> 32).unwrap() >> (next() % 4);
-            let ip = IpKey::from_ip(std::net::Ipv4Addr::from(a).into());
-            assert_eq!(r.get(ip), full(&v4_wide, u128::from(a)), "{a}");
-            let b = (u128::from(next()) << 64 | u128::from(next())) >> (next() % 8);
-            let ip = IpKey(b);
-            if !ip.is_v4() {
-                assert_eq!(r.get(ip), full(&v6, b), "{b:x}");
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        #[test]
+        fn the_first_level_tables_find_what_a_full_search_finds(
+            // Starts in a few dense /16s and spread over the whole space.
+            v4 in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u32>(),
+                0x0a00_0000_u32..0x0a02_0000,
+                proptest::strategy::Just(0),
+                proptest::strategy::Just(u32::MAX),
+            ], 1..3000),
+            v6 in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u128>(),
+                (0x2a00_u128 << 112)..(0x2a01_u128 << 112),
+            ], 1..3000),
+            probes in proptest::collection::vec(
+                (proptest::prelude::any::<u32>(), proptest::prelude::any::<u128>()), 200),
+        ) {
+            let (mut v4, mut v6) = (v4, v6);
+            v4.sort_unstable();
+            v4.dedup();
+            v6.sort_unstable();
+            v6.dedup();
+            let index = |n: usize| (0..u32::try_from(n).unwrap()).collect::<Vec<_>>();
+            let r = Ranges::new(v4.clone(), index(v4.len()), v6.clone(), index(v6.len()));
+            let full = |at: usize| at.checked_sub(1).map(|i| u32::try_from(i).unwrap());
+            // The probes, the starts themselves and their neighbours.
+            let a4 = probes.iter().map(|p| p.0).chain(v4.iter().flat_map(|s| [*s, s.wrapping_sub(1)]));
+            for a in a4 {
+                let ip = IpKey::from_ip(std::net::Ipv4Addr::from(a).into());
+                proptest::prop_assert_eq!(r.get(ip), full(v4.partition_point(|s| *s <= a)));
             }
-        }
-        for s in &v4 {
-            let ip = IpKey::from_ip(std::net::Ipv4Addr::from(*s).into());
-            assert_eq!(r.get(ip), full(&v4_wide, u128::from(*s)));
+            let a6 = probes.iter().map(|p| p.1).chain(v6.iter().flat_map(|s| [*s, s.wrapping_sub(1)]));
+            for b in a6.filter(|b| !IpKey(*b).is_v4()) {
+                proptest::prop_assert_eq!(r.get(IpKey(b)), full(v6.partition_point(|s| *s <= b)));
+            }
         }
     }
 

@@ -724,16 +724,16 @@ mod tests {
         }
     }
 
+    fn written(ip: std::net::IpAddr) -> (String, String) {
+        let e = ShapedEntry::single(crate::domain::IpKey::from_ip(ip), 1, UnixMillis(0), 0, 0);
+        let mut buf = String::new();
+        push_entry(&mut buf, &e);
+        (buf, e.to_string())
+    }
+
     #[test]
     fn addresses_are_written_as_display_writes_them() {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut cases: Vec<std::net::IpAddr> = [
+        for s in [
             "::1",
             "::",
             "1::",
@@ -749,28 +749,31 @@ mod tests {
             "fe80::1:0:0:0",
             "1:0:0:2:0:0:0:3",
             "1:0:0:0:2:0:0:3",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-        for _ in 0..20_000 {
-            // Random groups, many of them zero.
-            let g: [u16; 8] = std::array::from_fn(|_| {
-                let r = next();
-                if r % 3 == 0 {
-                    0
-                } else {
-                    u16::try_from(r >> 48).unwrap() >> (r % 16)
-                }
-            });
-            cases.push(std::net::Ipv6Addr::from(g).into());
-            cases.push(std::net::Ipv4Addr::from(u32::try_from(next() >> 32).unwrap()).into());
+        ] {
+            let (got, want) = written(s.parse().unwrap());
+            assert_eq!(got, want, "{s}");
         }
-        for ip in cases {
-            let e = ShapedEntry::single(crate::domain::IpKey::from_ip(ip), 1, UnixMillis(0), 0, 0);
-            let mut buf = String::new();
-            push_entry(&mut buf, &e);
-            assert_eq!(buf, e.to_string(), "{ip:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        #[test]
+        fn any_address_is_written_as_display_writes_it(
+            // Groups that are often zero, so runs of them are common.
+            groups in proptest::array::uniform8(proptest::prop_oneof![
+                proptest::strategy::Just(0_u16),
+                proptest::prelude::any::<u16>(),
+                0_u16..16,
+            ]),
+            v4 in proptest::prelude::any::<u32>(),
+        ) {
+            for ip in [
+                std::net::IpAddr::from(std::net::Ipv6Addr::from(groups)),
+                std::net::IpAddr::from(std::net::Ipv4Addr::from(v4)),
+            ] {
+                let (got, want) = written(ip);
+                proptest::prop_assert_eq!(got, want);
+            }
         }
     }
 
