@@ -408,6 +408,11 @@ impl Services {
             list.select_nth_unstable_by(f.limit, ShapedEntry::order);
             list.truncate(f.limit);
         }
+        // Sized for the whole index: a short list does not keep that
+        // capacity while it is sent.
+        if list.capacity() > 2 * list.len() {
+            list.shrink_to_fit();
+        }
         sort_list(&mut list);
         Ok(list)
     }
