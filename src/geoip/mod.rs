@@ -257,12 +257,13 @@ impl GeoDbs {
     /// fields can hash this once instead of every answer.
     pub fn identity(&self) -> String {
         let file = |db: &mmdb::Db| blake3::Hash::from(db.digest).to_hex().to_string();
+        let embedded = |h: &table::Header| format!("{} {}", h.date, h.source);
         let country = match &self.country {
-            CountrySource::Embedded(t, _) => format!("{} {}", t.header.date, t.header.source),
+            CountrySource::Embedded(t, _) => embedded(&t.header),
             CountrySource::File(db) => file(db),
         };
         let asn = match &self.asn {
-            AsnSource::Embedded(t, _) => format!("{} {}", t.header.date, t.header.source),
+            AsnSource::Embedded(t, _) => embedded(&t.header),
             AsnSource::File(db) => file(db),
         };
         let city = self.city.as_ref().map(file).unwrap_or_default();

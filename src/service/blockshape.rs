@@ -151,19 +151,18 @@ impl Services {
     /// IPv6 entries widened to their /N (minus never-block addresses), then
     /// collapsed, then ordered by confidence and cut to `max_entries`.
     /// Without a shape the list keeps its order, one entry per address.
-    /// `with_geo`: networks keep the geolocation their addresses agree on.
+    /// With `dbs` (the databases the list is rendered with), networks
+    /// keep the geolocation their addresses agree on.
     pub fn shape_blocklist(
         &self,
         list: Vec<ShapedEntry>,
         shape: &Shape,
         ignore_whitelist: bool,
-        with_geo: bool,
+        dbs: Option<&GeoDbs>,
     ) -> Result<Vec<ShapedEntry>> {
         if *shape == Shape::default() {
             return Ok(list);
         }
-        let dbs = self.geo.dbs().filter(|_| with_geo);
-        let dbs = dbs.as_deref();
         let mut out = match shape.ipv6_prefix {
             None => list,
             Some(len) => self.widen_v6(list, len, ignore_whitelist, dbs)?,

@@ -207,8 +207,9 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     // Only JSON shows geolocation: looked up per chunk as the body streams.
     let dbs = services.geo.dbs().filter(|_| format == Format::Json);
     let list = services.blocklist(&filter)?;
+    // The same databases place merged networks, name the tag and render.
     let mut list =
-        services.shape_blocklist(list, &shape, filter.ignore_whitelist, dbs.is_some())?;
+        services.shape_blocklist(list, &shape, filter.ignore_whitelist, dbs.as_deref())?;
     let geo_id = dbs.as_deref().map(GeoDbs::identity);
     let tag_of = |list: &[ShapedEntry]| etag(format, &names, &shape, geo_id.as_deref(), list);
     // A poller that already holds this exact list gets 304 and is not
@@ -591,7 +592,7 @@ fn push_protocols(buf: &mut String, bits: u16, quote: &str, sep: &str) {
     }
 }
 
-fn plain_entry(buf: &mut String, e: &ShapedEntry) {
+pub(crate) fn plain_entry(buf: &mut String, e: &ShapedEntry) {
     push_entry(buf, e);
     buf.push('\n');
 }

@@ -268,7 +268,9 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let plaintext = p.flag("plaintext") || wants_text(&ctx);
     let mut list = s.blocklist(&filter)?;
     list.retain(|e| IpKey::from_ip(e.net.addr()).is_public());
-    let mut list = s.shape_blocklist(list, &shape, false, !plaintext)?;
+    // Only JSON shows a country; the same databases place merged networks.
+    let dbs = s.geo.dbs().filter(|_| !plaintext);
+    let mut list = s.shape_blocklist(list, &shape, false, dbs.as_deref())?;
     let granted = s
         .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
         .await?;
@@ -281,13 +283,10 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
             list,
             "",
             String::new(),
-            |b, e| {
-                let _ = writeln!(b, "{e}");
-            },
+            blacklist::plain_entry,
         )
     } else {
         // Upstream's shape, meta first; streamed like sikker's own list.
-        let dbs = s.geo.dbs();
         blacklist::streamed(
             "application/json",
             format!("{{\"meta\":{{\"generatedAt\":\"{generated}\"}},\"data\":["),
