@@ -307,6 +307,12 @@ impl Indicator {
         self.last_seen = last;
     }
 
+    /// The UTC day this indicator is purged on without new evidence, under
+    /// a retention of `retention_ms`: the day of its TTL bucket.
+    pub fn expiry_day(&self, retention_ms: i64) -> i64 {
+        UnixMillis(self.last_seen.0.saturating_add(retention_ms)).day()
+    }
+
     /// Bit set of protocols with any activity.
     pub fn protocol_bits(&self) -> u16 {
         self.protocols.keys().fold(0, |acc, p| acc | p.bit())

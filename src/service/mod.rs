@@ -120,6 +120,17 @@ impl Services {
             scrubber,
             db_cache_bytes: _,
         } = opts;
+        let periods = retention.bucket_periods();
+        if let Some(moved) =
+            store.write_blocking(|txn| crate::store::periods::refile(txn, periods))?
+        {
+            tracing::info!(
+                indicators = moved.indicators,
+                names = moved.names,
+                histories = moved.histories,
+                "expiry buckets filed under the configured retention"
+            );
+        }
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention, ipv6_prefix)?);

@@ -491,7 +491,7 @@ fn wait_secs(ms: i64) -> u64 {
 }
 
 pub(crate) fn expiry_day(ind: &Indicator, retention_ms: i64) -> i64 {
-    UnixMillis(ind.last_seen.0.saturating_add(retention_ms)).day()
+    ind.expiry_day(retention_ms)
 }
 
 #[cfg(test)]

@@ -100,6 +100,24 @@ pub fn delete_expired(txn: &WriteTransaction, day: i64, max: usize) -> Result<Ve
     Ok(keys.into_iter().map(|(d, ip)| (d, IpKey(ip))).collect())
 }
 
+/// Files every indicator again under the day `retention_ms` gives (the
+/// bucket table is rebuilt from the records); returns how many.
+pub fn refile(txn: &WriteTransaction, retention_ms: i64) -> Result<u64> {
+    txn.delete_table(DAY_IP_EXPIRY)?;
+    let t = txn.open_table(IP_INDICATOR)?;
+    let mut e = txn.open_table(DAY_IP_EXPIRY)?;
+    let mut n = 0;
+    for item in t.iter()? {
+        let (ip, v) = item?;
+        e.insert(
+            (decode(v.value())?.expiry_day(retention_ms), ip.value()),
+            (),
+        )?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Every stored indicator, for rebuilding the in-memory index.
 pub fn for_each(txn: &ReadTransaction, mut f: impl FnMut(Indicator)) -> Result<()> {
     let t = txn.open_table(IP_INDICATOR)?;

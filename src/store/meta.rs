@@ -98,6 +98,18 @@ pub fn get_text(txn: &ReadTransaction, key: &str) -> Result<Option<String>> {
         .map(|v| String::from_utf8_lossy(v.value()).into_owned()))
 }
 
+/// The bytes kept under `key`, inside a write.
+pub fn get_in_write(txn: &WriteTransaction, key: &str) -> Result<Option<Vec<u8>>> {
+    let t = txn.open_table(META)?;
+    Ok(t.get(key)?.map(|v| v.value().to_vec()))
+}
+
+/// Keeps `value` under `key`.
+pub fn set_bytes(txn: &WriteTransaction, key: &str, value: &[u8]) -> Result<()> {
+    txn.open_table(META)?.insert(key, value)?;
+    Ok(())
+}
+
 pub fn set_text(txn: &WriteTransaction, key: &str, value: &str) -> Result<()> {
     txn.open_table(META)?.insert(key, value.as_bytes())?;
     Ok(())

@@ -18,6 +18,7 @@ pub mod jwtkeys;
 pub mod meta;
 pub mod migrate;
 pub mod names;
+pub mod periods;
 pub mod privacy;
 pub mod repeat;
 pub mod reports;

@@ -133,6 +133,23 @@ pub fn delete_expired(txn: &WriteTransaction, kind: Kind, day: i64, max: usize) 
     Ok(keys.len())
 }
 
+/// Files every name of `kind` again under the day `retention_ms` gives
+/// (the bucket table is rebuilt from the statistics); returns how many.
+pub fn refile(txn: &WriteTransaction, kind: Kind, retention_ms: i64) -> Result<u64> {
+    let (stats, expiry) = tables(kind);
+    txn.delete_table(expiry)?;
+    let t = txn.open_table(stats)?;
+    let mut e = txn.open_table(expiry)?;
+    let mut n = 0;
+    for item in t.iter()? {
+        let (name, v) = item?;
+        let day = crate::domain::UnixMillis(decode(v.value())?.last_seen_ms + retention_ms).day();
+        e.insert((day, name.value()), ())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

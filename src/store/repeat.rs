@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{DAY_IP_REPEATPURGE, IP_REPEAT};
 use super::{Result, codec};
+use crate::domain::IpKey;
 use crate::domain::repeat::History;
-use crate::domain::{IpKey, UnixMillis};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct RepeatV1 {
@@ -117,8 +117,8 @@ pub fn delete_expired(
     };
     for (d, ip) in keys {
         let ip = IpKey(ip);
-        let live_until = super::indicators::get_in_write(txn, ip)?
-            .map(|i| UnixMillis(i.last_seen.0.saturating_add(indicator_retention_ms)).day());
+        let live_until =
+            super::indicators::get_in_write(txn, ip)?.map(|i| i.expiry_day(indicator_retention_ms));
         if let (Some(expiry_day), Some(old)) =
             (live_until.filter(|e| *e >= day), get_raw_in_write(txn, ip)?)
         {
@@ -134,6 +134,35 @@ pub fn delete_expired(
         }
     }
     Ok(out)
+}
+
+/// Files every history again under its last expiry day plus `keep_days`
+/// (records and bucket table rewritten); returns how many. A history
+/// whose IP has a live indicator again is moved on by the sweep, as
+/// always, when its new day comes.
+pub fn refile(txn: &WriteTransaction, keep_days: i64) -> Result<u64> {
+    txn.delete_table(DAY_IP_REPEATPURGE)?;
+    let mut t = txn.open_table(IP_REPEAT)?;
+    let mut b = txn.open_table(DAY_IP_REPEATPURGE)?;
+    let mut n = 0;
+    // A table cannot be written while it is iterated: read first.
+    let mut all = Vec::new();
+    for item in t.iter()? {
+        let (ip, v) = item?;
+        all.push((ip.value(), decode(v.value())?));
+    }
+    for (ip, old) in all {
+        let new = RepeatV1 {
+            purge_day: old.history.last_expiry_day.saturating_add(keep_days),
+            ..old
+        };
+        b.insert((new.purge_day, ip), ())?;
+        if new != old {
+            t.insert(ip, codec::encode(&DbRepeat::V1(new)).as_slice())?;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Every IP's count of earlier expiries, for rebuilding the index.

@@ -338,3 +338,50 @@ async fn the_admin_socket_refuses_other_users_clearly() {
     let keys = s.handle().services.list_api_keys().unwrap();
     assert!(keys.iter().all(|k| k.name != "mallory"), "{keys:?}");
 }
+
+#[test]
+fn a_changed_retention_files_the_stored_indicators_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let csv = dir.path().join("r.csv");
+    std::fs::write(&csv, "IP,Category\n45.33.32.1,brute_force\n").unwrap();
+    ok(&data, &["import", "reports", csv.to_str().unwrap()]);
+    let day_in = |days: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::days(days))
+            .date()
+            .to_string()
+    };
+    // The expiry bucket and its entry count, as `admin stats` shows them
+    // under the retention `config` sets (none: the 30-day default).
+    let bucket = |config: Option<&Path>| {
+        let mut args = Vec::new();
+        if let Some(c) = config {
+            args.extend(["--config", c.to_str().unwrap()]);
+        }
+        args.push("stats");
+        let r = json(&data, &args);
+        let of = |list: &str, key: &str, table: &str| {
+            r["store"][list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["table"] == table)
+                .map(|t| t[key].clone())
+                .unwrap()
+        };
+        (
+            of("oldest_bucket", "day", "day_ip_expiry"),
+            of("tables", "entries", "day_ip_expiry"),
+        )
+    };
+    let today_plus = |d: i64| (serde_json::json!(day_in(d)), serde_json::json!(1));
+    assert_eq!(bucket(None), today_plus(30));
+    let short = dir.path().join("short.toml");
+    std::fs::write(&short, "retention_indicators = \"5d\"\n").unwrap();
+    assert_eq!(bucket(Some(&short)), today_plus(5));
+    let long = dir.path().join("long.toml");
+    std::fs::write(&long, "retention_indicators = \"90d\"\n").unwrap();
+    assert_eq!(bucket(Some(&long)), today_plus(90));
+    assert_eq!(bucket(None), today_plus(30));
+}

@@ -1,0 +1,187 @@
+//! The periods the TTL buckets were filed with. The day an indicator, an
+//! attacked name or a repeat-offender history is filed under comes from a
+//! configured period; when the operator changes one, every entry filed
+//! under the old period is filed again under the new one before anything
+//! else reads or writes the store. Without this, an update would look for
+//! its old key at a day the new period gives and leave the real one
+//! behind, and the sweep would delete by the old period: too early after
+//! a longer retention, too late after a shorter one.
+
+use redb::WriteTransaction;
+use serde::{Deserialize, Serialize};
+
+use super::{Result, codec, indicators, meta, names, repeat};
+
+/// The periods bucket days are computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Periods {
+    /// Indicators and attacked names: last seen plus this.
+    pub indicators_ms: i64,
+    /// Repeat-offender histories: last expiry day plus this many days.
+    pub repeat_keep_days: i64,
+}
+
+/// The stored form (frozen; a change adds `V2`).
+#[derive(Serialize, Deserialize)]
+enum DbPeriods {
+    V1(Periods),
+}
+
+const KEY: &str = "bucket-periods";
+
+/// What `refile` moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refiled {
+    pub indicators: u64,
+    pub names: u64,
+    pub histories: u64,
+}
+
+/// The periods the buckets were last filed with (none before the first
+/// `refile`: a store written by a version that did not record them).
+pub fn filed_with(txn: &WriteTransaction) -> Result<Option<Periods>> {
+    meta::get_in_write(txn, KEY)?
+        .map(
+            |b| match codec::decode::<DbPeriods>("meta.bucket-periods", &b)? {
+                DbPeriods::V1(p) => Ok(p),
+            },
+        )
+        .transpose()
+}
+
+/// Files every bucketed entry whose period differs from the one it was
+/// filed with again under `now`, and records `now`. Nothing is written
+/// when the periods did not change. A store that never recorded its
+/// periods has everything filed again, whatever it was filed with.
+pub fn refile(txn: &WriteTransaction, now: Periods) -> Result<Option<Refiled>> {
+    let before = filed_with(txn)?;
+    if before == Some(now) {
+        return Ok(None);
+    }
+    let mut out = Refiled::default();
+    if before.map(|p| p.indicators_ms) != Some(now.indicators_ms) {
+        out.indicators = indicators::refile(txn, now.indicators_ms)?;
+        out.names = names::refile(txn, names::Kind::Username, now.indicators_ms)?
+            + names::refile(txn, names::Kind::Email, now.indicators_ms)?;
+    }
+    if before.map(|p| p.repeat_keep_days) != Some(now.repeat_keep_days) {
+        out.histories = repeat::refile(txn, now.repeat_keep_days)?;
+    }
+    meta::set_bytes(txn, KEY, &codec::encode(&DbPeriods::V1(now)))?;
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::MILLIS_PER_DAY as DAY;
+    use crate::domain::{Indicator, IpKey, Protocol, UnixMillis};
+    use crate::store::{DB_FILE, Store};
+
+    fn periods(days: i64, keep_days: i64) -> Periods {
+        Periods {
+            indicators_ms: days * DAY,
+            repeat_keep_days: keep_days,
+        }
+    }
+
+    /// A store filed with 30-day periods: one indicator and one username
+    /// last seen on day 100, and the history of another IP whose indicator
+    /// expired on day 100.
+    fn filed_for_30_days() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let seen = UnixMillis(100 * DAY + 5);
+        store
+            .write_blocking(|txn| {
+                assert_eq!(refile(txn, periods(30, 30))?, Some(Refiled::default()));
+                let ind = Indicator::new(ip(1), seen);
+                indicators::put(txn, &ind, None, ind.expiry_day(30 * DAY), seen)?;
+                names::bump(
+                    txn,
+                    names::Kind::Username,
+                    "root",
+                    Protocol::Ssh,
+                    seen.0,
+                    30 * DAY,
+                )?;
+                repeat::note_expiry(txn, ip(2), 100, 30)?;
+                Ok(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    fn ip(n: u8) -> IpKey {
+        format!("45.33.32.{n}").parse().unwrap()
+    }
+
+    /// What the sweep of `day` deletes: indicators, usernames, histories.
+    fn sweep(store: &Store, day: i64, p: Periods) -> (usize, usize, usize) {
+        store
+            .write_blocking(|txn| {
+                Ok((
+                    indicators::delete_expired(txn, day, 100)?.len(),
+                    names::delete_expired(txn, names::Kind::Username, day, 100)?,
+                    repeat::delete_expired(txn, day, 100, p.indicators_ms)?.deleted,
+                ))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_periods_move_nothing() {
+        let (_dir, store) = filed_for_30_days();
+        let again = store.write_blocking(|txn| refile(txn, periods(30, 30)));
+        assert_eq!(again.unwrap(), None);
+        assert_eq!(sweep(&store, 130, periods(30, 30)), (0, 0, 0));
+        assert_eq!(sweep(&store, 131, periods(30, 30)), (1, 1, 1));
+    }
+
+    #[test]
+    fn after_a_longer_retention_nothing_is_deleted_on_the_old_day_and_updates_find_their_key() {
+        let (_dir, store) = filed_for_30_days();
+        let longer = periods(90, 40);
+        let moved = store.write_blocking(|txn| refile(txn, longer)).unwrap();
+        let all = Refiled {
+            indicators: 1,
+            names: 1,
+            histories: 1,
+        };
+        assert_eq!(moved, Some(all));
+        // New evidence on day 104: moved from the day 90 days give (190)
+        // to 194, with no key left behind at the 30-day one (130).
+        let later = UnixMillis(104 * DAY);
+        store
+            .write_blocking(|txn| {
+                let mut ind = indicators::get_in_write(txn, ip(1))?.unwrap();
+                let old = ind.expiry_day(longer.indicators_ms);
+                ind.set_seen(ind.first_seen, later);
+                indicators::put(
+                    txn,
+                    &ind,
+                    Some(old),
+                    ind.expiry_day(longer.indicators_ms),
+                    later,
+                )
+            })
+            .unwrap();
+        assert_eq!(sweep(&store, 131, longer), (0, 0, 0));
+        assert_eq!(sweep(&store, 141, longer), (0, 0, 1));
+        assert_eq!(sweep(&store, 194, longer), (0, 1, 0));
+        assert_eq!(sweep(&store, 195, longer), (1, 0, 0));
+    }
+
+    #[test]
+    fn after_a_shorter_retention_entries_are_deleted_on_the_new_day() {
+        let (_dir, store) = filed_for_30_days();
+        let shorter = periods(10, 5);
+        store.write_blocking(|txn| refile(txn, shorter)).unwrap();
+        assert_eq!(sweep(&store, 105, shorter), (0, 0, 0));
+        assert_eq!(sweep(&store, 106, shorter), (0, 0, 1));
+        assert_eq!(sweep(&store, 110, shorter), (0, 0, 0));
+        assert_eq!(sweep(&store, 111, shorter), (1, 1, 0));
+        let recorded = store.write_blocking(filed_with).unwrap();
+        assert_eq!(recorded, Some(shorter));
+    }
+}
