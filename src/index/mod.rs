@@ -2,6 +2,7 @@
 //! day buckets, IP range sets, and exact CIDR collapsing. The store is
 //! written first; these are then updated to match (see `service::threat`).
 
+pub mod build;
 pub mod collapse;
 pub mod prefix;
 pub mod ranges;
@@ -13,6 +14,7 @@ use crate::domain::score;
 use crate::domain::time::UnixMillis;
 use crate::domain::{Indicator, IpKey, Severity};
 
+pub use build::IndexBuilder;
 pub use prefix::{PrefixIndex, PrefixVerdict};
 
 /// What block lists, filters and prefix aggregates need of an indicator,
@@ -99,27 +101,6 @@ impl IpIndex {
         Self {
             prefixes: PrefixIndex::new(len),
             ..Self::default()
-        }
-    }
-
-    /// An index of `entries` (start-up), grouping IPv6 evidence by `/len`.
-    /// Built in bulk: the maps come out with full nodes and the expiry
-    /// buckets without spare capacity, about half the memory of the same
-    /// entries upserted one by one (docs/performance.md).
-    pub fn from_entries(len: PrefixLen, entries: Vec<(IpKey, Summary)>) -> Self {
-        let map: BTreeMap<u128, Summary> = entries.into_iter().map(|(ip, s)| (ip.0, s)).collect();
-        let mut buckets: BTreeMap<i64, Vec<u128>> = BTreeMap::new();
-        for (ip, s) in &map {
-            buckets.entry(s.expires.day()).or_default().push(*ip);
-        }
-        for b in buckets.values_mut() {
-            b.shrink_to_fit();
-        }
-        let prefixes = PrefixIndex::from_members(len, &map);
-        Self {
-            map,
-            buckets,
-            prefixes,
         }
     }
 
@@ -269,7 +250,7 @@ mod tests {
     use super::*;
     use crate::domain::time::MILLIS_PER_DAY;
 
-    fn summary(last_seen: i64, retention_days: i64) -> Summary {
+    pub(crate) fn summary(last_seen: i64, retention_days: i64) -> Summary {
         Summary {
             raw: 10.0,
             critical: false,
@@ -328,57 +309,6 @@ mod tests {
             proptest::prop_assert_eq!(
                 s.score(now),
                 score::score_with_history(&ind, now, expiries).score
-            );
-        }
-    }
-
-    #[test]
-    fn an_index_built_in_bulk_equals_one_built_entry_by_entry() {
-        let len = PrefixLen::new(64).unwrap();
-        let mut entries = Vec::new();
-        for i in 0_u32..500 {
-            let ip: IpKey = if i % 3 == 0 {
-                format!("2a01:4f8:{:x}:{:x}::{:x}", i % 7, i % 2, i)
-                    .parse()
-                    .unwrap()
-            } else {
-                format!("10.{}.{}.{}", i % 5, i / 7, i % 250)
-                    .parse()
-                    .unwrap()
-            };
-            let mut s = summary(i64::from(i % 40) * MILLIS_PER_DAY, 30);
-            s.raw = f64::from(i % 13);
-            s.categories = 1 << (i % 16);
-            entries.push((ip, s));
-        }
-        let mut one = IpIndex::with_prefix(len);
-        for (ip, s) in &entries {
-            one.upsert(*ip, *s);
-        }
-        let bulk = IpIndex::from_entries(len, entries.clone());
-        assert_eq!(
-            bulk.all().collect::<Vec<_>>(),
-            one.all().collect::<Vec<_>>()
-        );
-        let sets = |idx: &IpIndex| {
-            idx.buckets
-                .iter()
-                .map(|(d, v)| {
-                    (
-                        *d,
-                        v.iter().copied().collect::<std::collections::BTreeSet<_>>(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(sets(&bulk), sets(&one));
-        assert_eq!(bulk.prefix_count(), one.prefix_count());
-        let now = UnixMillis(5 * MILLIS_PER_DAY);
-        for (ip, _) in &entries {
-            assert_eq!(
-                bulk.prefix_verdict(*ip, now, 1, None),
-                one.prefix_verdict(*ip, now, 1, None),
-                "{ip}"
             );
         }
     }

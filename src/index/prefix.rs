@@ -168,23 +168,29 @@ impl PrefixIndex {
     /// one ordered pass: a map bulk-built from sorted keys has full nodes,
     /// where one grown key by key keeps them about half full.
     pub fn from_members(len: PrefixLen, members: &BTreeMap<u128, Summary>) -> Self {
-        let mut aggs: Vec<(u128, Agg)> = Vec::new();
+        // Only prefixes of two or more members are kept (see `update`);
+        // the one being summed is held aside until its second member, so
+        // no buffer holds the many one-address prefixes on the way.
+        let mut kept: Vec<(u128, Agg)> = Vec::new();
+        let mut current: Option<(u128, Agg)> = None;
         for (ip, s) in members {
             let Some(p) = Prefix::of(IpKey(*ip), len) else {
                 continue;
             };
-            match aggs.last_mut() {
+            match &mut current {
                 Some((network, a)) if *network == p.network => a.add(s),
                 _ => {
+                    kept.extend(current.take().filter(|(_, a)| a.members >= 2));
                     let mut a = Agg::EMPTY;
                     a.add(s);
-                    aggs.push((p.network, a));
+                    current = Some((p.network, a));
                 }
             }
         }
+        kept.extend(current.filter(|(_, a)| a.members >= 2));
         Self {
             len,
-            map: aggs.into_iter().filter(|(_, a)| a.members >= 2).collect(),
+            map: kept.into_iter().collect(),
             dirty: BTreeSet::new(),
         }
     }

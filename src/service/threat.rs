@@ -11,7 +11,7 @@ use super::{Error, Result, Services};
 use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::{Indicator, IpKey, UnixMillis};
 use crate::index::ranges::CidrSet;
-use crate::index::{IpIndex, Summary};
+use crate::index::{IndexBuilder, IpIndex, Summary};
 use crate::store::{self, Store};
 
 /// How long evidence is kept (defaults are the privacy policy's numbers).
@@ -109,19 +109,15 @@ impl ThreatState {
     /// Builds the index from every stored indicator (start-up), grouping
     /// IPv6 evidence by `/prefix`.
     pub fn load(store: &Store, retention: Retention, prefix: PrefixLen) -> Result<Self> {
-        let entries = store.read_blocking(|txn| {
+        let index = store.read_blocking(|txn| {
             let expiries = store::repeat::all_expiries(txn)?;
-            // Sized once: a vector grown by doubling leaves its earlier
-            // buffers with the allocator, resident but unused.
-            let count = usize::try_from(store::indicators::count(txn)?).unwrap_or(0);
-            let mut entries = Vec::with_capacity(count);
+            let mut index = IndexBuilder::default();
             store::indicators::for_each(txn, |ind| {
                 let n = expiries.get(&ind.ip.0).copied().unwrap_or(0);
-                entries.push((ind.ip, Summary::of(&ind, retention.indicators_ms, n)));
+                index.push(ind.ip, Summary::of(&ind, retention.indicators_ms, n));
             })?;
-            Ok(entries)
+            Ok(index.finish(prefix))
         })?;
-        let index = IpIndex::from_entries(prefix, entries);
         let entries = store.read_blocking(store::whitelist::all)?;
         let sets = store.read_blocking(store::allowlists::all)?;
         let whitelist = whitelist_set(&entries, &sets);
