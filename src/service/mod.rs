@@ -120,7 +120,11 @@ impl Services {
             scrubber,
             db_cache_bytes: _,
         } = opts;
-        let periods = retention.bucket_periods();
+        let periods = crate::store::periods::Periods {
+            indicators_ms: retention.indicators_ms,
+            repeat_keep_days: retention.repeat_keep_days(),
+            account_after_deletion_ms: privacy.account_after_deletion_ms,
+        };
         if let Some(moved) =
             store.write_blocking(|txn| crate::store::periods::refile(txn, periods))?
         {
@@ -128,6 +132,7 @@ impl Services {
                 indicators = moved.indicators,
                 names = moved.names,
                 histories = moved.histories,
+                erased_accounts = moved.erased_accounts,
                 "expiry buckets filed under the configured retention"
             );
         }

@@ -38,14 +38,6 @@ impl Default for Retention {
 }
 
 impl Retention {
-    /// The periods the TTL buckets are filed with.
-    pub fn bucket_periods(&self) -> crate::store::periods::Periods {
-        crate::store::periods::Periods {
-            indicators_ms: self.indicators_ms,
-            repeat_keep_days: self.repeat_keep_days(),
-        }
-    }
-
     /// Whole days a repeat-offender history is kept after the expiry day.
     pub fn repeat_keep_days(&self) -> i64 {
         let day = crate::domain::time::MILLIS_PER_DAY;

@@ -1,6 +1,6 @@
 //! The periods the TTL buckets were filed with. The day an indicator, an
-//! attacked name or a repeat-offender history is filed under comes from a
-//! configured period; when the operator changes one, every entry filed
+//! attacked name, a repeat-offender history or an erased account's final
+//! purge is filed under comes from a configured period; when the operator changes one, every entry filed
 //! under the old period is filed again under the new one before anything
 //! else reads or writes the store. Without this, an update would look for
 //! its old key at a day the new period gives and leave the real one
@@ -10,7 +10,7 @@
 use redb::WriteTransaction;
 use serde::{Deserialize, Serialize};
 
-use super::{Result, codec, indicators, meta, names, repeat};
+use super::{Result, codec, indicators, meta, names, privacy, repeat};
 
 /// The periods bucket days are computed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,8 @@ pub struct Periods {
     pub indicators_ms: i64,
     /// Repeat-offender histories: last expiry day plus this many days.
     pub repeat_keep_days: i64,
+    /// An erased account's remainder: erasure plus this.
+    pub account_after_deletion_ms: i64,
 }
 
 /// The stored form (frozen; a change adds `V2`).
@@ -35,6 +37,7 @@ pub struct Refiled {
     pub indicators: u64,
     pub names: u64,
     pub histories: u64,
+    pub erased_accounts: u64,
 }
 
 /// The periods the buckets were last filed with (none before the first
@@ -67,6 +70,9 @@ pub fn refile(txn: &WriteTransaction, now: Periods) -> Result<Option<Refiled>> {
     if before.map(|p| p.repeat_keep_days) != Some(now.repeat_keep_days) {
         out.histories = repeat::refile(txn, now.repeat_keep_days)?;
     }
+    if before.map(|p| p.account_after_deletion_ms) != Some(now.account_after_deletion_ms) {
+        out.erased_accounts = privacy::refile_purges(txn, now.account_after_deletion_ms)?;
+    }
     meta::set_bytes(txn, KEY, &codec::encode(&DbPeriods::V1(now)))?;
     Ok(Some(out))
 }
@@ -78,23 +84,32 @@ mod tests {
     use crate::domain::{Indicator, IpKey, Protocol, UnixMillis};
     use crate::store::{DB_FILE, Store};
 
-    fn periods(days: i64, keep_days: i64) -> Periods {
+    fn periods(indicator_days: i64, keep_days: i64, account_days: i64) -> Periods {
         Periods {
-            indicators_ms: days * DAY,
+            indicators_ms: indicator_days * DAY,
             repeat_keep_days: keep_days,
+            account_after_deletion_ms: account_days * DAY,
         }
     }
 
+    const ALL: Refiled = Refiled {
+        indicators: 1,
+        names: 1,
+        histories: 1,
+        erased_accounts: 1,
+    };
+
     /// A store filed with 30-day periods: one indicator and one username
-    /// last seen on day 100, and the history of another IP whose indicator
-    /// expired on day 100.
+    /// last seen on day 100, the history of another IP whose indicator
+    /// expired on day 100, and an account erased on day 100.
     fn filed_for_30_days() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
         let seen = UnixMillis(100 * DAY + 5);
         store
             .write_blocking(|txn| {
-                assert_eq!(refile(txn, periods(30, 30))?, Some(Refiled::default()));
+                let empty = Some(Refiled::default());
+                assert_eq!(refile(txn, periods(30, 30, 30))?, empty);
                 let ind = Indicator::new(ip(1), seen);
                 indicators::put(txn, &ind, None, ind.expiry_day(30 * DAY), seen)?;
                 names::bump(
@@ -106,7 +121,12 @@ mod tests {
                     30 * DAY,
                 )?;
                 repeat::note_expiry(txn, ip(2), 100, 30)?;
-                Ok(())
+                let erased = privacy::PrivacyState {
+                    erased_ms: Some(seen.0),
+                    ..privacy::PrivacyState::default()
+                };
+                privacy::put_state(txn, 7, &erased)?;
+                privacy::schedule_purge(txn, 130, 7)
             })
             .unwrap();
         (dir, store)
@@ -116,14 +136,16 @@ mod tests {
         format!("45.33.32.{n}").parse().unwrap()
     }
 
-    /// What the sweep of `day` deletes: indicators, usernames, histories.
-    fn sweep(store: &Store, day: i64, p: Periods) -> (usize, usize, usize) {
+    /// What the sweep of `day` deletes: indicators, usernames, histories,
+    /// erased accounts.
+    fn sweep(store: &Store, day: i64, p: Periods) -> (usize, usize, usize, usize) {
         store
             .write_blocking(|txn| {
                 Ok((
                     indicators::delete_expired(txn, day, 100)?.len(),
                     names::delete_expired(txn, names::Kind::Username, day, 100)?,
                     repeat::delete_expired(txn, day, 100, p.indicators_ms)?.deleted,
+                    privacy::take_due_purges(txn, day, 100)?.len(),
                 ))
             })
             .unwrap()
@@ -132,23 +154,19 @@ mod tests {
     #[test]
     fn the_same_periods_move_nothing() {
         let (_dir, store) = filed_for_30_days();
-        let again = store.write_blocking(|txn| refile(txn, periods(30, 30)));
-        assert_eq!(again.unwrap(), None);
-        assert_eq!(sweep(&store, 130, periods(30, 30)), (0, 0, 0));
-        assert_eq!(sweep(&store, 131, periods(30, 30)), (1, 1, 1));
+        let p = periods(30, 30, 30);
+        assert_eq!(store.write_blocking(|txn| refile(txn, p)).unwrap(), None);
+        assert_eq!(sweep(&store, 129, p), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 130, p), (0, 0, 0, 1));
+        assert_eq!(sweep(&store, 131, p), (1, 1, 1, 0));
     }
 
     #[test]
-    fn after_a_longer_retention_nothing_is_deleted_on_the_old_day_and_updates_find_their_key() {
+    fn after_longer_periods_nothing_is_deleted_on_the_old_day_and_updates_find_their_key() {
         let (_dir, store) = filed_for_30_days();
-        let longer = periods(90, 40);
+        let longer = periods(90, 40, 60);
         let moved = store.write_blocking(|txn| refile(txn, longer)).unwrap();
-        let all = Refiled {
-            indicators: 1,
-            names: 1,
-            histories: 1,
-        };
-        assert_eq!(moved, Some(all));
+        assert_eq!(moved, Some(ALL));
         // New evidence on day 104: moved from the day 90 days give (190)
         // to 194, with no key left behind at the 30-day one (130).
         let later = UnixMillis(104 * DAY);
@@ -166,22 +184,40 @@ mod tests {
                 )
             })
             .unwrap();
-        assert_eq!(sweep(&store, 131, longer), (0, 0, 0));
-        assert_eq!(sweep(&store, 141, longer), (0, 0, 1));
-        assert_eq!(sweep(&store, 194, longer), (0, 1, 0));
-        assert_eq!(sweep(&store, 195, longer), (1, 0, 0));
+        assert_eq!(sweep(&store, 131, longer), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 141, longer), (0, 0, 1, 0));
+        assert_eq!(sweep(&store, 159, longer), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 160, longer), (0, 0, 0, 1));
+        assert_eq!(sweep(&store, 194, longer), (0, 1, 0, 0));
+        assert_eq!(sweep(&store, 195, longer), (1, 0, 0, 0));
     }
 
     #[test]
-    fn after_a_shorter_retention_entries_are_deleted_on_the_new_day() {
+    fn after_shorter_periods_entries_are_deleted_on_the_new_day() {
         let (_dir, store) = filed_for_30_days();
-        let shorter = periods(10, 5);
-        store.write_blocking(|txn| refile(txn, shorter)).unwrap();
-        assert_eq!(sweep(&store, 105, shorter), (0, 0, 0));
-        assert_eq!(sweep(&store, 106, shorter), (0, 0, 1));
-        assert_eq!(sweep(&store, 110, shorter), (0, 0, 0));
-        assert_eq!(sweep(&store, 111, shorter), (1, 1, 0));
+        let shorter = periods(10, 5, 3);
+        let moved = store.write_blocking(|txn| refile(txn, shorter)).unwrap();
+        assert_eq!(moved, Some(ALL));
+        assert_eq!(sweep(&store, 102, shorter), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 103, shorter), (0, 0, 0, 1));
+        assert_eq!(sweep(&store, 105, shorter), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 106, shorter), (0, 0, 1, 0));
+        assert_eq!(sweep(&store, 110, shorter), (0, 0, 0, 0));
+        assert_eq!(sweep(&store, 111, shorter), (1, 1, 0, 0));
         let recorded = store.write_blocking(filed_with).unwrap();
         assert_eq!(recorded, Some(shorter));
+    }
+
+    #[test]
+    fn only_the_changed_period_is_filed_again() {
+        let (_dir, store) = filed_for_30_days();
+        let moved = store
+            .write_blocking(|txn| refile(txn, periods(30, 30, 3)))
+            .unwrap();
+        let only_accounts = Refiled {
+            erased_accounts: 1,
+            ..Refiled::default()
+        };
+        assert_eq!(moved, Some(only_accounts));
     }
 }

@@ -296,6 +296,25 @@ pub fn schedule_purge(txn: &WriteTransaction, day: i64, account: u64) -> Result<
     Ok(())
 }
 
+/// Schedules the purge of every erased account again, `period_ms` after
+/// its erasure (after the period changed); returns how many.
+pub fn refile_purges(txn: &WriteTransaction, period_ms: i64) -> Result<u64> {
+    txn.delete_table(DAY_ACCOUNTPURGE)?;
+    let states = txn.open_table(ACCOUNTID_PRIVACY)?;
+    let mut t = txn.open_table(DAY_ACCOUNTPURGE)?;
+    let mut n = 0;
+    for item in states.iter()? {
+        let (account, v) = item?;
+        let DbPrivacyState::V1(s) = dec("accountid_privacy", v.value())?;
+        if let Some(erased) = s.erased_ms {
+            let day = crate::domain::UnixMillis(erased.saturating_add(period_ms)).day();
+            t.insert((day, account.value()), ())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Takes up to `max` accounts due for purge before or on `day`.
 pub fn take_due_purges(txn: &WriteTransaction, day: i64, max: usize) -> Result<Vec<u64>> {
     let mut t = txn.open_table(DAY_ACCOUNTPURGE)?;
