@@ -142,16 +142,23 @@ mod tests {
         (dir, store, Arc::new(ThreatState::default()))
     }
 
-    /// A job writing `v` as the schema version (any small write will do),
+    /// A job writing `v` under a key of its own (any small write will do),
     /// failing instead when `v` is 0.
     fn job(v: u32) -> Job<u32> {
         Box::new(move |txn| {
             if v == 0 {
                 return Err(store::Error::Corrupt("refused".into()));
             }
-            meta::set_schema_version(txn, v)?;
+            meta::set_id(txn, &format!("job-{v}"), u64::from(v))?;
             Ok((v, Vec::new()))
         })
+    }
+
+    /// What job `v` wrote (0: nothing).
+    fn written(store: &Store, v: u32) -> u64 {
+        store
+            .write_blocking(|txn| meta::current_id(txn, &format!("job-{v}")))
+            .unwrap()
     }
 
     // The ingest lock is held across the wait on purpose: the drains block
@@ -188,9 +195,9 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(got[2], Ok(9));
-        // Both good batches are durable, in queue order.
-        let v = store.read_blocking(meta::schema_version).unwrap();
-        assert_eq!(v, Some(9));
+        // Both good batches are durable (in whichever order the tasks
+        // queued them), the failing one wrote nothing.
+        assert_eq!([written(&store, 7), written(&store, 9)], [7, 9]);
         assert!(gc.queue.lock().unwrap().is_empty());
     }
 
@@ -206,7 +213,6 @@ mod tests {
         let gc = Arc::new(GroupCommit::<u32>::default());
         assert!(gc.submit(&store, &threat, job(5)).await.is_err());
         assert!(gc.queue.lock().unwrap().is_empty());
-        let v = store.read_blocking(meta::schema_version).unwrap();
-        assert_eq!(v, Some(crate::store::migrate::CURRENT), "nothing written");
+        assert_eq!(written(&store, 5), 0, "nothing written");
     }
 }
