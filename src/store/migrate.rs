@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -22,6 +22,8 @@ const STEPS: &[Step] = &[
     usage_day_index,
     // 4 → 5: JWT signing keys get ids and rotate.
     jwt_key_ring,
+    // 5 → 6: session de-duplication keys move in with their events.
+    super::sensors::move_session_keys,
 ];
 
 /// Indicators stored before version 3 enter the TAXII feed dated by their

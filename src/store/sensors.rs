@@ -88,24 +88,30 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
     Ok(out)
 }
 
-/// Records an event key; false when it was already recorded.
-/// The de-duplication tables of one ingest transaction, opened once.
+/// Where a session's row sits in the event table: under this `ts`, which
+/// no event has (events are validated against the retention window), so
+/// the row shares the page of the session's events.
+const SESSION_ROW: i64 = i64::MIN;
+
+/// The de-duplication table of one ingest transaction, opened once: the
+/// events already counted, and under `SESSION_ROW` the sessions (and
+/// session × name pairs) already counted.
 pub struct Dedup<'t> {
-    events: Table<'t, (i64, u64, u64, i64, u64), ()>,
-    sessions: Table<'t, (i64, u64, u64, u64), ()>,
+    keys: Table<'t, (i64, u64, u64, i64, u64), ()>,
 }
 
 impl<'t> Dedup<'t> {
     pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Self {
-            events: txn.open_table(DAY_SENSOR_EVENT)?,
-            sessions: txn.open_table(DAY_SENSOR_SESSION)?,
+            keys: txn.open_table(DAY_SENSOR_EVENT)?,
         })
     }
 
-    /// Records an event key; false when it was already there.
+    /// Records an event key (day, sensor, session, ts, content); false
+    /// when it was already there.
     pub fn first_event(&mut self, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
-        Ok(self.events.insert(key, ())?.is_none())
+        debug_assert_ne!(key.3, SESSION_ROW);
+        Ok(self.keys.insert(key, ())?.is_none())
     }
 
     /// Records a session (or session × name) on `day`; false when it was
@@ -119,45 +125,46 @@ impl<'t> Dedup<'t> {
         name: u64,
     ) -> Result<bool> {
         if self
-            .sessions
-            .get((day - 1, sensor, session, name))?
+            .keys
+            .get((day - 1, sensor, session, SESSION_ROW, name))?
             .is_some()
         {
             return Ok(false);
         }
         Ok(self
-            .sessions
-            .insert((day, sensor, session, name), ())?
+            .keys
+            .insert((day, sensor, session, SESSION_ROW, name), ())?
             .is_none())
     }
 }
 
 /// Drops up to `max` de-duplication keys of days before `day`; returns how many.
 pub fn delete_dedup_before(txn: &WriteTransaction, day: i64, max: usize) -> Result<usize> {
-    let mut n = 0;
-    {
-        let mut t = txn.open_table(DAY_SENSOR_EVENT)?;
-        let keys: Vec<_> = t
-            .range((i64::MIN, 0, 0, i64::MIN, 0)..(day, 0, 0, i64::MIN, 0))?
-            .take(max)
-            .map(|r| r.map(|(k, _)| k.value()))
-            .collect::<Result<_, _>>()?;
-        for k in keys {
-            t.remove(k)?;
-            n += 1;
-        }
-    }
-    let mut t = txn.open_table(DAY_SENSOR_SESSION)?;
+    let mut t = txn.open_table(DAY_SENSOR_EVENT)?;
     let keys: Vec<_> = t
-        .range((i64::MIN, 0, 0, 0)..(day, 0, 0, 0))?
-        .take(max.saturating_sub(n))
+        .range((i64::MIN, 0, 0, i64::MIN, 0)..(day, 0, 0, i64::MIN, 0))?
+        .take(max)
         .map(|r| r.map(|(k, _)| k.value()))
         .collect::<Result<_, _>>()?;
-    for k in keys {
+    for k in &keys {
         t.remove(k)?;
-        n += 1;
     }
-    Ok(n)
+    Ok(keys.len())
+}
+
+/// Schema 5 → 6: the session keys of `day_sensor_session` move into the
+/// event table under `SESSION_ROW`, beside their sessions' events (one
+/// page written per session instead of two); the old table stays, empty,
+/// so backups of older schemas still restore (and migrate).
+pub(super) fn move_session_keys(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    let mut old = txn.open_table(DAY_SENSOR_SESSION)?;
+    let mut keys = txn.open_table(DAY_SENSOR_EVENT)?;
+    while let Some((k, ())) = old.pop_first()?.map(|(k, v)| (k.value(), v.value())) {
+        let (day, sensor, session, name) = k;
+        keys.insert((day, sensor, session, SESSION_ROW, name), ())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -199,5 +206,31 @@ mod tests {
             })
             .unwrap();
         assert_eq!(events, (true, false));
+        // Sessions and events of day 10 go with the day; later ones stay.
+        let dropped = store
+            .write_blocking(|txn| delete_dedup_before(txn, 11, 100))
+            .unwrap();
+        assert_eq!(dropped, 3, "two session rows and one event of day 10");
+        assert_eq!(first(12, 0), (false, false), "day 12's row is kept");
+    }
+
+    #[test]
+    fn legacy_session_keys_move_beside_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let moved = store
+            .write_blocking(|txn| {
+                let mut old = txn.open_table(DAY_SENSOR_SESSION)?;
+                old.insert((10, 1, 7, 0), ())?;
+                old.insert((10, 1, 7, 5), ())?;
+                drop(old);
+                move_session_keys(txn)?;
+                let mut d = Dedup::open(txn)?;
+                let seen = (d.first_session(10, 1, 7, 0)?, d.first_session(11, 1, 7, 5)?);
+                let left = redb::ReadableTableMetadata::len(&txn.open_table(DAY_SENSOR_SESSION)?)?;
+                Ok((seen, left))
+            })
+            .unwrap();
+        assert_eq!(moved, ((false, false), 0));
     }
 }

@@ -34,10 +34,15 @@ pub const SENSORID_SENSOR: TableDefinition<u64, &[u8]> = TableDefinition::new("s
 /// Keyed hash of a sensor token → sensor id.
 pub const TOKENHASH_SENSORID: TableDefinition<[u8; 32], u64> =
     TableDefinition::new("tokenhash_sensorid");
-/// (day, sensor, session hash, ts, event hash) → (): events already counted.
+/// (day, sensor, session hash, ts, event hash) → (): events already
+/// counted; with `ts = i64::MIN` and a name hash (0 for the session
+/// itself) in the last place, the sessions and session × name pairs
+/// already counted (`store::sensors::Dedup`).
 pub const DAY_SENSOR_EVENT: TableDefinition<(i64, u64, u64, i64, u64), ()> =
     TableDefinition::new("day_sensor_event");
-/// (day, sensor, session hash, name hash) → (): sessions (and session × name pairs) already counted.
+/// Schema ≤ 5: (day, sensor, session hash, name hash) → (). Emptied by the
+/// migration to 6 (its keys live in `day_sensor_event` now); kept so that
+/// backups of older schemas restore.
 pub const DAY_SENSOR_SESSION: TableDefinition<(i64, u64, u64, u64), ()> =
     TableDefinition::new("day_sensor_session");
 

@@ -35,7 +35,27 @@ async fn write_fixture() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    services.create_sensor("fixture-sensor").await.unwrap();
+    let (token, _) = services.create_sensor("fixture-sensor").await.unwrap();
+    // Two events of one session with a username: event, session and
+    // session × name de-duplication keys.
+    let t = services.clock.now().0;
+    let body: String = [0, 1]
+        .iter()
+        .map(|i| {
+            json!({"ts": t + i, "src_ip": "45.9.9.9", "protocol": "ssh", "session_id": "fixture-session", "kind": "auth", "username": format!("root{i}")})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let r = s
+        .client
+        .post(s.url("/v1/sensor/events"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let key = services
         .create_api_key("fixture", "free", None)
         .await
@@ -210,6 +230,33 @@ async fn schema_v4_fixture_migrates_and_serves_its_data() {
         schema_version(&data).await,
         u64::from(sikker::store::migrate::CURRENT)
     );
+}
+
+#[tokio::test]
+async fn schema_v5_fixture_moves_its_session_keys_beside_their_events() {
+    let s = on_fixture(5).await;
+    serves_indicator_and_whitelist(&s).await;
+    let (_dir, data) = s.into_dirs().await;
+    assert_eq!(
+        schema_version(&data).await,
+        u64::from(sikker::store::migrate::CURRENT)
+    );
+    let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let legacy = txn
+        .open_table(sikker::store::tables::DAY_SENSOR_SESSION)
+        .unwrap();
+    assert!(redb::ReadableTableMetadata::is_empty(&legacy).unwrap());
+    let keys: Vec<_> = redb::ReadableTable::iter(
+        &txn.open_table(sikker::store::tables::DAY_SENSOR_EVENT)
+            .unwrap(),
+    )
+    .unwrap()
+    .map(|r| r.unwrap().0.value())
+    .collect();
+    // Two events; the session and its two usernames, under ts = i64::MIN.
+    let sessions = keys.iter().filter(|k| k.3 == i64::MIN).count();
+    assert_eq!((keys.len() - sessions, sessions), (2, 3), "{keys:?}");
 }
 
 #[tokio::test]
