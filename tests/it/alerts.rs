@@ -730,14 +730,7 @@ async fn sensor_events_match_ranges_usernames_and_emails() {
         ),
     ]
     .join("\n");
-    let resp = s
-        .client
-        .post(s.url("/v1/sensor/events"))
-        .bearer_auth(&token)
-        .body(batch)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.send_events(&token, batch).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     let mail = sink.wait_for(2).await;

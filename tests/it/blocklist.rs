@@ -32,14 +32,7 @@ async fn server_with_data() -> (TestServer, String) {
         lines.push(json!({"ts": t + 60 + port, "src_ip": "2a02:1::1", "protocol": "telnet", "dst_port": port, "session_id": format!("p{port}"), "kind": "connect"}));
     }
     let body: String = lines.iter().map(|l| l.to_string() + "\n").collect();
-    let r = s
-        .client
-        .post(s.url("/v1/sensor/events"))
-        .bearer_auth(&token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send_events(&token, body).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = s
         .client

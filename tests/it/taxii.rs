@@ -672,15 +672,7 @@ async fn stix_validator_and_an_independent_taxii_client_agree() {
             .to_string()
         })
         .collect();
-    let r =
-        f.s.client
-            .post(f.s.url("/v1/sensor/events"))
-            .bearer_auth(&token)
-            .header("content-type", "application/x-ndjson")
-            .body(events.join("\n"))
-            .send()
-            .await
-            .unwrap();
+    let r = f.s.send_events(&token, events.join("\n")).await;
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 
     let dir = tempfile::tempdir().unwrap();

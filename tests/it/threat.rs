@@ -70,15 +70,7 @@ impl Api {
     }
 
     async fn events(&self, token: &str, body: String) -> reqwest::Response {
-        self.s
-            .client
-            .post(self.s.url("/v1/sensor/events"))
-            .bearer_auth(token)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        self.s.send_events(token, body).await
     }
 
     fn now(&self) -> UnixMillis {

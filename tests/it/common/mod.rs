@@ -88,6 +88,19 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// Posts an NDJSON batch to the sensor ingest endpoint as the sensor
+    /// holding `token`, as `sikker sensor` does.
+    pub async fn send_events(&self, token: &str, ndjson: String) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/sensor/events"))
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A rustls client config trusting this server's certificate.
     pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
         raw::client_config(&cert_pem(&self.data_dir, &self.config), None)
