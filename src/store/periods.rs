@@ -1,11 +1,12 @@
 //! The periods the TTL buckets were filed with. The day an indicator, an
 //! attacked name, a repeat-offender history or an erased account's final
-//! purge is filed under comes from a configured period; when the operator changes one, every entry filed
-//! under the old period is filed again under the new one before anything
-//! else reads or writes the store. Without this, an update would look for
-//! its old key at a day the new period gives and leave the real one
-//! behind, and the sweep would delete by the old period: too early after
-//! a longer retention, too late after a shorter one.
+//! purge is filed under comes from a configured period. When the operator
+//! changes one, every entry filed under the old period is filed again
+//! under the new one before anything else reads or writes the store.
+//! Without this, an update would look for its old key at the day the new
+//! period gives and leave the real one behind, and the sweep would delete
+//! by the old period: too early after a longer one, too late after a
+//! shorter one.
 
 use redb::WriteTransaction;
 use serde::{Deserialize, Serialize};
