@@ -135,6 +135,14 @@ impl Services {
                 erased_accounts = moved.erased_accounts,
                 "expiry buckets filed under the configured retention"
             );
+            // An offline command normally runs with the server's settings;
+            // different ones move every bucket now and again when the
+            // server next starts.
+            if matches!(mode, Mode::Offline) && moved != crate::store::periods::Refiled::default() {
+                tracing::warn!(
+                    "this command's retention settings differ from the ones the stored data was filed with (the server's, if it ran last); pass the server's --config to offline commands"
+                );
+            }
         }
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;

@@ -68,7 +68,12 @@ pub fn refile(txn: &WriteTransaction, now: Periods) -> Result<Option<Refiled>> {
         out.names = names::refile(txn, names::Kind::Username, now.indicators_ms)?
             + names::refile(txn, names::Kind::Email, now.indicators_ms)?;
     }
-    if before.map(|p| p.repeat_keep_days) != Some(now.repeat_keep_days) {
+    // A history of an IP with a live indicator is held until that
+    // indicator's expiry day (`repeat::delete_expired`), which the
+    // indicator period gives: it moves with either period.
+    if before.map(|p| (p.repeat_keep_days, p.indicators_ms))
+        != Some((now.repeat_keep_days, now.indicators_ms))
+    {
         out.histories = repeat::refile(txn, now.repeat_keep_days)?;
     }
     if before.map(|p| p.account_after_deletion_ms) != Some(now.account_after_deletion_ms) {
@@ -207,6 +212,31 @@ mod tests {
         assert_eq!(sweep(&store, 111, shorter), (1, 1, 0, 0));
         let recorded = store.write_blocking(filed_with).unwrap();
         assert_eq!(recorded, Some(shorter));
+    }
+
+    #[test]
+    fn a_history_held_for_a_live_indicator_follows_a_shorter_indicator_period() {
+        let (_dir, store) = filed_for_30_days();
+        // IP 2 is seen again on day 110 under 90-day indicators: its
+        // history, due on day 130, is held until the indicator's day 200.
+        let long = periods(90, 30, 30);
+        store.write_blocking(|txn| refile(txn, long)).unwrap();
+        let seen = UnixMillis(110 * DAY);
+        store
+            .write_blocking(|txn| {
+                let ind = Indicator::new(ip(2), seen);
+                indicators::put(txn, &ind, None, ind.expiry_day(long.indicators_ms), seen)
+            })
+            .unwrap();
+        assert_eq!(sweep(&store, 131, long), (0, 0, 0, 1));
+        // Indicators shortened to 10 days: both indicators (days 110 and
+        // 120) and the username (110) go by day 130, and the history is
+        // due again on day 130, not 200.
+        let short = periods(10, 30, 30);
+        let moved = store.write_blocking(|txn| refile(txn, short)).unwrap();
+        assert_eq!(moved.map(|m| m.histories), Some(1));
+        assert_eq!(sweep(&store, 130, short), (2, 1, 0, 0));
+        assert_eq!(sweep(&store, 131, short), (0, 0, 1, 0));
     }
 
     #[test]
