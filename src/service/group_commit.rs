@@ -134,11 +134,10 @@ impl<T: Send + 'static> GroupCommit<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, meta};
+    use crate::store::meta;
 
     fn setup() -> (tempfile::TempDir, Store, Arc<ThreatState>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (dir, store) = crate::store::temp_store();
         (dir, store, Arc::new(ThreatState::default()))
     }
 

@@ -456,8 +456,7 @@ mod tests {
     use crate::store::DB_FILE;
 
     fn sample() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (dir, store) = crate::store::temp_store();
         store
             .write_blocking(|txn| {
                 super::super::whitelist::put(

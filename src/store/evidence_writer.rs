@@ -164,12 +164,11 @@ impl<'t> EvidenceWriter<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store, feed, indicators, reports};
+    use crate::store::{feed, indicators, reports};
 
     #[test]
     fn writes_what_the_one_off_paths_write_and_keeps_the_counters() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let ip = IpKey::from_ip("198.51.100.9".parse().unwrap());
         let ind = Indicator::new(ip, UnixMillis(1_000));
         let report = RawReport {
@@ -236,8 +235,7 @@ mod tests {
 
     #[test]
     fn the_feed_never_goes_back_in_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let a = IpKey::from_ip("198.51.100.1".parse().unwrap());
         let b = IpKey::from_ip("198.51.100.2".parse().unwrap());
         store

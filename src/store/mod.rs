@@ -195,6 +195,15 @@ impl Store {
     }
 }
 
+/// A store in a fresh temporary directory, for unit tests; the store
+/// lives as long as the directory guard.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,12 +153,10 @@ pub fn refile(txn: &WriteTransaction, kind: Kind, retention_ms: i64) -> Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store};
 
     #[test]
     fn a_batch_tally_writes_what_one_bump_per_sighting_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let day = crate::domain::time::MILLIS_PER_DAY;
         let sightings = [
             (Protocol::Ssh, 5 * day),

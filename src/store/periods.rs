@@ -88,7 +88,7 @@ mod tests {
     use super::*;
     use crate::domain::time::MILLIS_PER_DAY as DAY;
     use crate::domain::{Indicator, IpKey, Protocol, UnixMillis};
-    use crate::store::{DB_FILE, Store};
+    use crate::store::Store;
 
     fn periods(indicator_days: i64, keep_days: i64, account_days: i64) -> Periods {
         Periods {
@@ -109,8 +109,7 @@ mod tests {
     /// last seen on day 100, the history of another IP whose indicator
     /// expired on day 100, and an account erased on day 100.
     fn filed_for_30_days() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (dir, store) = crate::store::temp_store();
         let seen = UnixMillis(100 * DAY + 5);
         store
             .write_blocking(|txn| {

@@ -222,7 +222,7 @@ pub fn all(txn: &ReadTransaction) -> Result<Vec<RawReport>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store, migrate, tables::DAYID_REPORT};
+    use crate::store::{migrate, tables::DAYID_REPORT};
 
     fn v1(id: u64, ip: u128, account: u64) -> RawReportV1 {
         RawReportV1 {
@@ -240,8 +240,7 @@ mod tests {
 
     #[test]
     fn schema_1_reports_are_indexed_by_the_migration_and_stay_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         store
             .write_blocking(|txn| {
                 let mut t = txn.open_table(DAYID_REPORT)?;

@@ -170,12 +170,10 @@ pub(super) fn move_session_keys(txn: &WriteTransaction) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store};
 
     #[test]
     fn a_session_is_first_once_across_writers_and_midnight() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let first = |day: i64, name: u64| {
             store
                 .write_blocking(|txn| {
@@ -216,8 +214,7 @@ mod tests {
 
     #[test]
     fn legacy_session_keys_move_beside_their_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let moved = store
             .write_blocking(|txn| {
                 let mut old = txn.open_table(DAY_SENSOR_SESSION)?;

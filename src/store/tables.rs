@@ -322,7 +322,6 @@ pub const ALL_NAMES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store};
 
     /// Backup, restore and the inventory see a table only through
     /// `visit_all`: one left out is silently missing from every backup.
@@ -341,8 +340,7 @@ mod tests {
         let mut visited = Names(Vec::new());
         visit_all(&mut visited).unwrap();
         assert_eq!(visited.0, ALL_NAMES);
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(DB_FILE)).unwrap().store;
+        let (_dir, store) = crate::store::temp_store();
         let mut created = store
             .write_blocking(|txn| {
                 Ok(txn
