@@ -125,9 +125,11 @@ impl Services {
             repeat_keep_days: retention.repeat_keep_days(),
             account_after_deletion_ms: privacy.account_after_deletion_ms,
         };
-        if let Some(moved) =
-            store.write_blocking(|txn| crate::store::periods::refile(txn, periods))?
-        {
+        let (recorded, refiled) = store.write_blocking(|txn| {
+            let recorded = crate::store::periods::filed_with(txn)?;
+            Ok((recorded, crate::store::periods::refile(txn, periods)?))
+        })?;
+        if let Some(moved) = refiled {
             tracing::info!(
                 indicators = moved.indicators,
                 names = moved.names,
@@ -138,7 +140,7 @@ impl Services {
             // An offline command normally runs with the server's settings;
             // different ones move every bucket now and again when the
             // server next starts.
-            if matches!(mode, Mode::Offline) && moved != crate::store::periods::Refiled::default() {
+            if matches!(mode, Mode::Offline) && recorded.is_some() {
                 tracing::warn!(
                     "this command's retention settings differ from the ones the stored data was filed with (the server's, if it ran last); pass the server's --config to offline commands"
                 );

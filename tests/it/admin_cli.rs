@@ -384,4 +384,12 @@ fn a_changed_retention_files_the_stored_indicators_under_it() {
     std::fs::write(&long, "retention_indicators = \"90d\"\n").unwrap();
     assert_eq!(bucket(Some(&long)), today_plus(90));
     assert_eq!(bucket(None), today_plus(30));
+    // An offline command with other settings than the recorded ones says
+    // so; the next one with the same settings has nothing to move.
+    let with_short = ["--config", short.to_str().unwrap(), "stats"];
+    let warning = "pass the server's --config to offline commands";
+    let (code, _, err) = admin(&data, &with_short);
+    assert!(code == 0 && err.contains(warning), "{err}");
+    let (code, _, err) = admin(&data, &with_short);
+    assert!(code == 0 && !err.contains(warning), "{err}");
 }
