@@ -43,14 +43,22 @@ pub struct Refiled {
 
 /// The periods the buckets were last filed with (none before the first
 /// `refile`: a store written by a version that did not record them).
+///
+/// A record that cannot be read counts as none: it only notes how the
+/// buckets were filed, and filing every entry again is always right.
+/// (Development builds between two commits wrote a first form of `V1`
+/// with two periods; such a store is filed again once, not refused.)
 pub fn filed_with(txn: &WriteTransaction) -> Result<Option<Periods>> {
-    meta::get_in_write(txn, KEY)?
-        .map(
-            |b| match codec::decode::<DbPeriods>("meta.bucket-periods", &b)? {
-                DbPeriods::V1(p) => Ok(p),
-            },
-        )
-        .transpose()
+    let Some(bytes) = meta::get_in_write(txn, KEY)? else {
+        return Ok(None);
+    };
+    match codec::decode::<DbPeriods>("meta.bucket-periods", &bytes) {
+        Ok(DbPeriods::V1(p)) => Ok(Some(p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable record of the bucket periods: every bucket is filed again");
+            Ok(None)
+        }
+    }
 }
 
 /// Files every bucketed entry whose period differs from the one it was
@@ -154,6 +162,23 @@ mod tests {
                 ))
             })
             .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_record_files_everything_again() {
+        let (_dir, store) = filed_for_30_days();
+        // The first form of `V1`: two periods, no account period.
+        let two = codec::encode(&(0_u8, 30 * DAY, 30_i64));
+        store
+            .write_blocking(|txn| meta::set_bytes(txn, KEY, &two))
+            .unwrap();
+        let p = periods(30, 30, 30);
+        let moved = store.write_blocking(|txn| refile(txn, p)).unwrap();
+        assert_eq!(moved, Some(ALL));
+        let now = store.write_blocking(filed_with).unwrap();
+        assert_eq!(now, Some(p));
+        assert_eq!(sweep(&store, 130, p), (0, 0, 0, 1));
+        assert_eq!(sweep(&store, 131, p), (1, 1, 1, 0));
     }
 
     #[test]
