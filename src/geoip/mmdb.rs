@@ -64,6 +64,23 @@ struct CountryRec<'a> {
     country_code: Option<&'a str>,
 }
 
+/// A country record's codes only: names are skipped, not copied.
+#[derive(Deserialize)]
+struct CodeOnly<'a> {
+    #[serde(borrow)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct CountryCodeRec<'a> {
+    #[serde(borrow)]
+    country: Option<CodeOnly<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<CodeOnly<'a>>,
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+}
+
 #[derive(Deserialize)]
 struct AsnRec<'a> {
     autonomous_system_number: Option<u32>,
@@ -177,11 +194,25 @@ impl Db {
         }
     }
 
-    pub fn asn(&self, ip: IpKey) -> Option<(u32, Option<Arc<str>>)> {
+    /// The country code `country` gives, without decoding its name.
+    pub fn country_code(&self, ip: IpKey) -> Option<CountryCode> {
+        let rec: CountryCodeRec<'_> = self.decode(ip)?;
+        match rec
+            .country
+            .and_then(|p| p.iso_code)
+            .or(rec.registered_country.and_then(|p| p.iso_code))
+        {
+            Some(code) => CountryCode::parse(code),
+            None => CountryCode::parse(rec.country_code?),
+        }
+    }
+
+    /// The AS number and name, the name borrowed from the file.
+    pub fn asn_ref(&self, ip: IpKey) -> Option<(u32, Option<&str>)> {
         let rec: AsnRec<'_> = self.decode(ip)?;
         Some((
             rec.autonomous_system_number?,
-            rec.autonomous_system_organization.map(Arc::from),
+            rec.autonomous_system_organization,
         ))
     }
 

@@ -32,6 +32,11 @@ impl CountryCode {
         }
     }
 
+    /// The two letters.
+    pub fn to_bytes(self) -> [u8; 2] {
+        self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // Built only from two ASCII letters.
         std::str::from_utf8(&self.0).unwrap_or("??")
@@ -64,6 +69,36 @@ pub struct GeoInfo {
 impl GeoInfo {
     pub fn is_empty(&self) -> bool {
         self.country_code.is_none() && self.asn.is_none() && self.city.is_none()
+    }
+
+    /// The country code and AS, borrowed.
+    pub fn brief(&self) -> Brief<'_> {
+        Brief {
+            country_code: self.country_code,
+            asn: self.asn,
+            as_org: self.as_org.as_deref(),
+        }
+    }
+}
+
+/// What block lists show of an address: its country code and AS, the AS
+/// name borrowed from the database. A lookup for a list of a million
+/// addresses copies and counts no names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Brief<'a> {
+    pub country_code: Option<CountryCode>,
+    pub asn: Option<u32>,
+    pub as_org: Option<&'a str>,
+}
+
+impl Brief<'_> {
+    pub fn to_info(self) -> GeoInfo {
+        GeoInfo {
+            country_code: self.country_code,
+            asn: self.asn,
+            as_org: self.as_org.map(Arc::from),
+            ..GeoInfo::default()
+        }
     }
 }
 
@@ -189,16 +224,6 @@ impl GeoDbs {
     /// Everything the databases know about `ip`. Private, loopback and
     /// other non-public addresses have no location, whatever a file says.
     pub fn lookup(&self, ip: IpKey) -> GeoInfo {
-        self.lookup_with(ip, true)
-    }
-
-    /// The country code and AS only (what block lists show): no names of
-    /// countries, no city.
-    pub fn lookup_brief(&self, ip: IpKey) -> GeoInfo {
-        self.lookup_with(ip, false)
-    }
-
-    fn lookup_with(&self, ip: IpKey, full: bool) -> GeoInfo {
         let mut g = GeoInfo::default();
         if !ip.is_public() {
             return g;
@@ -207,37 +232,69 @@ impl GeoDbs {
             CountrySource::Embedded(t, _) => {
                 if let Some((code, name)) = t.get(ip) {
                     g.country_code = Some(*code);
-                    g.country_name = (full && !name.is_empty()).then(|| name.clone());
+                    g.country_name = (!name.is_empty()).then(|| name.clone());
                 }
             }
             CountrySource::File(db) => {
                 if let Some((code, name)) = db.country(ip) {
                     g.country_code = Some(code);
-                    if full {
-                        g.country_name =
-                            name.or_else(|| self.names.as_ref().and_then(|n| n.name_of(code)));
-                    }
+                    g.country_name =
+                        name.or_else(|| self.names.as_ref().and_then(|n| n.name_of(code)));
                 }
             }
         }
         match &self.asn {
+            // The table's own name, shared.
             AsnSource::Embedded(t, _) => {
                 if let Some((asn, org)) = t.get(ip) {
                     g.asn = Some(*asn);
                     g.as_org = (!org.is_empty()).then(|| org.clone());
                 }
             }
+            AsnSource::File(_) => {
+                let b = self.brief_asn(ip);
+                g.asn = b.asn;
+                g.as_org = b.as_org.map(Arc::from);
+            }
+        }
+        g.city = self.city.as_ref().and_then(|db| db.city(ip));
+        g
+    }
+
+    /// The country code and AS only (what block lists show), owned.
+    pub fn lookup_brief(&self, ip: IpKey) -> GeoInfo {
+        self.brief(ip).to_info()
+    }
+
+    /// The country code and AS only, borrowed from the databases.
+    pub fn brief(&self, ip: IpKey) -> Brief<'_> {
+        if !ip.is_public() {
+            return Brief::default();
+        }
+        Brief {
+            country_code: self.country(ip),
+            ..self.brief_asn(ip)
+        }
+    }
+
+    /// The AS part of `brief` (`ip` known public).
+    fn brief_asn(&self, ip: IpKey) -> Brief<'_> {
+        let mut b = Brief::default();
+        match &self.asn {
+            AsnSource::Embedded(t, _) => {
+                if let Some((asn, org)) = t.get(ip) {
+                    b.asn = Some(*asn);
+                    b.as_org = (!org.is_empty()).then_some(&**org);
+                }
+            }
             AsnSource::File(db) => {
-                if let Some((asn, org)) = db.asn(ip) {
-                    g.asn = Some(asn);
-                    g.as_org = org;
+                if let Some((asn, org)) = db.asn_ref(ip) {
+                    b.asn = Some(asn);
+                    b.as_org = org;
                 }
             }
         }
-        if let Some(db) = self.city.as_ref().filter(|_| full) {
-            g.city = db.city(ip);
-        }
-        g
+        b
     }
 
     /// The country code only (block-list filters).
@@ -247,7 +304,7 @@ impl GeoDbs {
         }
         match &self.country {
             CountrySource::Embedded(t, _) => t.get(ip).map(|(c, _)| *c),
-            CountrySource::File(db) => db.country(ip).map(|(c, _)| c),
+            CountrySource::File(db) => db.country_code(ip),
         }
     }
 

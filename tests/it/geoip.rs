@@ -171,6 +171,14 @@ fn write_files(dir: &Path, country: &str, country_name: &str) {
         &[
             ("8.8.8.0/24", mmdb::country(country, country_name)),
             ("2001:4860::/32", mmdb::country("DE", "Germany")),
+            // Only the country the network is registered in.
+            (
+                "9.9.9.0/24",
+                mmdb::map(&[(
+                    "registered_country",
+                    mmdb::map(&[("iso_code", mmdb::s("CH"))]),
+                )]),
+            ),
         ],
     );
     std::fs::write(dir.join("country.mmdb"), c).unwrap();
@@ -257,7 +265,11 @@ async fn operator_files_replace_the_embedded_tables_and_reload() {
             assert_eq!(r.status(), StatusCode::OK);
             let tag = r.headers()["etag"].to_str().unwrap().to_owned();
             let v: Value = r.json().await.unwrap();
-            (tag, v["data"][0]["countryCode"].clone())
+            let first = &v["data"][0];
+            // The AS, as the file names it (borrowed from the file).
+            assert_eq!(first["asn"], "64500");
+            assert_eq!(first["asnOrg"], "Test Org");
+            (tag, first["countryCode"].clone())
         }
     };
     let (tag_nl, country) = listed(&s, &key).await;
@@ -274,6 +286,19 @@ async fn operator_files_replace_the_embedded_tables_and_reload() {
     let (tag_se, country) = listed(&s, &key).await;
     assert_eq!(country, "SE");
     assert_ne!(tag_se, tag_nl);
+    // A record with only a registered country: the check and the list's
+    // country filter (which reads the code alone) agree.
+    report(&s, &key, "9.9.9.9", "brute_force").await;
+    let v = get(&s, &key, "/v1/key/check/9.9.9.9").await;
+    assert_eq!(v["geolocation"]["countryCode"], "CH");
+    let r = s
+        .client
+        .get(s.url("/v1/key/blacklist?scoreMinimum=1&plaintext=true&onlyCountries=CH"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "9.9.9.9\n");
 
     // A damaged file: the reload fails naming it and its flag; the old data stays.
     let bad = files.path().join("country.mmdb");
