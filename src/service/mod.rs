@@ -127,7 +127,8 @@ impl Services {
         };
         let (recorded, refiled) = store.write_blocking(|txn| {
             let recorded = crate::store::periods::filed_with(txn)?;
-            Ok((recorded, crate::store::periods::refile(txn, periods)?))
+            let refiled = crate::store::periods::refile_from(txn, recorded, periods)?;
+            Ok((recorded, refiled))
         })?;
         if let Some(moved) = refiled {
             tracing::info!(

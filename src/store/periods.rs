@@ -66,7 +66,15 @@ pub fn filed_with(txn: &WriteTransaction) -> Result<Option<Periods>> {
 /// when the periods did not change. A store that never recorded its
 /// periods has everything filed again, whatever it was filed with.
 pub fn refile(txn: &WriteTransaction, now: Periods) -> Result<Option<Refiled>> {
-    let before = filed_with(txn)?;
+    refile_from(txn, filed_with(txn)?, now)
+}
+
+/// `refile` for a caller that has read [`filed_with`] already.
+pub fn refile_from(
+    txn: &WriteTransaction,
+    before: Option<Periods>,
+    now: Periods,
+) -> Result<Option<Refiled>> {
     if before == Some(now) {
         return Ok(None);
     }
