@@ -10,10 +10,11 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv6Net};
 
+use super::reputation::Blocklist;
 use super::{Error, Result, Services};
 use crate::domain::IpKey;
 use crate::domain::time::UnixMillis;
-use crate::geoip::{GeoDbs, GeoInfo};
+use crate::geoip::{Brief, GeoDbs, GeoInfo, GeoRef};
 use crate::index::collapse;
 
 /// How a block list is sized (all off by default: one entry per address).
@@ -58,6 +59,9 @@ pub struct ShapedEntry {
     /// it. `None` for a single address, which is looked up when rendered
     /// ([`Self::geo`]), so a long list holds no geolocation.
     pub merged_geo: Option<Box<GeoInfo>>,
+    /// Where the embedded tables place a single address, when the list
+    /// was built to show it (looked up in address order as it was built).
+    pub located: GeoRef,
 }
 
 impl ShapedEntry {
@@ -76,6 +80,7 @@ impl ShapedEntry {
             sessions,
             protocols,
             merged_geo: None,
+            located: GeoRef::UNKNOWN,
         }
     }
 
@@ -93,6 +98,17 @@ impl ShapedEntry {
                 Cow::Owned(d.lookup_brief(IpKey::from_ip(self.net.addr())))
             }
             _ => Cow::Owned(GeoInfo::default()),
+        }
+    }
+
+    /// [`Self::geo`], borrowed: what a block list writes per entry.
+    pub fn brief<'a>(&'a self, dbs: Option<&'a GeoDbs>) -> Brief<'a> {
+        match (&self.merged_geo, dbs) {
+            (Some(g), _) => g.brief(),
+            (None, Some(d)) if self.is_single() => {
+                d.brief_at(IpKey::from_ip(self.net.addr()), self.located)
+            }
+            _ => Brief::default(),
         }
     }
 
@@ -122,12 +138,23 @@ impl ShapedEntry {
     /// The order of every block list: confidence, then recency (both
     /// highest first), then network (IPv4 first, by address, then prefix
     /// length). Plain field comparisons: a list of 1,000,000 is sorted
-    /// with some 20 million of them.
+    /// with some 20 million of them. Networks compare as integers
+    /// (`IpNet`'s own order goes through the address's bytes or groups,
+    /// a quarter of a sort where many entries share a second).
     pub fn order(a: &Self, b: &Self) -> std::cmp::Ordering {
-        b.confidence
-            .cmp(&a.confidence)
-            .then(b.last_seen.cmp(&a.last_seen))
-            .then_with(|| a.net.cmp(&b.net))
+        (b.confidence, b.last_seen.0)
+            .cmp(&(a.confidence, a.last_seen.0))
+            .then_with(|| net_rank(&a.net).cmp(&net_rank(&b.net)))
+    }
+}
+
+/// `IpNet`'s order as integers: IPv4 first, then by address, then by
+/// prefix length.
+#[inline]
+fn net_rank(n: &IpNet) -> (bool, u128, u8) {
+    match n {
+        IpNet::V4(v) => (false, u128::from(v.addr().to_bits()), v.prefix_len()),
+        IpNet::V6(v) => (true, v.addr().to_bits(), v.prefix_len()),
     }
 }
 
@@ -147,7 +174,7 @@ impl fmt::Display for ShapedEntry {
 const V4_MAPPED: (u128, u128) = (0xffff_u128 << 32, (0xffff_u128 << 32) | 0xffff_ffff);
 
 impl Services {
-    /// Sizes `list` (already filtered, ordered and cut to its `limit`):
+    /// Sizes `list` (already filtered and cut to its `limit`):
     /// IPv6 entries widened to their /N (minus never-block addresses), then
     /// collapsed, then ordered by confidence and cut to `max_entries`.
     /// Without a shape the list keeps its order, one entry per address.
@@ -155,14 +182,15 @@ impl Services {
     /// keep the geolocation their addresses agree on.
     pub fn shape_blocklist(
         &self,
-        list: Vec<ShapedEntry>,
+        list: Blocklist,
         shape: &Shape,
         ignore_whitelist: bool,
         dbs: Option<&GeoDbs>,
-    ) -> Result<Vec<ShapedEntry>> {
+    ) -> Result<Blocklist> {
         if *shape == Shape::default() {
             return Ok(list);
         }
+        let list = list.into_sorted();
         let mut out = match shape.ipv6_prefix {
             None => list,
             Some(len) => self.widen_v6(list, len, ignore_whitelist, dbs)?,
@@ -184,7 +212,10 @@ impl Services {
         if let Some(m) = shape.max_entries {
             out.truncate(m);
         }
-        Ok(out)
+        Ok(Blocklist {
+            entries: out,
+            sorted: true,
+        })
     }
 
     fn widen_v6(
@@ -265,6 +296,39 @@ mod tests {
         ShapedEntry::single(ip.parse().unwrap(), 60, UnixMillis(5), 1, 1)
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// The integer comparison of networks is `IpNet`'s own order.
+        #[test]
+        fn order_is_confidence_recency_then_the_networks_own_order(
+            conf in proptest::collection::vec(0_u8..3, 2),
+            seen in proptest::collection::vec(-1_i64..2, 2),
+            bits in proptest::collection::vec(proptest::prelude::any::<u128>(), 2),
+            wide in proptest::collection::vec(proptest::prelude::any::<bool>(), 2),
+            v6 in proptest::collection::vec(proptest::prelude::any::<bool>(), 2),
+            same_addr in proptest::prelude::any::<bool>(),
+        ) {
+            let e = |i: usize| {
+                let b = if same_addr { bits[0] } else { bits[i] };
+                // Short prefixes often, so equal addresses with different
+                // lengths (and IPv4 beside IPv6) are compared.
+                let net = if v6[i] {
+                    IpNet::V6(ipnet::Ipv6Net::new(b.into(), if wide[i] { 48 } else { 128 }).unwrap())
+                } else {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let a = std::net::Ipv4Addr::from(b as u32);
+                    IpNet::V4(ipnet::Ipv4Net::new(a, if wide[i] { 24 } else { 32 }).unwrap())
+                };
+                ShapedEntry { net, confidence: conf[i], last_seen: UnixMillis(seen[i]), sessions: 0, protocols: 0, merged_geo: None, located: GeoRef::UNKNOWN }
+            };
+            let (a, b) = (e(0), e(1));
+            let want = b.confidence.cmp(&a.confidence)
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then_with(|| a.net.cmp(&b.net));
+            proptest::prop_assert_eq!(ShapedEntry::order(&a, &b), want);
+        }
+    }
+
     #[test]
     fn entries_are_small_and_hold_no_geolocation_of_their_own() {
         // 1,000,000 entries stay under 50 MB while a list is sent.
@@ -283,6 +347,10 @@ mod tests {
         let mut net = single("8.8.8.8");
         net.net = "8.8.8.0/24".parse().unwrap();
         assert_eq!(*net.geo(Some(&dbs)), GeoInfo::default());
+        // The borrowed form says the same.
+        assert_eq!(e.brief(Some(&dbs)).to_info(), brief);
+        assert_eq!(e.brief(None), Brief::default());
+        assert_eq!(net.brief(Some(&dbs)), Brief::default());
     }
 
     #[test]

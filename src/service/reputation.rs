@@ -10,7 +10,7 @@ use super::{Error, Result, Services};
 use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::score::{self, Explanation};
 use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior, repeat};
-use crate::geoip::GeoInfo;
+use crate::geoip::{Brief, GeoDbs};
 use crate::index::{IpIndex, PrefixVerdict};
 use crate::store::names;
 
@@ -301,7 +301,7 @@ impl Default for BlocklistFilter {
 impl BlocklistFilter {
     /// The country and AS filters. An address the databases do not place
     /// fails every "only" filter and passes every "except" filter.
-    pub fn matches_geo(&self, g: &GeoInfo) -> bool {
+    pub fn matches_geo(&self, g: &Brief<'_>) -> bool {
         let in_countries = |list: &[String]| {
             g.country_code
                 .is_some_and(|c| list.iter().any(|x| x.eq_ignore_ascii_case(c.as_str())))
@@ -355,20 +355,102 @@ fn sort_list(list: &mut [ShapedEntry]) {
     });
 }
 
+/// Of a long list sent unsorted, the share sorted before the first byte;
+/// the rest is sorted on another thread while that share is sent
+/// (sending an entry costs several times what sorting it does).
+const FIRST_SHARE: usize = 4;
+
+/// The entries of a block list, either in their order or still in
+/// address order (as the index holds them). Both are functions of the
+/// entries alone, so a validator may be computed over either.
+#[derive(Debug)]
+pub struct Blocklist {
+    pub entries: Vec<ShapedEntry>,
+    pub sorted: bool,
+}
+
+/// A block list in its order: the first entries, and the rest as a task
+/// still sorting them.
+#[derive(Debug)]
+pub struct Ordered {
+    pub first: Vec<ShapedEntry>,
+    pub rest: Option<tokio::task::JoinHandle<Vec<ShapedEntry>>>,
+}
+
+impl From<Vec<ShapedEntry>> for Ordered {
+    /// An already ordered list.
+    fn from(first: Vec<ShapedEntry>) -> Self {
+        Self { first, rest: None }
+    }
+}
+
+impl Blocklist {
+    /// The entries in their order.
+    pub fn into_sorted(mut self) -> Vec<ShapedEntry> {
+        if !self.sorted {
+            sort_list(&mut self.entries);
+        }
+        self.entries
+    }
+
+    /// Keeps the first `n` entries of the order.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.entries.len() {
+            return;
+        }
+        if !self.sorted {
+            sort_list(&mut self.entries);
+            self.sorted = true;
+        }
+        self.entries.truncate(n);
+    }
+
+    /// The entries in their order, for sending: a long unsorted list
+    /// splits off its first share (a selection) and sorts it here, the
+    /// rest on a blocking thread, so the first byte leaves before the
+    /// whole is sorted. Outside a runtime everything is sorted here.
+    pub fn into_ordered(self) -> Ordered {
+        let runtime = tokio::runtime::Handle::try_current();
+        let runtime = match runtime {
+            Ok(h) if !self.sorted && self.entries.len() >= PARALLEL_SORT_MIN => h,
+            _ => return Ordered::from(self.into_sorted()),
+        };
+        let mut rest = self.entries;
+        let cut = rest.len() - rest.len() / FIRST_SHARE;
+        // Reversed, so the first share ends up at the tail, where
+        // splitting it off copies only it.
+        rest.select_nth_unstable_by(cut, |a, b| ShapedEntry::order(b, a));
+        let mut first = rest.split_off(cut);
+        let rest = runtime.spawn_blocking(move || {
+            rest.sort_unstable_by(ShapedEntry::order);
+            rest
+        });
+        first.sort_unstable_by(ShapedEntry::order);
+        Ordered {
+            first,
+            rest: Some(rest),
+        }
+    }
+}
+
 impl Services {
     /// The block list: live indicators passing `f`, highest confidence
     /// first, then most recent. The caller charges the IPs it returns.
+    /// A list cut to `f.limit` comes sorted, a whole one in address order
+    /// ([`Blocklist::into_ordered`] sorts it as it is sent).
     ///
     /// One vector of 48-byte entries, sized once (growing it, and a second
     /// vector, cost more in fresh pages than the sort), cut to the limit by
     /// a selection before the sort. Entries carry no geolocation: a country
-    /// or AS filter looks it up here, the renderer per chunk as the body
-    /// streams (a lookup costs more than every other step per entry, and a
-    /// list holding it grew with its length; docs/performance.md).
-    pub fn blocklist(&self, f: &BlocklistFilter) -> Result<Vec<ShapedEntry>> {
+    /// or AS filter looks it up here, and with `shown` (the databases the
+    /// list will be written with) each entry is placed in them, in address
+    /// order, for the writer to read ([`crate::geoip::GeoRef`]; a list
+    /// holding the geolocation itself grew with its length).
+    pub fn blocklist(&self, f: &BlocklistFilter, shown: Option<&GeoDbs>) -> Result<Blocklist> {
         let now = self.clock.now();
-        let dbs = self.geo.dbs();
-        let geo_of = |ip: IpKey| dbs.as_ref().map(|d| d.lookup_brief(ip)).unwrap_or_default();
+        let own = self.geo.dbs();
+        let dbs = shown.or(own.as_deref());
+        let geo_of = |ip: IpKey| dbs.map(|d| d.brief(ip)).unwrap_or_default();
         let geo_filtered = !(f.only_countries.is_empty()
             && f.except_countries.is_empty()
             && f.only_asn.is_empty()
@@ -404,7 +486,14 @@ impl Services {
         self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
             list.retain(|e| !hidden(IpKey::from_ip(e.net.addr())));
         })?;
-        if list.len() > f.limit {
+        // Still in address order, where neighbouring lookups share cache.
+        if let Some(d) = shown {
+            for e in &mut list {
+                e.located = d.locate(IpKey::from_ip(e.net.addr()));
+            }
+        }
+        let cut = list.len() > f.limit;
+        if cut {
             list.select_nth_unstable_by(f.limit, ShapedEntry::order);
             list.truncate(f.limit);
         }
@@ -413,8 +502,14 @@ impl Services {
         if list.capacity() > 2 * list.len() {
             list.shrink_to_fit();
         }
-        sort_list(&mut list);
-        Ok(list)
+        // The selection left the cut list in no order of its own.
+        if cut {
+            sort_list(&mut list);
+        }
+        Ok(Blocklist {
+            entries: list,
+            sorted: cut,
+        })
     }
 
     /// Attack statistics of a username (case-insensitive).
@@ -475,10 +570,10 @@ pub fn categories_of(ind: &Indicator) -> BTreeMap<u8, (Category, u64)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_long_list_sorted_on_two_threads_equals_one_sorted_on_one() {
+    /// `n` entries in no order, with few distinct scores and times.
+    fn scattered(n: usize) -> Vec<ShapedEntry> {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let list: Vec<ShapedEntry> = (0..PARALLEL_SORT_MIN * 2 + 7)
+        (0..n)
             .map(|i| {
                 x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
                 let ip = if i % 5 == 0 {
@@ -496,11 +591,41 @@ mod tests {
                     1,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_long_list_sorted_on_two_threads_equals_one_sorted_on_one() {
+        let list = scattered(PARALLEL_SORT_MIN * 2 + 7);
         let mut one = list.clone();
         one.sort_unstable_by(ShapedEntry::order);
         let mut two = list;
         sort_list(&mut two);
         assert!(one == two);
+    }
+
+    #[tokio::test]
+    async fn a_long_list_sent_while_sorting_arrives_in_order() {
+        let list = scattered(PARALLEL_SORT_MIN * 2 + 7);
+        let mut want = list.clone();
+        want.sort_unstable_by(ShapedEntry::order);
+        let o = Blocklist {
+            entries: list.clone(),
+            sorted: false,
+        }
+        .into_ordered();
+        assert_eq!(o.first.len(), want.len() / FIRST_SHARE);
+        let mut got = o.first;
+        got.extend(o.rest.expect("sorted behind").await.unwrap());
+        assert!(got == want);
+        // Cut short: the first entries of the order.
+        let mut cut = Blocklist {
+            entries: list,
+            sorted: false,
+        };
+        cut.truncate(1000);
+        assert!(cut.sorted && cut.entries[..] == want[..1000]);
+        let o = cut.into_ordered();
+        assert!(o.rest.is_none() && o.first[..] == want[..1000]);
     }
 }

@@ -17,10 +17,10 @@ use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
 use crate::domain::{Protocol, Severity};
-use crate::geoip::{GeoDbs, GeoInfo};
+use crate::geoip::{Brief, GeoDbs};
 use crate::service::blockshape::{Shape, ShapedEntry};
 use crate::service::quotas::Bucket;
-use crate::service::reputation::BlocklistFilter;
+use crate::service::reputation::{Blocklist, BlocklistFilter, Ordered};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -206,18 +206,20 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let services = &ctx.state.services;
     // Only JSON shows geolocation: looked up per chunk as the body streams.
     let dbs = services.geo.dbs().filter(|_| format == Format::Json);
-    let list = services.blocklist(&filter)?;
+    let list = services.blocklist(&filter, dbs.as_deref())?;
     // The same databases place merged networks, name the tag and render.
     let mut list =
         services.shape_blocklist(list, &shape, filter.ignore_whitelist, dbs.as_deref())?;
     let geo_id = dbs.as_deref().map(GeoDbs::identity);
+    // Over the entries in address order or in their order: either is a
+    // function of the entries.
     let tag_of = |list: &[ShapedEntry]| etag(format, &names, &shape, geo_id.as_deref(), list);
     // A poller that already holds this exact list gets 304 and is not
     // charged: nothing is sent.
     let full_tag = ctx
         .headers
         .contains_key(header::IF_NONE_MATCH)
-        .then(|| tag_of(&list));
+        .then(|| tag_of(&list.entries));
     if let Some(t) = full_tag
         .as_deref()
         .filter(|t| if_none_match(&ctx.headers, t))
@@ -227,13 +229,13 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     // The daily budget may cut the list short; only what is sent is charged
     // (one unit per entry, whether an address or a network).
     let granted = services
-        .charge_up_to(&who, Bucket::Blacklist, list.len() as u64)
+        .charge_up_to(&who, Bucket::Blacklist, list.entries.len() as u64)
         .await?;
-    let cut = usize::try_from(granted).unwrap_or(usize::MAX) < list.len();
+    let cut = usize::try_from(granted).unwrap_or(usize::MAX) < list.entries.len();
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
     let tag = match full_tag {
         Some(t) if !cut => t,
-        _ => tag_of(&list),
+        _ => tag_of(&list.entries),
     };
     let now = services.clock.now();
     let mut resp = render(format, list, dbs, &filter, &shape, &names, now.0);
@@ -247,7 +249,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
 /// places the addresses of a JSON list.
 fn render(
     format: Format,
-    list: Vec<ShapedEntry>,
+    list: Blocklist,
     dbs: Option<Arc<GeoDbs>>,
     filter: &BlocklistFilter,
     shape: &Shape,
@@ -256,20 +258,23 @@ fn render(
 ) -> Resp {
     match format {
         Format::Json => {
-            let meta = json_meta(list.len(), filter, shape, now_ms);
+            let meta = json_meta(list.entries.len(), filter, shape, now_ms);
+            let mut writer = JsonWriter::default();
             streamed(
                 "application/json",
                 "{\"data\":[".to_owned(),
-                list,
+                list.into_ordered(),
                 ",",
                 format!("],\"meta\":{meta}}}"),
-                move |buf, e| json_entry(buf, e, &e.geo(dbs.as_deref())),
+                move |buf, e| writer.entry(buf, e, &e.brief(dbs.as_deref())),
             )
         }
+        // Sent faster than the rest of it could be sorted behind: sorted
+        // whole (on two threads) before the first byte.
         Format::Plain => streamed(
             "text/plain; charset=utf-8",
             String::new(),
-            list,
+            list.into_sorted(),
             "",
             String::new(),
             plain_entry,
@@ -277,7 +282,7 @@ fn render(
         Format::Csv => streamed(
             "text/csv; charset=utf-8",
             CSV_HEADER.to_owned(),
-            list,
+            list.into_ordered(),
             "",
             String::new(),
             csv_entry,
@@ -285,12 +290,12 @@ fn render(
         Format::Ipset => text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            ipset(&list, &names.0, shape.networks()),
+            ipset(&list.into_sorted(), &names.0, shape.networks()),
         ),
         Format::Nft => text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            nft(&list, &names.1, &names.0, shape.networks()),
+            nft(&list.into_sorted(), &names.1, &names.0, shape.networks()),
         ),
     }
 }
@@ -404,41 +409,89 @@ fn text(status: StatusCode, ct: &'static str, body: String) -> Resp {
 const CHUNK: usize = 256;
 
 /// A body rendered `CHUNK` entries at a time as the connection asks for
-/// more: the text of a large list is never held whole, only the (sorted)
-/// entries and one chunk. `head`, `sep`-joined entries, `tail`.
+/// more: the text of a large list is never held whole, only the entries
+/// and one chunk. `head`, `sep`-joined entries, `tail`. Entries are
+/// written as bytes (ASCII, or JSON-escaped UTF-8 names). The entries
+/// after `list.first` are waited for when the body reaches them.
 pub(crate) fn streamed(
     ct: &'static str,
     head: String,
-    list: Vec<ShapedEntry>,
+    list: impl Into<Ordered>,
     sep: &'static str,
     tail: String,
-    mut render: impl FnMut(&mut String, &ShapedEntry) + Send + Sync + 'static,
+    render: impl FnMut(&mut Vec<u8>, &ShapedEntry) + Send + Sync + 'static,
 ) -> Resp {
-    let mut head = Some(head);
-    let mut tail = Some(tail);
-    let mut rest = list.into_iter().enumerate();
-    // Sized from the chunk before, so a chunk is not copied as it grows.
-    let mut size = 0;
-    let chunks = std::iter::from_fn(move || {
-        let mut buf = String::with_capacity(size);
-        buf.push_str(&head.take().unwrap_or_default());
-        for (i, e) in rest.by_ref().take(CHUNK) {
-            if i > 0 {
-                buf.push_str(sep);
+    let Ordered { first, rest } = list.into();
+    let state = Chunks {
+        head: Some(head),
+        tail: Some(tail),
+        entries: first.into_iter(),
+        rest,
+        sep: sep.as_bytes(),
+        started: false,
+        size: 0,
+        render,
+    };
+    let chunks = futures_util::stream::unfold(state, |mut c| async move {
+        if c.entries.len() == 0
+            && let Some(rest) = c.rest.take()
+        {
+            match rest.await {
+                Ok(rest) => c.entries = rest.into_iter(),
+                Err(e) => {
+                    // The body ends short: the client sees a cut
+                    // transfer, not a shorter list.
+                    tracing::error!(error = %e, "sorting a block list failed");
+                    c.tail = None;
+                    return Some((Err(response::BodyError::from(e)), c));
+                }
             }
-            render(&mut buf, &e);
         }
-        size = size.max(buf.len() + buf.len() / 8);
-        if buf.is_empty() {
-            buf = tail.take()?;
-        }
-        Some(Ok::<_, response::BodyError>(Frame::data(Bytes::from(buf))))
+        let frame = c.chunk()?;
+        Some((Ok(frame), c))
     });
-    let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed();
+    let body = StreamBody::new(chunks).boxed();
     let mut r = Resp::new(body);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     r
+}
+
+/// The state of a streamed body.
+struct Chunks<R> {
+    head: Option<String>,
+    tail: Option<String>,
+    entries: std::vec::IntoIter<ShapedEntry>,
+    rest: Option<tokio::task::JoinHandle<Vec<ShapedEntry>>>,
+    sep: &'static [u8],
+    /// Whether an entry was written (the next one is preceded by `sep`).
+    started: bool,
+    /// Capacity for the next chunk, from the one before, so a chunk is
+    /// not copied as it grows.
+    size: usize,
+    render: R,
+}
+
+impl<R: FnMut(&mut Vec<u8>, &ShapedEntry)> Chunks<R> {
+    /// The next chunk of the entries at hand, or the tail after them.
+    fn chunk(&mut self) -> Option<Frame<Bytes>> {
+        let mut buf = Vec::with_capacity(self.size);
+        if let Some(head) = self.head.take() {
+            buf.extend_from_slice(head.as_bytes());
+        }
+        for e in self.entries.by_ref().take(CHUNK) {
+            if self.started {
+                buf.extend_from_slice(self.sep);
+            }
+            self.started = true;
+            (self.render)(&mut buf, &e);
+        }
+        self.size = self.size.max(buf.len() + buf.len() / 8);
+        if buf.is_empty() {
+            buf = self.tail.take()?.into_bytes();
+        }
+        Some(Frame::data(Bytes::from(buf)))
+    }
 }
 
 fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> Value {
@@ -451,97 +504,140 @@ fn json_meta(count: usize, f: &BlocklistFilter, shape: &Shape, now_ms: i64) -> V
     meta
 }
 
-/// One entry, written directly (keys in the order serde_json's map gives
-/// them): a `json!` value per entry allocated a dozen times, and
-/// `write!` formatting was a third of a large list's CPU.
-fn json_entry(buf: &mut String, e: &ShapedEntry, geo: &GeoInfo) {
-    buf.push_str("{\"asn\":");
-    match geo.asn {
-        Some(a) => {
-            buf.push('"');
-            push_int(buf, a);
-            buf.push('"');
+/// Writes JSON entries. Most entries of a list share their protocols:
+/// the text of the last set written is kept.
+#[derive(Default)]
+struct JsonWriter {
+    protocols: Option<(u16, Vec<u8>)>,
+}
+
+impl JsonWriter {
+    /// One entry, written directly (keys in the order serde_json's map
+    /// gives them): a `json!` value per entry allocated a dozen times,
+    /// and `write!` formatting was a third of a large list's CPU.
+    fn entry(&mut self, buf: &mut Vec<u8>, e: &ShapedEntry, geo: &Brief<'_>) {
+        buf.reserve(192 + geo.as_org.map_or(0, str::len));
+        buf.extend_from_slice(b"{\"asn\":");
+        match geo.asn {
+            Some(a) => {
+                buf.push(b'"');
+                push_int(buf, a);
+                buf.push(b'"');
+            }
+            None => buf.extend_from_slice(b"null"),
         }
-        None => buf.push_str("null"),
+        buf.extend_from_slice(b",\"asnOrg\":");
+        json_opt_str(buf, geo.as_org);
+        buf.extend_from_slice(b",\"confidenceLevel\":");
+        push_int(buf, e.confidence);
+        buf.extend_from_slice(b",\"countryCode\":");
+        match geo.country_code {
+            Some(c) => {
+                let [a, b] = c.to_bytes();
+                buf.extend_from_slice(&[b'"', a, b, b'"']);
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        // Addresses and networks need no escaping.
+        buf.extend_from_slice(b",\"ip\":\"");
+        push_entry(buf, e);
+        buf.extend_from_slice(b"\",\"lastSeen\":");
+        push_int(buf, e.last_seen.0);
+        buf.extend_from_slice(b",\"protocols\":[");
+        match &self.protocols {
+            Some((bits, text)) if *bits == e.protocols => buf.extend_from_slice(text),
+            _ => {
+                let mut text = Vec::new();
+                push_protocols(&mut text, e.protocols, b"\"", b",");
+                buf.extend_from_slice(&text);
+                self.protocols = Some((e.protocols, text));
+            }
+        }
+        buf.extend_from_slice(b"],\"sessions\":");
+        push_int(buf, e.sessions);
+        buf.push(b'}');
     }
-    buf.push_str(",\"asnOrg\":");
-    json_opt_str(buf, geo.as_org.as_deref());
-    buf.push_str(",\"confidenceLevel\":");
-    push_int(buf, e.confidence);
-    buf.push_str(",\"countryCode\":");
-    json_opt_str(
-        buf,
-        geo.country_code
-            .as_ref()
-            .map(crate::geoip::CountryCode::as_str),
-    );
-    // Addresses and networks need no escaping.
-    buf.push_str(",\"ip\":\"");
-    push_entry(buf, e);
-    buf.push_str("\",\"lastSeen\":");
-    push_int(buf, e.last_seen.0);
-    buf.push_str(",\"protocols\":[");
-    push_protocols(buf, e.protocols, "\"", ",");
-    buf.push_str("],\"sessions\":");
-    push_int(buf, e.sessions);
-    buf.push('}');
 }
 
 /// A JSON string or `null`.
-fn json_opt_str(buf: &mut String, s: Option<&str>) {
+fn json_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     let Some(s) = s else {
-        buf.push_str("null");
+        buf.extend_from_slice(b"null");
         return;
     };
-    buf.push('"');
+    buf.push(b'"');
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        buf.push_str(s);
+        buf.extend_from_slice(s.as_bytes());
     } else {
-        for c in s.chars() {
-            match c {
-                '"' => buf.push_str("\\\""),
-                '\\' => buf.push_str("\\\\"),
-                c if u32::from(c) < 0x20 => {
-                    let _ = write!(buf, "\\u{:04x}", u32::from(c));
+        // Bytes of multi-byte characters are never below 0x80.
+        for b in s.bytes() {
+            match b {
+                b'"' => buf.extend_from_slice(b"\\\""),
+                b'\\' => buf.extend_from_slice(b"\\\\"),
+                b if b < 0x20 => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    buf.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ]);
                 }
-                c => buf.push(c),
+                b => buf.push(b),
             }
         }
     }
-    buf.push('"');
+    buf.push(b'"');
 }
 
-fn push_int(buf: &mut String, n: impl itoa::Integer) {
-    buf.push_str(itoa::Buffer::new().format(n));
+fn push_int(buf: &mut Vec<u8>, n: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// The entry as its `Display` writes it; an address without the
 /// formatting machinery (most of a list: that machinery was a fifth of a
 /// plaintext list's CPU).
-fn push_entry(buf: &mut String, e: &ShapedEntry) {
+pub(crate) fn push_entry(buf: &mut Vec<u8>, e: &ShapedEntry) {
     match e.net {
-        ipnet::IpNet::V4(n) if e.is_single() => {
-            for (i, o) in n.addr().octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf.push('.');
-                }
-                push_int(buf, o);
-            }
-        }
+        ipnet::IpNet::V4(n) if e.is_single() => push_ipv4(buf, n.addr().octets()),
         // The IPv4-mapped and -compatible forms are left to `Display`.
         ipnet::IpNet::V6(n) if e.is_single() && n.addr().segments()[..5] != [0; 5] => {
             push_ipv6(buf, n.addr().segments());
         }
-        _ => {
-            let _ = write!(buf, "{e}");
-        }
+        _ => buf.extend_from_slice(e.to_string().as_bytes()),
     }
+}
+
+/// Dotted decimal, composed on the stack and copied once.
+fn push_ipv4(buf: &mut Vec<u8>, octets: [u8; 4]) {
+    let mut out = [0_u8; 15];
+    let mut n = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        let (h, t, u) = (o / 100, o / 10 % 10, o % 10);
+        if h > 0 {
+            out[n] = b'0' + h;
+            n += 1;
+        }
+        if o >= 10 {
+            out[n] = b'0' + t;
+            n += 1;
+        }
+        out[n] = b'0' + u;
+        n += 1;
+    }
+    buf.extend_from_slice(&out[..n]);
 }
 
 /// RFC 5952 text of an address: lower-case hexadecimal groups without
 /// leading zeros, the longest run of two or more zero groups (the first
-/// of equal runs) written `::`.
-fn push_ipv6(buf: &mut String, g: [u16; 8]) {
+/// of equal runs) written `::`. Composed on the stack and copied once.
+fn push_ipv6(buf: &mut Vec<u8>, g: [u16; 8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let (mut run, mut best) = ((0, 0), (0, 0));
     for (i, v) in g.iter().enumerate() {
@@ -558,58 +654,65 @@ fn push_ipv6(buf: &mut String, g: [u16; 8]) {
         }
     }
     let skip = if best.1 >= 2 { best } else { (8, 0) };
+    let mut out = [0_u8; 39];
+    let mut n = 0;
     let mut i = 0;
     while i < 8 {
         if i == skip.0 {
-            buf.push_str("::");
+            out[n] = b':';
+            out[n + 1] = b':';
+            n += 2;
             i += skip.1;
             continue;
         }
         if i > 0 && i != skip.0 + skip.1 {
-            buf.push(':');
+            out[n] = b':';
+            n += 1;
         }
         let v = g[i];
         let digits = (16 - v.leading_zeros()).div_ceil(4).max(1);
         for d in (0..digits).rev() {
-            buf.push(char::from(HEX[usize::from((v >> (4 * d)) & 0xf)]));
+            out[n] = HEX[usize::from((v >> (4 * d)) & 0xf)];
+            n += 1;
         }
         i += 1;
     }
+    buf.extend_from_slice(&out[..n]);
 }
 
 /// The names of the protocols in `bits`, each quoted with `quote`, joined
 /// by `sep`.
-fn push_protocols(buf: &mut String, bits: u16, quote: &str, sep: &str) {
+fn push_protocols(buf: &mut Vec<u8>, bits: u16, quote: &[u8], sep: &[u8]) {
     let mut first = true;
     for p in Protocol::ALL.iter().filter(|p| bits & p.bit() != 0) {
         if !first {
-            buf.push_str(sep);
+            buf.extend_from_slice(sep);
         }
         first = false;
-        buf.push_str(quote);
-        buf.push_str(p.as_str());
-        buf.push_str(quote);
+        buf.extend_from_slice(quote);
+        buf.extend_from_slice(p.as_str().as_bytes());
+        buf.extend_from_slice(quote);
     }
 }
 
-pub(crate) fn plain_entry(buf: &mut String, e: &ShapedEntry) {
+pub(crate) fn plain_entry(buf: &mut Vec<u8>, e: &ShapedEntry) {
     push_entry(buf, e);
-    buf.push('\n');
+    buf.push(b'\n');
 }
 
 const CSV_HEADER: &str = "ip,confidence,last_seen,sessions,protocols\n";
 
-fn csv_entry(buf: &mut String, e: &ShapedEntry) {
+fn csv_entry(buf: &mut Vec<u8>, e: &ShapedEntry) {
     push_entry(buf, e);
-    buf.push(',');
+    buf.push(b',');
     push_int(buf, e.confidence);
-    buf.push(',');
-    buf.push_str(&e.last_seen.rfc3339());
-    buf.push(',');
+    buf.push(b',');
+    buf.extend_from_slice(e.last_seen.rfc3339().as_bytes());
+    buf.push(b',');
     push_int(buf, e.sessions);
-    buf.push(',');
-    push_protocols(buf, e.protocols, "", " ");
-    buf.push('\n');
+    buf.push(b',');
+    push_protocols(buf, e.protocols, b"", b" ");
+    buf.push(b'\n');
 }
 
 fn is_v4(e: &ShapedEntry) -> bool {
@@ -694,6 +797,7 @@ mod tests {
                     ..GeoInfo::default()
                 })
             }),
+            located: crate::geoip::GeoRef::UNKNOWN,
         }
     }
 
@@ -706,9 +810,15 @@ mod tests {
             ),
             entry("2001:db8::/48", None),
         ] {
-            let mut buf = String::new();
-            let geo = e.geo(None);
-            json_entry(&mut buf, &e, &geo);
+            let mut bytes = Vec::new();
+            let geo = e.brief(None);
+            // Twice: the second time with the protocols' text kept.
+            let mut w = JsonWriter::default();
+            w.entry(&mut bytes, &e, &geo);
+            let first = bytes.len();
+            w.entry(&mut bytes, &e, &geo);
+            assert_eq!(bytes[..first], bytes[first..]);
+            let buf = String::from_utf8(bytes[..first].to_vec()).unwrap();
             let got: Value = serde_json::from_str(&buf).unwrap();
             let want = json!({
                 "ip": e.to_string(),
@@ -718,7 +828,7 @@ mod tests {
                 "protocols": protocol_names(e.protocols),
                 "countryCode": geo.country_code.map(|c| c.to_string()),
                 "asn": geo.asn.map(|a| a.to_string()),
-                "asnOrg": geo.as_org.as_deref(),
+                "asnOrg": geo.as_org,
             });
             assert_eq!(got, want, "{buf}");
             assert_eq!(buf, want.to_string().replace("\\n", "\\u000a"));
@@ -727,9 +837,9 @@ mod tests {
 
     fn written(ip: std::net::IpAddr) -> (String, String) {
         let e = ShapedEntry::single(crate::domain::IpKey::from_ip(ip), 1, UnixMillis(0), 0, 0);
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         push_entry(&mut buf, &e);
-        (buf, e.to_string())
+        (String::from_utf8(buf).unwrap(), e.to_string())
     }
 
     #[test]
@@ -776,6 +886,38 @@ mod tests {
                 proptest::prop_assert_eq!(got, want);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_the_entries_still_being_sorted() {
+        let all: Vec<ShapedEntry> = (0..1000_u32)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+                ShapedEntry::single(
+                    crate::domain::IpKey::from_ip(ip.into()),
+                    50,
+                    UnixMillis(0),
+                    1,
+                    1,
+                )
+            })
+            .collect();
+        let rest = all[300..].to_vec();
+        let list = Ordered {
+            first: all[..300].to_vec(),
+            rest: Some(tokio::task::spawn_blocking(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                rest
+            })),
+        };
+        let body = streamed("text/plain", "[".into(), list, ",", "]".into(), plain_entry)
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let want: Vec<String> = all.iter().map(|e| format!("{e}\n")).collect();
+        assert_eq!(body, format!("[{}]", want.join(",")));
     }
 
     #[test]
