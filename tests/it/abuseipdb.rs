@@ -764,6 +764,8 @@ async fn blacklist_json_and_plaintext() {
         .collect();
     assert_eq!(ips.len(), 3);
     assert_eq!(ips[2], "9.9.9.9", "ordered by score");
+    assert_eq!(data[2]["countryCode"], "US");
+    assert_eq!(data[2]["abuseConfidenceScore"], low);
     let e = &data[0];
     assert_eq!(
         e.as_object().unwrap().keys().collect::<Vec<_>>(),

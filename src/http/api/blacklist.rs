@@ -531,13 +531,7 @@ impl JsonWriter {
         buf.extend_from_slice(b",\"confidenceLevel\":");
         push_int(buf, e.confidence);
         buf.extend_from_slice(b",\"countryCode\":");
-        match geo.country_code {
-            Some(c) => {
-                let [a, b] = c.to_bytes();
-                buf.extend_from_slice(&[b'"', a, b, b'"']);
-            }
-            None => buf.extend_from_slice(b"null"),
-        }
+        push_country(buf, geo.country_code);
         // Addresses and networks need no escaping.
         buf.extend_from_slice(b",\"ip\":\"");
         push_entry(buf, e);
@@ -592,7 +586,18 @@ fn json_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     buf.push(b'"');
 }
 
-fn push_int(buf: &mut Vec<u8>, n: impl itoa::Integer) {
+/// A country code as a JSON string, or `null`.
+pub(crate) fn push_country(buf: &mut Vec<u8>, code: Option<crate::geoip::CountryCode>) {
+    match code {
+        Some(c) => {
+            let [a, b] = c.to_bytes();
+            buf.extend_from_slice(&[b'"', a, b, b'"']);
+        }
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+pub(crate) fn push_int(buf: &mut Vec<u8>, n: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 

@@ -317,15 +317,9 @@ fn blacklist_entry(b: &mut Vec<u8>, e: &ShapedEntry, geo: &Brief<'_>) {
     b.extend_from_slice(b"{\"ipAddress\":\"");
     blacklist::push_entry(b, e);
     b.extend_from_slice(b"\",\"countryCode\":");
-    match geo.country_code {
-        Some(code) => {
-            let [first, second] = code.to_bytes();
-            b.extend_from_slice(&[b'"', first, second, b'"']);
-        }
-        None => b.extend_from_slice(b"null"),
-    }
+    blacklist::push_country(b, geo.country_code);
     b.extend_from_slice(b",\"abuseConfidenceScore\":");
-    b.extend_from_slice(itoa::Buffer::new().format(e.confidence).as_bytes());
+    blacklist::push_int(b, e.confidence);
     b.extend_from_slice(b",\"lastReportedAt\":\"");
     b.extend_from_slice(atom(e.last_seen).as_bytes());
     b.extend_from_slice(b"\"}");
