@@ -487,7 +487,9 @@ impl Services {
             list.retain(|e| !hidden(IpKey::from_ip(e.net.addr())));
         })?;
         // Still in address order, where neighbouring lookups share cache.
-        if let Some(d) = shown {
+        // A list cut to a small part of itself is looked up as written
+        // (a few lookups, not one per live indicator).
+        if let Some(d) = shown.filter(|_| f.limit >= list.len() / 8) {
             for e in &mut list {
                 e.located = d.locate(IpKey::from_ip(e.net.addr()));
             }
