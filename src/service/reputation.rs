@@ -10,7 +10,7 @@ use super::{Error, Result, Services};
 use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::score::{self, Explanation};
 use crate::domain::{Category, Indicator, IpKey, Protocol, Severity, UnixMillis, behavior, repeat};
-use crate::geoip::{Brief, GeoDbs};
+use crate::geoip::{Brief, GeoDbs, GeoRef};
 use crate::index::{IpIndex, PrefixVerdict};
 use crate::store::names;
 
@@ -450,7 +450,14 @@ impl Services {
         let now = self.clock.now();
         let own = self.geo.dbs();
         let dbs = shown.or(own.as_deref());
-        let geo_of = |ip: IpKey| dbs.map(|d| d.brief(ip)).unwrap_or_default();
+        // Placed in the databases the filter reads (kept when they are the
+        // ones the list is written with).
+        let place = |ip: IpKey| {
+            dbs.map_or((GeoRef::UNKNOWN, Brief::default()), |d| {
+                let at = d.locate(ip);
+                (at, d.brief_at(ip, at))
+            })
+        };
         let geo_filtered = !(f.only_countries.is_empty()
             && f.except_countries.is_empty()
             && f.only_asn.is_empty()
@@ -467,17 +474,26 @@ impl Services {
                     })
                     .filter_map(|(ip, s)| {
                         let confidence = s.score(now);
-                        (confidence >= f.score_minimum
-                            && (!geo_filtered || f.matches_geo(&geo_of(ip))))
-                        .then(|| {
-                            ShapedEntry::single(
-                                ip,
-                                confidence,
-                                s.last_seen,
-                                s.sessions,
-                                s.protocols,
-                            )
-                        })
+                        if confidence < f.score_minimum {
+                            return None;
+                        }
+                        let mut e = ShapedEntry::single(
+                            ip,
+                            confidence,
+                            s.last_seen,
+                            s.sessions,
+                            s.protocols,
+                        );
+                        if geo_filtered {
+                            let (at, brief) = place(ip);
+                            if !f.matches_geo(&brief) {
+                                return None;
+                            }
+                            if shown.is_some() {
+                                e.located = at;
+                            }
+                        }
+                        Some(e)
                     }),
             );
             list
@@ -489,7 +505,7 @@ impl Services {
         // Still in address order, where neighbouring lookups share cache.
         // A list cut to a small part of itself is looked up as written
         // (a few lookups, not one per live indicator).
-        if let Some(d) = shown.filter(|_| f.limit >= list.len() / 8) {
+        if let Some(d) = shown.filter(|_| !geo_filtered && f.limit >= list.len() / 8) {
             for e in &mut list {
                 e.located = d.locate(IpKey::from_ip(e.net.addr()));
             }

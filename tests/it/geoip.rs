@@ -144,6 +144,10 @@ async fn check_bulk_and_blacklist_carry_geolocation_and_filter_by_it() {
         ["1.1.1.1", "2606:4700:4700::1111"]
     );
     assert_eq!(list("exceptAsn=13335").await.0, ["8.8.8.8"]);
+    // A filtered list shows the geolocation its filter read.
+    let (_, v) = list("exceptAsn=13335").await;
+    assert_eq!(v["data"][0]["asnOrg"], "Google LLC");
+    assert_eq!(v["data"][0]["countryCode"], "US");
     assert_eq!(
         list("onlyAsn=AS15169,AS13335&exceptCountries=AU").await.0,
         ["2606:4700:4700::1111", "8.8.8.8"]
