@@ -310,11 +310,6 @@ impl GeoDbs {
         g
     }
 
-    /// The country code and AS only (what block lists show), owned.
-    pub fn lookup_brief(&self, ip: IpKey) -> GeoInfo {
-        self.brief(ip).to_info()
-    }
-
     /// The country code and AS only, borrowed from the databases.
     pub fn brief(&self, ip: IpKey) -> Brief<'_> {
         if !ip.is_public() {

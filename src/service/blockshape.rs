@@ -3,7 +3,6 @@
 //! never-block set has already filtered, and cuts never-block addresses out
 //! of every widened prefix, so no output entry ever covers them.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -57,7 +56,7 @@ pub struct ShapedEntry {
     /// A network's geolocation: the country and AS its addresses agree on
     /// (each part empty where they differ), kept only when the list shows
     /// it. `None` for a single address, which is looked up when rendered
-    /// ([`Self::geo`]), so a long list holds no geolocation.
+    /// ([`Self::brief`]), so a long list holds no geolocation.
     pub merged_geo: Option<Box<GeoInfo>>,
     /// Where the embedded tables place a single address, when the list
     /// was built to show it (looked up in address order as it was built).
@@ -89,19 +88,9 @@ impl ShapedEntry {
         self.net.prefix_len() == self.net.max_prefix_len()
     }
 
-    /// The entry's country and AS: a single address's own from `dbs`, a
-    /// network's as merged (empty when the list was built without it).
-    pub fn geo(&self, dbs: Option<&GeoDbs>) -> Cow<'_, GeoInfo> {
-        match (&self.merged_geo, dbs) {
-            (Some(g), _) => Cow::Borrowed(g),
-            (None, Some(d)) if self.is_single() => {
-                Cow::Owned(d.lookup_brief(IpKey::from_ip(self.net.addr())))
-            }
-            _ => Cow::Owned(GeoInfo::default()),
-        }
-    }
-
-    /// [`Self::geo`], borrowed: what a block list writes per entry.
+    /// The entry's country and AS: a single address's own from `dbs`
+    /// (read where the list placed it, or looked up), a network's as
+    /// merged (empty when the list was built without it).
     pub fn brief<'a>(&'a self, dbs: Option<&'a GeoDbs>) -> Brief<'a> {
         match (&self.merged_geo, dbs) {
             (Some(g), _) => g.brief(),
@@ -122,17 +111,17 @@ impl ShapedEntry {
         if dbs.is_none() {
             return;
         }
-        let mine = self.geo(dbs).into_owned();
-        let theirs = o.geo(dbs);
+        let (mine, theirs) = (self.brief(dbs), o.brief(dbs));
         let same_as = mine.asn == theirs.asn;
-        self.merged_geo = Some(Box::new(GeoInfo {
+        let merged = Brief {
             country_code: mine
                 .country_code
                 .filter(|c| theirs.country_code == Some(*c)),
             asn: mine.asn.filter(|_| same_as),
             as_org: mine.as_org.filter(|_| same_as),
-            ..GeoInfo::default()
-        }));
+        }
+        .to_info();
+        self.merged_geo = Some(Box::new(merged));
     }
 
     /// The order of every block list: confidence, then recency (both
@@ -237,7 +226,7 @@ impl Services {
                 .trunc();
             // The address's own geolocation travels with its network.
             if dbs.is_some() && s.merged_geo.is_none() {
-                s.merged_geo = Some(Box::new(s.geo(dbs).into_owned()));
+                s.merged_geo = Some(Box::new(s.brief(dbs).to_info()));
             }
             s.net = IpNet::V6(net);
             match prefixes.get_mut(&net) {
@@ -342,13 +331,9 @@ mod tests {
             country_name: None,
             ..full
         };
-        assert_eq!(*e.geo(Some(&dbs)), brief);
-        assert_eq!(*e.geo(None), GeoInfo::default());
+        assert_eq!(e.brief(Some(&dbs)).to_info(), brief);
         let mut net = single("8.8.8.8");
         net.net = "8.8.8.0/24".parse().unwrap();
-        assert_eq!(*net.geo(Some(&dbs)), GeoInfo::default());
-        // The borrowed form says the same.
-        assert_eq!(e.brief(Some(&dbs)).to_info(), brief);
         assert_eq!(e.brief(None), Brief::default());
         assert_eq!(net.brief(Some(&dbs)), Brief::default());
     }

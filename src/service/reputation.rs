@@ -405,14 +405,17 @@ impl Blocklist {
         self.entries.truncate(n);
     }
 
-    /// The entries in their order, for sending: a long unsorted list
-    /// splits off its first share (a selection) and sorts it here, the
-    /// rest on a blocking thread, so the first byte leaves before the
-    /// whole is sorted. Outside a runtime everything is sorted here.
-    pub fn into_ordered(self) -> Ordered {
+    /// The entries in their order, for sending. With `sort_behind`, a
+    /// long unsorted list splits off its first share (a selection) and
+    /// sorts it here, the rest on a blocking thread, so the first byte
+    /// leaves before the whole is sorted: for formats slow to write (JSON,
+    /// CSV). A plaintext list is sent faster than its rest could be
+    /// sorted behind it, so it is sorted whole (on two threads) first, as
+    /// is everything outside a runtime.
+    pub fn into_ordered(self, sort_behind: bool) -> Ordered {
         let runtime = tokio::runtime::Handle::try_current();
         let runtime = match runtime {
-            Ok(h) if !self.sorted && self.entries.len() >= PARALLEL_SORT_MIN => h,
+            Ok(h) if sort_behind && !self.sorted && self.entries.len() >= PARALLEL_SORT_MIN => h,
             _ => return Ordered::from(self.into_sorted()),
         };
         let mut rest = self.entries;
@@ -631,11 +634,18 @@ mod tests {
             entries: list.clone(),
             sorted: false,
         }
-        .into_ordered();
+        .into_ordered(true);
         assert_eq!(o.first.len(), want.len() / FIRST_SHARE);
         let mut got = o.first;
         got.extend(o.rest.expect("sorted behind").await.unwrap());
         assert!(got == want);
+        // Sorted whole when not sorted behind.
+        let o = Blocklist {
+            entries: list.clone(),
+            sorted: false,
+        }
+        .into_ordered(false);
+        assert!(o.rest.is_none() && o.first == want);
         // Cut short: the first entries of the order.
         let mut cut = Blocklist {
             entries: list,
@@ -643,7 +653,7 @@ mod tests {
         };
         cut.truncate(1000);
         assert!(cut.sorted && cut.entries[..] == want[..1000]);
-        let o = cut.into_ordered();
+        let o = cut.into_ordered(true);
         assert!(o.rest.is_none() && o.first[..] == want[..1000]);
     }
 }

@@ -263,18 +263,16 @@ fn render(
             streamed(
                 "application/json",
                 "{\"data\":[".to_owned(),
-                list.into_ordered(),
+                list.into_ordered(true),
                 ",",
                 format!("],\"meta\":{meta}}}"),
                 move |buf, e| writer.entry(buf, e, &e.brief(dbs.as_deref())),
             )
         }
-        // Sent faster than the rest of it could be sorted behind: sorted
-        // whole (on two threads) before the first byte.
         Format::Plain => streamed(
             "text/plain; charset=utf-8",
             String::new(),
-            list.into_sorted(),
+            list.into_ordered(false),
             "",
             String::new(),
             plain_entry,
@@ -282,7 +280,7 @@ fn render(
         Format::Csv => streamed(
             "text/csv; charset=utf-8",
             CSV_HEADER.to_owned(),
-            list.into_ordered(),
+            list.into_ordered(true),
             "",
             String::new(),
             csv_entry,

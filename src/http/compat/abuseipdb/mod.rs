@@ -275,13 +275,7 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         .charge_up_to(&who, Bucket::Blacklist, list.entries.len() as u64)
         .await?;
     list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
-    // A plaintext list is sent faster than its rest could be sorted
-    // behind it: sorted whole first.
-    let list = if plaintext {
-        list.into_sorted().into()
-    } else {
-        list.into_ordered()
-    };
+    let list = list.into_ordered(!plaintext);
     let generated = atom(s.clock.now());
     let mut r = if plaintext {
         blacklist::streamed(
