@@ -4,7 +4,10 @@
 //!
 //! `cargo bench --bench perf` (env: `PERF_INDICATORS`, default 1,000,000;
 //! `PERF_SECONDS`, load duration per server, default 5; `PERF_CONNECTIONS`,
-//! default 64).
+//! default 64; `PERF_KEEP_DATA`, a directory that receives a copy of the
+//! data dir filled by phase 1, with `bench-api-key` and `bench-ips`, for
+//! profiling by hand; `PERF_REUSE_DATA`, such a directory: phase 1 is
+//! skipped and phase 2 alone runs, on a copy of it).
 //!
 //! Phases:
 //! 1. in-process server on a temp data dir: sensor ingest of one event per
@@ -455,6 +458,18 @@ fn spawn_listening(mut cmd: Command) -> Child {
     }
 }
 
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -486,100 +501,120 @@ async fn run() {
     let ips = Arc::new(all);
     let mut rows: Vec<(String, String, String)> = Vec::new();
 
-    // Phase 1: ingest and bulk report, in-process.
-    let config = Config::from_serve_args([
-        "--data-dir",
-        &d,
-        "--listen",
-        "127.0.0.1:0",
-        "--rate-limit-per-ip",
-        "0",
-        "--max-connections-per-ip",
-        "1024",
-    ])
-    .unwrap();
-    let listener = TcpListener::bind(config.listen).await.unwrap();
-    let h = app::start(&config, listener, Clock::system())
-        .await
+    // With `PERF_REUSE_DATA` (a directory `PERF_KEEP_DATA` filled), phase 1
+    // is skipped and only phase 2 runs, on a copy of it.
+    let reuse = std::env::var("PERF_REUSE_DATA").ok();
+    let (key, sensor_tokens, now) = if let Some(src) = &reuse {
+        copy_dir(std::path::Path::new(src), &data);
+        let key = std::fs::read_to_string(data.join("bench-api-key")).unwrap();
+        (key, Vec::new(), UnixMillis(0))
+    } else {
+        // Phase 1: ingest and bulk report, in-process.
+        let config = Config::from_serve_args([
+            "--data-dir",
+            &d,
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-per-ip",
+            "0",
+            "--max-connections-per-ip",
+            "1024",
+        ])
         .unwrap();
-    let services = h.services.clone();
-    let key = services
-        .create_api_key("bench", "unlimited", None)
-        .await
-        .unwrap()
-        .0;
-    let mut sensor_tokens = Vec::new();
-    for i in 0..sensors {
-        sensor_tokens.push(
-            services
-                .create_sensor(&format!("bench{i}"))
-                .await
-                .unwrap()
-                .0,
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let h = app::start(&config, listener, Clock::system())
+            .await
+            .unwrap();
+        let services = h.services.clone();
+        let key = services
+            .create_api_key("bench", "unlimited", None)
+            .await
+            .unwrap()
+            .0;
+        let mut sensor_tokens = Vec::new();
+        for i in 0..sensors {
+            sensor_tokens.push(
+                services
+                    .create_sensor(&format!("bench{i}"))
+                    .await
+                    .unwrap()
+                    .0,
+            );
+        }
+        let now = services.clock.now();
+        let ingest = ingest_concurrently(&services, &sensor_tokens, &ips, 1, 0, now).await;
+        rows.push((
+            format!("sensor ingest, every event from a new address (worst case; {sensors} sensors at once, 10,000 events per batch)"),
+            format!(
+                "{:.0} events/s ({n} events in {:.2} s)",
+                n as f64 / ingest.as_secs_f64(),
+                ingest.as_secs_f64()
+            ),
+            "≥ 200,000 events/s".into(),
+        ));
+
+        // Steady state: most sources come back, a session brings several
+        // attempts. 50,000 known addresses, one 10-event session each.
+        let per = 10;
+        let known = Arc::new(ips[..50_000.min(n)].to_vec());
+        let took =
+            ingest_concurrently(&services, &sensor_tokens, &known, per, 2_000_000, now).await;
+        let events = known.len() * per;
+        rows.push((
+            format!("sensor ingest, {} known addresses × one {per}-event session ({sensors} sensors at once, 10,000 events per batch)", known.len()),
+            format!(
+                "{:.0} events/s ({events} events in {:.2} s)",
+                events as f64 / took.as_secs_f64(),
+                took.as_secs_f64()
+            ),
+            "≥ 200,000 events/s".into(),
+        ));
+
+        let cert = std::fs::read(data.join("tls/self-signed.crt")).unwrap();
+        let tls = tls_client(&cert);
+        let csv: String = std::iter::once("IP,Category,Protocol,Comment\n".to_owned())
+            .chain((0..10_000).map(|i| {
+                format!(
+                    "{},brute_force,ssh,failed password for root\n",
+                    ips[(i * 97) % n]
+                )
+            }))
+            .collect();
+        let boundary = "sikkerbenchboundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
         );
-    }
-    let now = services.clock.now();
-    let ingest = ingest_concurrently(&services, &sensor_tokens, &ips, 1, 0, now).await;
-    rows.push((
-        format!("sensor ingest, every event from a new address (worst case; {sensors} sensors at once, 10,000 events per batch)"),
-        format!(
-            "{:.0} events/s ({n} events in {:.2} s)",
-            n as f64 / ingest.as_secs_f64(),
-            ingest.as_secs_f64()
-        ),
-        "≥ 200,000 events/s".into(),
-    ));
-
-    // Steady state: most sources come back, a session brings several
-    // attempts. 50,000 known addresses, one 10-event session each.
-    let per = 10;
-    let known = Arc::new(ips[..50_000.min(n)].to_vec());
-    let took = ingest_concurrently(&services, &sensor_tokens, &known, per, 2_000_000, now).await;
-    let events = known.len() * per;
-    rows.push((
-        format!("sensor ingest, {} known addresses × one {per}-event session ({sensors} sensors at once, 10,000 events per batch)", known.len()),
-        format!(
-            "{:.0} events/s ({events} events in {:.2} s)",
-            events as f64 / took.as_secs_f64(),
-            took.as_secs_f64()
-        ),
-        "≥ 200,000 events/s".into(),
-    ));
-
+        let mut s = connect(h.local_addr, &tls).await;
+        let (took, _) = median_request(
+            &mut s,
+            "POST",
+            "/v1/key/bulk-report",
+            &key,
+            Some(&format!("multipart/form-data; boundary={boundary}")),
+            &Bytes::from(body),
+            3,
+        )
+        .await;
+        rows.push((
+            "bulk report, 10,000 CSV rows over HTTPS, durable when answered (median of 3)".into(),
+            format!("{:.1} ms", ms(took)),
+            "< 500 ms".into(),
+        ));
+        drop(s);
+        // Release the database: the next phase runs another process on it.
+        drop(services);
+        h.shutdown().await;
+        // For profiling by hand: a copy of the filled data dir, with the API key.
+        if let Ok(keep) = std::env::var("PERF_KEEP_DATA") {
+            copy_dir(&data, std::path::Path::new(&keep));
+            std::fs::write(std::path::Path::new(&keep).join("bench-api-key"), &key).unwrap();
+            let ips_text: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
+            std::fs::write(std::path::Path::new(&keep).join("bench-ips"), ips_text).unwrap();
+        }
+        (key, sensor_tokens, now)
+    };
     let cert = std::fs::read(data.join("tls/self-signed.crt")).unwrap();
     let tls = tls_client(&cert);
-    let csv: String = std::iter::once("IP,Category,Protocol,Comment\n".to_owned())
-        .chain((0..10_000).map(|i| {
-            format!(
-                "{},brute_force,ssh,failed password for root\n",
-                ips[(i * 97) % n]
-            )
-        }))
-        .collect();
-    let boundary = "sikkerbenchboundary";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
-    );
-    let mut s = connect(h.local_addr, &tls).await;
-    let (took, _) = median_request(
-        &mut s,
-        "POST",
-        "/v1/key/bulk-report",
-        &key,
-        Some(&format!("multipart/form-data; boundary={boundary}")),
-        &Bytes::from(body),
-        3,
-    )
-    .await;
-    rows.push((
-        "bulk report, 10,000 CSV rows over HTTPS, durable when answered (median of 3)".into(),
-        format!("{:.1} ms", ms(took)),
-        "< 500 ms".into(),
-    ));
-    drop(s);
-    // Release the database: the next phase runs another process on it.
-    drop(services);
-    h.shutdown().await;
 
     // Phase 2: the real binary, first on an empty data dir (the memory
     // floor), then on the one just filled.
@@ -732,6 +767,10 @@ async fn run() {
     )
     .ok();
     server.child.wait().ok();
+    if reuse.is_some() {
+        print_table(&rows);
+        return;
+    }
 
     // Phase 3: the sweep of every indicator under check load. The server
     // starts at the real time (its start-up sweep finds nothing), then the
@@ -795,6 +834,10 @@ async fn run() {
         "a cost, not a target".into(),
     ));
 
+    print_table(&rows);
+}
+
+fn print_table(rows: &[(String, String, String)]) {
     println!("\n| benchmark | result | target |\n|---|---|---|");
     for (a, b, c) in rows {
         println!("| {a} | {b} | {c} |");

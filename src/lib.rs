@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod jwt;
 pub mod logging;
 pub mod notify;
+pub mod par;
 pub mod sensor;
 pub mod service;
 pub mod store;

@@ -325,8 +325,7 @@ const PARALLEL_SORT_MIN: usize = 65_536;
 
 /// Sorts a block list into its order. A long one is split at its median
 /// and the halves sorted on two threads: until the first byte is sent the
-/// client is idle, so the second core is free. Should the thread not
-/// start, the half is sorted here.
+/// client is idle, so the second core is free.
 fn sort_list(list: &mut [ShapedEntry]) {
     if list.len() < PARALLEL_SORT_MIN {
         list.sort_unstable_by(ShapedEntry::order);
@@ -335,24 +334,11 @@ fn sort_list(list: &mut [ShapedEntry]) {
     let mid = list.len() / 2;
     list.select_nth_unstable_by(mid, ShapedEntry::order);
     let (low, high) = list.split_at_mut(mid);
-    // Sorted by whichever side gets to it: the thread, or this one when
-    // the thread could not start.
-    let low = std::sync::Mutex::new(low);
-    let sort_low = || {
-        if let Ok(mut l) = low.lock() {
-            l.sort_unstable_by(ShapedEntry::order);
-        }
-    };
-    std::thread::scope(|s| {
-        let started = std::thread::Builder::new()
-            .name("sikker-sort".into())
-            .spawn_scoped(s, sort_low);
-        high.sort_unstable_by(ShapedEntry::order);
-        if let Err(e) = started {
-            tracing::debug!(error = %e, "sorting a block list on one thread");
-            sort_low();
-        }
-    });
+    crate::par::join(
+        "sikker-sort",
+        || high.sort_unstable_by(ShapedEntry::order),
+        || low.sort_unstable_by(ShapedEntry::order),
+    );
 }
 
 /// Of a long list sent unsorted, the share sorted before the first byte;
@@ -428,7 +414,7 @@ impl Blocklist {
             rest.sort_unstable_by(ShapedEntry::order);
             rest
         });
-        first.sort_unstable_by(ShapedEntry::order);
+        sort_list(&mut first);
         Ordered {
             first,
             rest: Some(rest),
@@ -466,53 +452,42 @@ impl Services {
             && f.only_asn.is_empty()
             && f.except_asn.is_empty());
         let mut list: Vec<ShapedEntry> = self.threat.with_index(|idx| {
-            let mut list = Vec::with_capacity(idx.len());
-            list.extend(
-                idx.iter(now)
-                    .filter(|(ip, s)| {
-                        f.ip_version.is_none_or(|v| (v == 4) == ip.is_v4())
-                            && (f.protocols == 0 || s.protocols & f.protocols != 0)
-                            && f.min_severity
-                                .is_none_or(|m| s.max_severity.is_some_and(|x| x >= m))
-                    })
-                    .filter_map(|(ip, s)| {
-                        let confidence = s.score(now);
-                        if confidence < f.score_minimum {
-                            return None;
-                        }
-                        let mut e = ShapedEntry::single(
-                            ip,
-                            confidence,
-                            s.last_seen,
-                            s.sessions,
-                            s.protocols,
-                        );
-                        if geo_filtered {
-                            let (at, brief) = place(ip);
-                            if !f.matches_geo(&brief) {
-                                return None;
-                            }
-                            if shown.is_some() {
-                                e.located = at;
-                            }
-                        }
-                        Some(e)
-                    }),
-            );
-            list
+            // Placed as scanned, in address order, where neighbouring
+            // lookups share cache. A list cut to a small part of the index
+            // is looked up as written (a few lookups, not one per entry).
+            let place_all = shown.filter(|_| !geo_filtered && f.limit >= idx.len() / 8);
+            idx.par_filter_map(now, |ip, s| {
+                if f.ip_version.is_some_and(|v| (v == 4) != ip.is_v4())
+                    || (f.protocols != 0 && s.protocols & f.protocols == 0)
+                    || f.min_severity
+                        .is_some_and(|m| s.max_severity.is_none_or(|x| x < m))
+                {
+                    return None;
+                }
+                let confidence = s.score(now);
+                if confidence < f.score_minimum {
+                    return None;
+                }
+                let mut e =
+                    ShapedEntry::single(ip, confidence, s.last_seen, s.sessions, s.protocols);
+                if geo_filtered {
+                    let (at, brief) = place(ip);
+                    if !f.matches_geo(&brief) {
+                        return None;
+                    }
+                    if shown.is_some() {
+                        e.located = at;
+                    }
+                } else if let Some(d) = place_all {
+                    e.located = d.locate(ip);
+                }
+                Some(e)
+            })
         })?;
         // Not nested in the index lock: the hidden sets have their own.
         self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
             list.retain(|e| !hidden(IpKey::from_ip(e.net.addr())));
         })?;
-        // Still in address order, where neighbouring lookups share cache.
-        // A list cut to a small part of itself is looked up as written
-        // (a few lookups, not one per live indicator).
-        if let Some(d) = shown.filter(|_| !geo_filtered && f.limit >= list.len() / 8) {
-            for e in &mut list {
-                e.located = d.locate(IpKey::from_ip(e.net.addr()));
-            }
-        }
         let cut = list.len() > f.limit;
         if cut {
             list.select_nth_unstable_by(f.limit, ShapedEntry::order);
