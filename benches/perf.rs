@@ -293,6 +293,8 @@ async fn ingest_concurrently(
 }
 
 struct Load {
+    /// Mean body bytes per answer.
+    mean_bytes: usize,
     requests: usize,
     seconds: f64,
     p50_us: u64,
@@ -312,7 +314,18 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// `conns` keep-alive connections each sending GETs of `path(i)` for `secs`.
+/// What a load asks for.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The baseline's hello world.
+    Hello,
+    /// The baseline's answer of this many bytes.
+    Bytes(usize),
+    /// sikker's check of a random address.
+    Check,
+}
+
+/// `conns` keep-alive connections each sending GETs of `target` for `secs`.
 async fn load(
     addr: SocketAddr,
     tls: &tokio_rustls::TlsConnector,
@@ -320,7 +333,7 @@ async fn load(
     conns: usize,
     secs: f64,
     ips: Arc<Vec<String>>,
-    baseline: bool,
+    target: Target,
 ) -> Load {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
@@ -329,28 +342,34 @@ async fn load(
         let (key, ips) = (key.to_owned(), ips.clone());
         tasks.push(tokio::spawn(async move {
             let mut r = XorShift(0x1234_5678 + c as u64);
-            let mut lat = Vec::new();
+            let (mut lat, mut bytes) = (Vec::new(), 0);
             while Instant::now() < deadline {
-                let path = if baseline {
-                    "/".to_owned()
-                } else {
-                    format!("/v1/key/check/{}", ips[r.next() as usize % ips.len()])
+                let path = match target {
+                    Target::Hello => "/".to_owned(),
+                    Target::Bytes(n) => format!("/bytes/{n}"),
+                    Target::Check => {
+                        format!("/v1/key/check/{}", ips[r.next() as usize % ips.len()])
+                    }
                 };
                 let t = Instant::now();
-                request(&mut s, "GET", &path, &key, None, Bytes::new()).await;
+                bytes += request(&mut s, "GET", &path, &key, None, Bytes::new()).await;
                 lat.push(t.elapsed().as_micros() as u64);
             }
-            lat
+            (lat, bytes)
         }));
     }
     let start = Instant::now();
     let mut all = Vec::new();
+    let mut bytes = 0;
     for t in tasks {
-        all.extend(t.await.unwrap());
+        let (lat, b) = t.await.unwrap();
+        all.extend(lat);
+        bytes += b;
     }
     let seconds = start.elapsed().as_secs_f64().max(secs);
     all.sort_unstable();
     Load {
+        mean_bytes: bytes / all.len().max(1),
         requests: all.len(),
         seconds,
         p50_us: percentile(&all, 0.50),
@@ -393,8 +412,9 @@ async fn baseline_main(cert: String, key: String) {
             };
             let svc = hyper::service::service_fn(
                 |req: hyper::Request<hyper::body::Incoming>| async move {
-                    // `/bytes/N`: N bytes streamed in 64 KiB chunks, the floor
-                    // for sending a block list of that size over this TLS.
+                    // `/bytes/N`: N bytes (streamed in 64 KiB chunks when
+                    // larger), the floor for sending an answer of that size
+                    // over this TLS.
                     let n: usize = req
                         .uri()
                         .path()
@@ -403,6 +423,9 @@ async fn baseline_main(cert: String, key: String) {
                         .unwrap_or(0);
                     let body = if n == 0 {
                         Full::new(Bytes::from_static(b"hello")).boxed()
+                    } else if n <= 64 * 1024 {
+                        // With a length, as sikker sends its JSON answers.
+                        Full::new(Bytes::from(vec![b'x'; n])).boxed()
                     } else {
                         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
                         let frames = (0..n.div_ceil(chunk.len())).map(move |i| {
@@ -684,8 +707,30 @@ async fn run() {
         .env("SIKKER_BENCH_CERT", data.join("tls/self-signed.crt"))
         .env("SIKKER_BENCH_KEY", data.join("tls/self-signed.key"));
     let mut base = spawn_listening(bcmd);
-    let b = load(base.addr, &tls, &key, conns, secs, ips.clone(), true).await;
-    let c = load(server.addr, &tls, &key, conns, secs, ips.clone(), false).await;
+    let b = load(
+        base.addr,
+        &tls,
+        &key,
+        conns,
+        secs,
+        ips.clone(),
+        Target::Hello,
+    )
+    .await;
+    let c = load(
+        server.addr,
+        &tls,
+        &key,
+        conns,
+        secs,
+        ips.clone(),
+        Target::Check,
+    )
+    .await;
+    // The baseline again, answering as many body bytes as a check does:
+    // what the transfer alone costs the client and server.
+    let sized = Target::Bytes(c.mean_bytes);
+    let bs = load(base.addr, &tls, &key, conns, secs, ips.clone(), sized).await;
     rows.push((
         format!("baseline: hyper + rustls hello world, {conns} keep-alive connections"),
         format!(
@@ -706,6 +751,20 @@ async fn run() {
             c.rps() / b.rps()
         ),
         "ratio ≥ 0.7, p99 < 2 ms".into(),
+    ));
+    rows.push((
+        format!(
+            "baseline answering {} bytes (a check's mean body; without sikker's headers), {conns} connections",
+            c.mean_bytes
+        ),
+        format!(
+            "{:.0} req/s, p50 {} µs, p99 {} µs; check's ratio to it {:.2}",
+            bs.rps(),
+            bs.p50_us,
+            bs.p99_us,
+            c.rps() / bs.rps()
+        ),
+        "—".into(),
     ));
 
     let mut s = connect(server.addr, &tls).await;
@@ -803,7 +862,16 @@ async fn run() {
         let r = services.sweep(later, 5_000).await.unwrap();
         (t.elapsed(), r.indicators)
     });
-    let during = load(addr, &tls, &key, conns, secs.max(3.0), fresh.clone(), false).await;
+    let during = load(
+        addr,
+        &tls,
+        &key,
+        conns,
+        secs.max(3.0),
+        fresh.clone(),
+        Target::Check,
+    )
+    .await;
     let (sweep_time, swept) = sweep.await.unwrap();
     rows.push((
         format!("retention sweep of {swept} expired indicators (batches of 5,000)"),
