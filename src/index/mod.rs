@@ -235,13 +235,12 @@ impl IpIndex {
                 .map_or(0, |c| SCAN_BLOCK.min(total - c))
         };
         // Whatever one side does not claim, the other does.
-        let (mut out, mut tail) = crate::par::join(
+        let (mut out, tail) = crate::par::join(
             "sikker-scan",
             || scan_side(self.map.iter(), claim, keep, total),
             || scan_side(self.map.iter().rev(), claim, keep, total),
         );
-        tail.reverse();
-        out.append(&mut tail);
+        out.extend(tail.into_iter().rev());
         out
     }
 
