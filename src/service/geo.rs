@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Error, Result, Services};
 use crate::domain::{Category, Indicator, IpKey};
-use crate::geoip::{DbInfo, GeoDbs, GeoError, GeoFiles, GeoInfo};
+use crate::geoip::{CountryCode, DbInfo, GeoDbs, GeoError, GeoFiles, GeoInfo};
 use crate::index::ranges::{CidrSet, bounds};
 use crate::store::{self, Store};
 
@@ -73,22 +73,41 @@ pub struct GeoAnswer {
 
 impl GeoAnswer {
     /// The SikkerAPI `geolocation` object (also printed by `sikker admin
-    /// geoip lookup`); `null` when nothing at all is known.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// geoip lookup`); `None` (`null`) when nothing at all is known.
+    pub fn body(&self) -> Option<GeoBody<'_>> {
         if self.geo.is_empty() && !self.is_tor && !self.is_proxy {
-            return serde_json::Value::Null;
+            return None;
         }
         let g = &self.geo;
-        serde_json::json!({
-            "countryCode": g.country_code.map(|c| c.to_string()),
-            "countryName": g.country_name.as_deref(),
-            "city": g.city.as_deref(),
-            "asn": g.asn.map(|a| a.to_string()),
-            "asnOrg": g.as_org.as_deref(),
-            "isTor": self.is_tor,
-            "isProxy": self.is_proxy,
+        Some(GeoBody {
+            asn: g.asn.map(|a| a.to_string()),
+            asn_org: g.as_org.as_deref(),
+            city: g.city.as_deref(),
+            country_code: g.country_code.as_ref().map(CountryCode::as_str),
+            country_name: g.country_name.as_deref(),
+            is_proxy: self.is_proxy,
+            is_tor: self.is_tor,
         })
     }
+
+    /// [`Self::body`] as a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+}
+
+/// The `geolocation` object, written straight from the answer (keys in
+/// the order a JSON map gives them).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeoBody<'a> {
+    asn: Option<String>,
+    asn_org: Option<&'a str>,
+    city: Option<&'a str>,
+    country_code: Option<&'a str>,
+    country_name: Option<&'a str>,
+    is_proxy: bool,
+    is_tor: bool,
 }
 
 impl GeoState {

@@ -575,9 +575,7 @@ fn json_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
         return;
     };
     buf.push(b'"');
-    if !needs_escape(s.as_bytes()) {
-        buf.extend_from_slice(s.as_bytes());
-    } else {
+    if needs_escape(s.as_bytes()) {
         // Bytes of multi-byte characters are never below 0x80.
         for b in s.bytes() {
             match b {
@@ -597,6 +595,8 @@ fn json_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
                 b => buf.push(b),
             }
         }
+    } else {
+        buf.extend_from_slice(s.as_bytes());
     }
     buf.push(b'"');
 }

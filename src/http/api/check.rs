@@ -2,7 +2,7 @@
 //! `POST /v1/key/bulk-check`.
 
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
@@ -11,6 +11,7 @@ use super::super::response::{self, Resp};
 use crate::domain::{Category, IpKey, Protocol, UnixMillis, behavior};
 use crate::geoip::CountryCode;
 use crate::index::PrefixVerdict;
+use crate::service::geo::GeoBody;
 use crate::service::reputation::{self, CheckOptions, CheckResult};
 
 pub const MAX_BULK_IPS: usize = 10_000;
@@ -78,8 +79,8 @@ pub struct CheckBody<'a> {
     is_whitelisted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     whitelist_reason: Option<&'a str>,
-    geolocation: Value,
-    prefix: Value,
+    geolocation: Option<GeoBody<'a>>,
+    prefix: Option<PrefixBody>,
     valid_until: Option<String>,
     first_seen: Option<String>,
     last_seen: Option<String>,
@@ -154,8 +155,8 @@ impl<'a> CheckBody<'a> {
             confidence_level: r.confidence,
             is_whitelisted: r.whitelisted,
             whitelist_reason: r.whitelist_reason.as_deref(),
-            geolocation: r.geo.to_json(),
-            prefix: r.prefix.as_ref().map_or(Value::Null, prefix),
+            geolocation: r.geo.body(),
+            prefix: r.prefix.as_ref().map(PrefixBody::of),
             valid_until: r.valid_until.map(UnixMillis::rfc3339),
             first_seen: ind.map(|i| i.first_seen.rfc3339()),
             last_seen: ind.map(|i| i.last_seen.rfc3339()),
@@ -230,23 +231,48 @@ impl<'a> CheckBody<'a> {
 
 /// The prefix verdict (an addition to the SikkerAPI contract; clients
 /// that do not know it ignore it).
-fn prefix(p: &PrefixVerdict) -> Value {
-    let categories: Vec<Value> = (1..=16_u8)
-        .filter(|id| p.categories & (1 << (id - 1)) != 0)
-        .filter_map(Category::from_id)
-        .map(|c| json!({"id": c.id(), "name": c.name()}))
-        .collect();
-    json!({
-        "network": p.prefix.to_string(),
-        "prefixLength": p.prefix.len.get(),
-        "distinctAddresses": p.addresses,
-        "totalReports": p.reports,
-        "categories": categories,
-        "firstSeen": p.first_seen.rfc3339(),
-        "lastSeen": p.last_seen.rfc3339(),
-        "validUntil": p.expires.rfc3339(),
-        "confidenceLevel": p.score,
-    })
+/// The `prefix` object (keys in the order a JSON map gives them).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PrefixBody {
+    categories: Vec<CategoryRef>,
+    confidence_level: u8,
+    distinct_addresses: u32,
+    first_seen: String,
+    last_seen: String,
+    network: String,
+    prefix_length: u8,
+    total_reports: u64,
+    valid_until: String,
+}
+
+#[derive(serde::Serialize)]
+struct CategoryRef {
+    id: u8,
+    name: &'static str,
+}
+
+impl PrefixBody {
+    fn of(p: &PrefixVerdict) -> Self {
+        Self {
+            categories: (1..=16_u8)
+                .filter(|id| p.categories & (1 << (id - 1)) != 0)
+                .filter_map(Category::from_id)
+                .map(|c| CategoryRef {
+                    id: c.id(),
+                    name: c.name(),
+                })
+                .collect(),
+            confidence_level: p.score,
+            distinct_addresses: p.addresses,
+            first_seen: p.first_seen.rfc3339(),
+            last_seen: p.last_seen.rfc3339(),
+            network: p.prefix.to_string(),
+            prefix_length: p.prefix.len.get(),
+            total_reports: p.reports,
+            valid_until: p.expires.rfc3339(),
+        }
+    }
 }
 
 /// An input line that is not an IP.
