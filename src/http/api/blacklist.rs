@@ -1009,4 +1009,34 @@ mod tests {
         let json_with = |id| etag(Format::Json, &names, &shape, Some(id), &looked_up);
         assert_ne!(json_with("db 1"), json_with("db 2"));
     }
+
+    /// A long list is hashed in blocks on two threads: the tag is the same
+    /// every time and still moves with any entry, in either half, and with
+    /// the order (entries moved across a block's boundary).
+    #[test]
+    fn a_long_lists_tag_covers_every_entry_and_its_place() {
+        let names = ("s".to_owned(), "t".to_owned());
+        let shape = Shape::default();
+        let list: Vec<ShapedEntry> = (0..u32::try_from(5 * ETAG_BLOCK + 7).unwrap())
+            .map(|i| {
+                let mut e = entry("203.0.113.9/32", None);
+                e.net = ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                    0x0a00_0000 + i,
+                )));
+                e
+            })
+            .collect();
+        let tag = |l: &[ShapedEntry]| etag(Format::Csv, &names, &shape, None, l);
+        let first = tag(&list);
+        assert_eq!(first, tag(&list));
+        for i in [0, ETAG_BLOCK - 1, 3 * ETAG_BLOCK, list.len() - 1] {
+            let mut changed = list.clone();
+            changed[i].sessions += 1;
+            assert_ne!(tag(&changed), first, "entry {i}");
+        }
+        let mut moved = list.clone();
+        moved.swap(ETAG_BLOCK - 1, ETAG_BLOCK);
+        assert_ne!(tag(&moved), first);
+        assert_ne!(tag(&list[..list.len() - 1]), first);
+    }
 }
