@@ -451,43 +451,44 @@ impl Services {
             && f.except_countries.is_empty()
             && f.only_asn.is_empty()
             && f.except_asn.is_empty());
+        // The hidden sets' locks nest inside the index's, as for prefix
+        // verdicts.
         let mut list: Vec<ShapedEntry> = self.threat.with_index(|idx| {
-            // Placed as scanned, in address order, where neighbouring
-            // lookups share cache. A list cut to a small part of the index
-            // is looked up as written (a few lookups, not one per entry).
-            let place_all = shown.filter(|_| !geo_filtered && f.limit >= idx.len() / 8);
-            idx.par_filter_map(now, |ip, s| {
-                if f.ip_version.is_some_and(|v| (v == 4) != ip.is_v4())
-                    || (f.protocols != 0 && s.protocols & f.protocols == 0)
-                    || f.min_severity
-                        .is_some_and(|m| s.max_severity.is_none_or(|x| x < m))
-                {
-                    return None;
-                }
-                let confidence = s.score(now);
-                if confidence < f.score_minimum {
-                    return None;
-                }
-                let mut e =
-                    ShapedEntry::single(ip, confidence, s.last_seen, s.sessions, s.protocols);
-                if geo_filtered {
-                    let (at, brief) = place(ip);
-                    if !f.matches_geo(&brief) {
+            self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
+                // Placed as scanned, in address order, where neighbouring
+                // lookups share cache. A list cut to a small part of the
+                // index is looked up as written (a few lookups, not one per
+                // entry).
+                let place_all = shown.filter(|_| !geo_filtered && f.limit >= idx.len() / 8);
+                idx.par_filter_map(now, |ip, s| {
+                    if f.ip_version.is_some_and(|v| (v == 4) != ip.is_v4())
+                        || (f.protocols != 0 && s.protocols & f.protocols == 0)
+                        || f.min_severity
+                            .is_some_and(|m| s.max_severity.is_none_or(|x| x < m))
+                    {
                         return None;
                     }
-                    if shown.is_some() {
-                        e.located = at;
+                    let confidence = s.score(now);
+                    if confidence < f.score_minimum || hidden(ip) {
+                        return None;
                     }
-                } else if let Some(d) = place_all {
-                    e.located = d.locate(ip);
-                }
-                Some(e)
+                    let mut e =
+                        ShapedEntry::single(ip, confidence, s.last_seen, s.sessions, s.protocols);
+                    if geo_filtered {
+                        let (at, brief) = place(ip);
+                        if !f.matches_geo(&brief) {
+                            return None;
+                        }
+                        if shown.is_some() {
+                            e.located = at;
+                        }
+                    } else if let Some(d) = place_all {
+                        e.located = d.locate(ip);
+                    }
+                    Some(e)
+                })
             })
-        })?;
-        // Not nested in the index lock: the hidden sets have their own.
-        self.threat.hidden_scan(f.ignore_whitelist, |hidden| {
-            list.retain(|e| !hidden(IpKey::from_ip(e.net.addr())));
-        })?;
+        })??;
         let cut = list.len() > f.limit;
         if cut {
             list.select_nth_unstable_by(f.limit, ShapedEntry::order);

@@ -145,7 +145,7 @@ impl ThreatState {
     pub fn hidden_scan<T>(
         &self,
         ignore_whitelist: bool,
-        f: impl FnOnce(&dyn Fn(IpKey) -> bool) -> T,
+        f: impl FnOnce(&(dyn Fn(IpKey) -> bool + Sync)) -> T,
     ) -> Result<T> {
         self.flag_scan(|flags| {
             f(&|ip| {
@@ -157,7 +157,10 @@ impl ThreatState {
 
     /// Runs `f` with a lookup of `(corrected, allowlisted)` per address,
     /// the locks taken once for a scan over many addresses.
-    pub fn flag_scan<T>(&self, f: impl FnOnce(&dyn Fn(IpKey) -> (bool, bool)) -> T) -> Result<T> {
+    pub fn flag_scan<T>(
+        &self,
+        f: impl FnOnce(&(dyn Fn(IpKey) -> (bool, bool) + Sync)) -> T,
+    ) -> Result<T> {
         let whitelist = self.whitelist.read().map_err(|_| poisoned())?;
         let corrected = self.corrected.read().map_err(|_| poisoned())?;
         Ok(f(&|ip| (corrected.contains(&ip), whitelist.contains(ip))))
