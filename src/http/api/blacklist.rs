@@ -324,22 +324,22 @@ fn etag(
     );
     // Each block of entries is hashed on its own and the tag covers the
     // blocks' hashes in order: the same for any split of the work, so the
-    // two halves of a long list are hashed on two threads.
-    let blocks: Vec<&[ShapedEntry]> = list.chunks(ETAG_BLOCK).collect();
-    let digests = |blocks: &[&[ShapedEntry]]| {
+    // two halves of a long list (split on a block's boundary) are hashed
+    // on two threads.
+    let digests = |part: &[ShapedEntry]| {
         let mut buf = Vec::new();
-        let mut out = Vec::with_capacity(blocks.len());
-        for block in blocks {
+        let mut out = Vec::with_capacity(part.len().div_ceil(ETAG_BLOCK));
+        for block in part.chunks(ETAG_BLOCK) {
             buf.clear();
-            for e in *block {
+            for e in block {
                 etag_entry(&mut buf, format, e);
             }
             out.push(blake3::hash(&buf));
         }
         out
     };
-    let (low, high) = blocks.split_at(blocks.len() / 2);
-    let (low, high) = if blocks.len() < 4 {
+    let (low, high) = list.split_at(list.len().div_ceil(ETAG_BLOCK) / 2 * ETAG_BLOCK);
+    let (low, high) = if list.len() <= 3 * ETAG_BLOCK {
         (digests(low), digests(high))
     } else {
         crate::par::join("sikker-etag", || digests(low), || digests(high))
