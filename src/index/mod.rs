@@ -8,7 +8,7 @@ pub mod prefix;
 pub mod ranges;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::score;
@@ -215,8 +215,12 @@ impl IpIndex {
     /// The live entries `f` keeps, mapped, in address order. A large index
     /// is scanned by two threads, one from each end: each claims the next
     /// `SCAN_BLOCK` entries of the count left until they meet, so the work
-    /// splits evenly however the addresses are spread.
-    pub fn par_filter_map<T: Send>(
+    /// splits evenly however the addresses are spread. Both write into one
+    /// vector of `T::default()` slots, one per entry, each into the slots
+    /// of the entries it claimed; the kept ones are then moved together in
+    /// place. The entries are held once (a vector per side held the far
+    /// side's twice until appended).
+    pub fn par_filter_map<T: Send + Default>(
         &self,
         now: UnixMillis,
         f: impl Fn(IpKey, &Summary) -> Option<T> + Sync,
@@ -226,21 +230,31 @@ impl IpIndex {
         if total < PAR_SCAN_MIN {
             return self.map.iter().filter_map(keep).collect();
         }
-        let claimed = AtomicUsize::new(0);
-        let claim = || {
-            claimed
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                    (c < total).then(|| c + SCAN_BLOCK.min(total - c))
-                })
-                .map_or(0, |c| SCAN_BLOCK.min(total - c))
-        };
+        let mut out = Vec::with_capacity(total);
+        out.resize_with(total, T::default);
+        let slots = Mutex::new(Unclaimed {
+            rest: out.as_mut_slice(),
+            front: 0,
+        });
         // Whatever one side does not claim, the other does.
-        let (mut out, tail) = crate::par::join(
+        let (front, back) = crate::par::join(
             "sikker-scan",
-            || scan_side(self.map.iter(), claim, keep, total),
-            || scan_side(self.map.iter().rev(), claim, keep, total),
+            || scan_side(self.map.iter(), &slots, Side::Front, keep),
+            || scan_side(self.map.iter().rev(), &slots, Side::Back, keep),
         );
-        out.extend(tail.into_iter().rev());
+        // Kept entries, in address order: the front side's runs, then the
+        // back side's, which it claimed from the end.
+        let mut kept = 0;
+        for (start, len) in front.into_iter().chain(back.into_iter().rev()) {
+            if start >= kept + len {
+                let (to, from) = out.split_at_mut(start);
+                to[kept..kept + len].swap_with_slice(&mut from[..len]);
+            } else {
+                out[kept..start + len].rotate_left(start - kept);
+            }
+            kept += len;
+        }
+        out.truncate(kept);
         out
     }
 
@@ -283,21 +297,68 @@ impl IpIndex {
     }
 }
 
-/// One side of `IpIndex::par_filter_map`: `entries` from its end, `claim`
-/// granting how many to take next.
+/// The slots of `IpIndex::par_filter_map` not yet claimed: `rest`, which
+/// begins at slot `front`.
+struct Unclaimed<'a, T> {
+    rest: &'a mut [T],
+    front: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Front,
+    Back,
+}
+
+/// One side of `IpIndex::par_filter_map`: `entries` from its end, in
+/// claims of up to `SCAN_BLOCK` entries, each with as many slots of
+/// `slots` from the same end. Returns where its kept entries lie: per
+/// claim, the first slot and the count (a back claim keeps them at its
+/// end, in address order), in the order claimed.
 fn scan_side<'a, T>(
     mut entries: impl Iterator<Item = (&'a u128, &'a Summary)>,
-    claim: impl Fn() -> usize,
+    slots: &Mutex<Unclaimed<'_, T>>,
+    side: Side,
     keep: impl Fn((&'a u128, &'a Summary)) -> Option<T>,
-    capacity: usize,
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(capacity);
+) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
     loop {
-        let n = claim();
-        if n == 0 {
-            return out;
+        let (first, claimed) = {
+            let mut u = slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = SCAN_BLOCK.min(u.rest.len());
+            if n == 0 {
+                return runs;
+            }
+            let rest = std::mem::take(&mut u.rest);
+            let len = rest.len();
+            match side {
+                Side::Front => {
+                    let (claimed, rest) = rest.split_at_mut(n);
+                    u.rest = rest;
+                    u.front += n;
+                    (u.front - n, claimed)
+                }
+                Side::Back => {
+                    let (rest, claimed) = rest.split_at_mut(len - n);
+                    u.rest = rest;
+                    (u.front + len - n, claimed)
+                }
+            }
+        };
+        let n = claimed.len();
+        let mut written = 0;
+        for t in entries.by_ref().take(n).filter_map(&keep) {
+            let at = match side {
+                Side::Front => written,
+                Side::Back => n - 1 - written,
+            };
+            claimed[at] = t;
+            written += 1;
         }
-        out.extend(entries.by_ref().take(n).filter_map(&keep));
+        runs.push(match side {
+            Side::Front => (first, written),
+            Side::Back => (first + n - written, written),
+        });
     }
 }
 
@@ -444,13 +505,25 @@ mod tests {
                 );
             }
             let now = UnixMillis(0);
-            let keep =
-                |ip: IpKey, s: &Summary| (!ip.0.is_multiple_of(3)).then_some((ip, s.last_seen));
-            let want: Vec<_> = idx.iter(now).filter_map(|(ip, s)| keep(ip, s)).collect();
-            let got = idx.par_filter_map(now, keep);
-            assert_eq!(got.len(), want.len(), "n = {n}");
-            assert!(got == want, "n = {n}: order or content differs");
-            assert!(n < 1000 || (want.len() > n / 2 && want.len() < n * 2 / 3));
+            let mid = idx.all().nth(n / 2).map_or(0, |(ip, _)| ip.0);
+            // Runs with gaps on both sides, none, and every kept entry on
+            // one side only.
+            let filters: [&(dyn Fn(IpKey) -> bool + Sync); 4] = [
+                &|ip| !ip.0.is_multiple_of(3),
+                &|_| true,
+                &|ip| ip.0 >= mid,
+                &|ip| ip.0 < mid,
+            ];
+            for (i, f) in filters.into_iter().enumerate() {
+                let keep = |ip: IpKey, s: &Summary| f(ip).then_some((ip.0, s.last_seen.0));
+                let want: Vec<_> = idx.iter(now).filter_map(|(ip, s)| keep(ip, s)).collect();
+                let got = idx.par_filter_map(now, keep);
+                assert_eq!(got.len(), want.len(), "n = {n}, filter {i}");
+                assert!(got == want, "n = {n}, filter {i}: order or content differs");
+                if i == 0 {
+                    assert!(n < 1000 || (want.len() > n / 2 && want.len() < n * 2 / 3));
+                }
+            }
         }
     }
 }

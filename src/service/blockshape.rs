@@ -63,6 +63,21 @@ pub struct ShapedEntry {
     pub located: GeoRef,
 }
 
+/// A slot of a list being filled (0.0.0.0/0, nothing else): never listed.
+impl Default for ShapedEntry {
+    fn default() -> Self {
+        Self {
+            net: IpNet::default(),
+            confidence: 0,
+            last_seen: UnixMillis(0),
+            sessions: 0,
+            protocols: 0,
+            merged_geo: None,
+            located: GeoRef::UNKNOWN,
+        }
+    }
+}
+
 impl ShapedEntry {
     /// One address.
     pub fn single(
