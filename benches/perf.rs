@@ -10,10 +10,10 @@
 //! skipped and phase 2 alone runs, on a copy of it).
 //!
 //! Phases:
-//! 1. in-process server on a temp data dir: sensor ingest of one event per
-//!    address in durable 10,000-event batches sent by `PERF_SENSORS`
-//!    (default 4) sensors at once (group commit), then a 10,000-row CSV
-//!    bulk report over HTTPS;
+//! 1. in-process server on a temp data dir: sensor ingest over HTTPS
+//!    (`POST /v1/sensor/events`) of one event per address in durable
+//!    10,000-event batches sent by `PERF_SENSORS` (default 4) sensors at
+//!    once (group commit), then a 10,000-row CSV bulk report over HTTPS;
 //! 2. the real `sikker serve` binary on that data dir: start-up time and
 //!    resident memory; `GET /v1/key/check/{ip}` throughput and latency
 //!    (API key auth and quota counting on) against a bare hyper + rustls
@@ -99,8 +99,28 @@ fn addresses(n: usize) -> Vec<String> {
 /// Addresses given evidence just before the sweep (phase 3).
 const FRESH: usize = 50_000;
 
-/// One durable batch holding a session of `per` `auth` events from each
-/// address of `chunk`.
+/// Batch `b`: a session of `per` `auth` events from each address of
+/// `chunk`, as a sensor sends them (one JSON object per line).
+fn session_events(chunk: &[String], b: usize, now: UnixMillis, per: usize) -> String {
+    const USERS: [&str; 5] = ["root", "admin", "ubuntu", "test", "oracle"];
+    chunk
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ip)| (0..per).map(move |k| (i, k, ip)))
+        .map(|(i, k, ip)| {
+            let mut line = serde_json::json!({
+                "ts": now.0 - 1000 - (i * per + k) as i64, "src_ip": ip, "protocol": "ssh",
+                "dst_port": 22, "session_id": format!("s{b}-{i}"), "kind": "auth",
+                "username": USERS[k % USERS.len()],
+            })
+            .to_string();
+            line.push('\n');
+            line
+        })
+        .collect()
+}
+
+/// One durable batch (`session_events`), in-process.
 async fn ingest_sessions(
     services: &sikker::service::Services,
     sensor: &sikker::store::sensors::Sensor,
@@ -109,19 +129,10 @@ async fn ingest_sessions(
     now: UnixMillis,
     per: usize,
 ) {
-    const USERS: [&str; 5] = ["root", "admin", "ubuntu", "test", "oracle"];
-    let wire: Vec<sikker::service::sensors::WireEvent> = chunk
-        .iter()
-        .enumerate()
-        .flat_map(|(i, ip)| (0..per).map(move |k| (i, k, ip)))
-        .map(|(i, k, ip)| {
-            serde_json::from_value(serde_json::json!({
-                "ts": now.0 - 1000 - (i * per + k) as i64, "src_ip": ip, "protocol": "ssh",
-                "dst_port": 22, "session_id": format!("s{b}-{i}"), "kind": "auth",
-                "username": USERS[k % USERS.len()],
-            }))
-            .unwrap()
-        })
+    let text = session_events(chunk, b, now, per);
+    let wire: Vec<sikker::service::sensors::WireEvent> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let events = services.validate_batch(&wire).unwrap();
     services.ingest_events(sensor, events).await.unwrap();
@@ -288,6 +299,56 @@ async fn ingest_concurrently(
     }
     for s in senders {
         s.await.unwrap();
+    }
+    t.elapsed()
+}
+
+/// As `ingest_concurrently`, but each sensor posts its batches to
+/// `POST /v1/sensor/events` over HTTPS on a keep-alive connection of its
+/// own, as `sikker sensor` does: TLS, token authentication, parsing and
+/// validation included. The batches are composed and the connections
+/// opened before the clock starts. Returns how long the whole took.
+async fn post_concurrently(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    tokens: &[String],
+    addrs: &[String],
+    per: usize,
+    first_batch: usize,
+    now: UnixMillis,
+) -> Duration {
+    let mut senders = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let bodies: Vec<Bytes> = addrs
+            .chunks(10_000 / per)
+            .enumerate()
+            .skip(i)
+            .step_by(tokens.len())
+            .map(|(b, chunk)| Bytes::from(session_events(chunk, first_batch + b, now, per)))
+            .collect();
+        senders.push((connect(addr, tls).await, token.clone(), bodies));
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|(mut s, token, bodies)| {
+            tokio::spawn(async move {
+                for body in bodies {
+                    request(
+                        &mut s,
+                        "POST",
+                        "/v1/sensor/events",
+                        &token,
+                        Some("application/x-ndjson"),
+                        body,
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
     }
     t.elapsed()
 }
@@ -565,9 +626,11 @@ async fn run() {
             );
         }
         let now = services.clock.now();
-        let ingest = ingest_concurrently(&services, &sensor_tokens, &ips, 1, 0, now).await;
+        let cert = std::fs::read(data.join("tls/self-signed.crt")).unwrap();
+        let tls = tls_client(&cert);
+        let ingest = post_concurrently(h.local_addr, &tls, &sensor_tokens, &ips, 1, 0, now).await;
         rows.push((
-            format!("sensor ingest, every event from a new address (worst case; {sensors} sensors at once, 10,000 events per batch)"),
+            format!("sensor ingest over HTTPS, every event from a new address (worst case; {sensors} sensors at once, 10,000 events per batch)"),
             format!(
                 "{:.0} events/s ({n} events in {:.2} s)",
                 n as f64 / ingest.as_secs_f64(),
@@ -580,11 +643,19 @@ async fn run() {
         // attempts. 50,000 known addresses, one 10-event session each.
         let per = 10;
         let known = Arc::new(ips[..50_000.min(n)].to_vec());
-        let took =
-            ingest_concurrently(&services, &sensor_tokens, &known, per, 2_000_000, now).await;
+        let took = post_concurrently(
+            h.local_addr,
+            &tls,
+            &sensor_tokens,
+            &known,
+            per,
+            2_000_000,
+            now,
+        )
+        .await;
         let events = known.len() * per;
         rows.push((
-            format!("sensor ingest, {} known addresses × one {per}-event session ({sensors} sensors at once, 10,000 events per batch)", known.len()),
+            format!("sensor ingest over HTTPS, {} known addresses × one {per}-event session ({sensors} sensors at once, 10,000 events per batch)", known.len()),
             format!(
                 "{:.0} events/s ({events} events in {:.2} s)",
                 events as f64 / took.as_secs_f64(),
@@ -593,8 +664,6 @@ async fn run() {
             "≥ 200,000 events/s".into(),
         ));
 
-        let cert = std::fs::read(data.join("tls/self-signed.crt")).unwrap();
-        let tls = tls_client(&cert);
         let csv: String = std::iter::once("IP,Category,Protocol,Comment\n".to_owned())
             .chain((0..10_000).map(|i| {
                 format!(
