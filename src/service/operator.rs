@@ -250,13 +250,12 @@ impl Services {
                     let (k, _) = item?;
                     let ip = IpKey(k.value());
                     last = Some(ip.0);
-                    let Some(ind) = store::indicators::get(txn, ip)? else {
+                    let Some((ind, pos)) = store::indicators::get_with_position(txn, ip)? else {
                         continue;
                     };
                     if now.0 >= ind.last_seen.0 + retention {
                         continue;
                     }
-                    let pos = store::feed::position(txn, ip)?;
                     let expiries = store::repeat::expiries(txn, ip)?;
                     out.push((ind, pos, expiries));
                 }

@@ -239,8 +239,8 @@ fn read_page(
         if !req.filter.admits("indicator", &id, key.0) || hidden(threat, ip) {
             return Ok(true);
         }
-        let Some(ind) = store::indicators::get(txn, ip)?
-            .filter(|i| now.0 < i.last_seen.0.saturating_add(retention))
+        let Some((ind, pos)) = store::indicators::get_with_position(txn, ip)?
+            .filter(|(i, _)| now.0 < i.last_seen.0.saturating_add(retention))
         else {
             return Ok(true);
         };
@@ -252,7 +252,7 @@ fn read_page(
             found.more = true;
             return Ok(false);
         }
-        let Some(pos) = feed::position(txn, ip)? else {
+        let Some(pos) = pos else {
             return Ok(true);
         };
         found.indicators.push((

@@ -29,6 +29,14 @@ pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// The first fields of a record, `T` being a shorter twin of its
+/// versioned enum (the bytes after them are left unread).
+pub fn decode_prefix<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(v, _)| v)
+        .map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

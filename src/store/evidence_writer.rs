@@ -1,18 +1,16 @@
 //! Evidence writes of one transaction — raw reports, indicators, their
 //! expiry buckets and TAXII feed positions — through tables opened once and
 //! id counters read once, for ingest paths that touch thousands of rows per
-//! commit. Same records and keys as `reports::insert`, `indicators::put`
-//! and `feed::touch`, which stay the one-off paths.
+//! commit. Same records and keys as `reports::insert` and
+//! `indicators::put`, which stay the one-off paths.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
+use super::feed::FeedTables;
 use super::indicators::DbIndicatorRef;
 use super::reports::{DbReportRef, RawReport};
-use super::tables::{
-    DAY_IP_EXPIRY, DAYID_REPORT, IP_FEEDPOS, IP_INDICATOR, IPDAYID_REPORT, MODSEQ_IP, STIXID_IP,
-};
+use super::tables::{DAY_IP_EXPIRY, DAYID_REPORT, IP_INDICATOR, IPDAYID_REPORT};
 use super::{Result, codec, meta};
-use crate::domain::stix_id::indicator_uuid;
 use crate::domain::{Indicator, IpKey, UnixMillis};
 
 /// The raw-report table and its index by IP.
@@ -25,14 +23,10 @@ pub struct EvidenceWriter<'t> {
     txn: &'t WriteTransaction,
     indicators: Table<'t, u128, &'static [u8]>,
     expiry: Table<'t, (i64, u128), ()>,
-    feedpos: Table<'t, u128, (i64, i64, u64)>,
-    modseq: Table<'t, (i64, u64), u128>,
-    stixid: Table<'t, u128, u128>,
+    feed: FeedTables<'t>,
     reports: Option<ReportTables<'t>>,
     report_seq: Option<(u64, u64)>,
     feed_seq: (u64, u64),
-    /// The feed's last `modified_ms` (its order never goes back).
-    last_modified: i64,
     buf: Vec<u8>,
 }
 
@@ -48,19 +42,14 @@ impl<'t> EvidenceWriter<'t> {
 
     fn new(txn: &'t WriteTransaction) -> Result<Self> {
         let feed_seq = meta::current_id(txn, "feed")?;
-        let modseq = txn.open_table(MODSEQ_IP)?;
-        let last_modified = modseq.last()?.map_or(i64::MIN, |(k, _)| k.value().0);
         Ok(Self {
             txn,
             indicators: txn.open_table(IP_INDICATOR)?,
             expiry: txn.open_table(DAY_IP_EXPIRY)?,
-            feedpos: txn.open_table(IP_FEEDPOS)?,
-            modseq,
-            stixid: txn.open_table(STIXID_IP)?,
+            feed: FeedTables::open(txn)?,
             reports: None,
             report_seq: None,
             feed_seq: (feed_seq, feed_seq),
-            last_modified,
             buf: Vec::new(),
         })
     }
@@ -110,9 +99,16 @@ impl<'t> EvidenceWriter<'t> {
         expiry_day: i64,
         now: UnixMillis,
     ) -> Result<()> {
-        self.touch_feed(ind.ip, now)?;
+        let old = self
+            .indicators
+            .get(ind.ip.0)?
+            .map(|v| super::indicators::position_of(v.value()))
+            .transpose()?
+            .flatten();
+        self.feed_seq.1 += 1;
+        let pos = self.feed.advance(ind.ip, old, now, self.feed_seq.1)?;
         self.buf.clear();
-        codec::encode_into(&DbIndicatorRef::V1(ind), &mut self.buf);
+        codec::encode_into(&DbIndicatorRef::new(ind, pos), &mut self.buf);
         self.indicators.insert(ind.ip.0, self.buf.as_slice())?;
         // Already filed under its day: rewriting the key would still copy
         // a page of the bucket table.
@@ -122,26 +118,6 @@ impl<'t> EvidenceWriter<'t> {
             }
             self.expiry.insert((expiry_day, ind.ip.0), ())?;
         }
-        Ok(())
-    }
-
-    /// As `feed::touch`.
-    fn touch_feed(&mut self, ip: IpKey, now: UnixMillis) -> Result<()> {
-        self.feed_seq.1 += 1;
-        let seq = self.feed_seq.1;
-        let old = self.feedpos.get(ip.0)?.map(|v| v.value());
-        let after_old = old.map_or(i64::MIN, |(_, m, _)| m.saturating_add(1));
-        let modified_ms = now.0.max(self.last_modified).max(after_old);
-        let created_ms = if let Some((created, modified, old_seq)) = old {
-            self.modseq.remove((modified, old_seq))?;
-            created
-        } else {
-            self.stixid.insert(indicator_uuid(ip).as_u128(), ip.0)?;
-            modified_ms
-        };
-        self.modseq.insert((modified_ms, seq), ip.0)?;
-        self.feedpos.insert(ip.0, (created_ms, modified_ms, seq))?;
-        self.last_modified = modified_ms;
         Ok(())
     }
 
@@ -207,11 +183,15 @@ mod tests {
             .write_blocking(|txn| reports::insert(txn, report.clone(), 1))
             .unwrap();
         assert_eq!(next, 4);
-        let seq = store
-            .write_blocking(|txn| feed::touch(txn, ip, UnixMillis(5_000)))
+        store
+            .write_blocking(|txn| indicators::put(txn, &ind, Some(31), 31, UnixMillis(5_000)))
+            .unwrap();
+        let pos = store
+            .read_blocking(|txn| feed::position(txn, ip))
             .unwrap()
-            .seq;
-        assert_eq!(seq, 3);
+            .unwrap();
+        assert_eq!(pos.seq, 3);
+        assert_eq!(pos.created_ms, 1_000, "created kept across versions");
         // Same day again: the bucket keeps the one key.
         store
             .write_blocking(|txn| {

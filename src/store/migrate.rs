@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 6;
+pub const CURRENT: u32 = 7;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -24,6 +24,8 @@ const STEPS: &[Step] = &[
     jwt_key_ring,
     // 5 → 6: session de-duplication keys move in with their events.
     super::sensors::move_session_keys,
+    // 6 → 7: feed positions move into the indicator records.
+    super::feed::fold_positions,
 ];
 
 /// Indicators stored before version 3 enter the TAXII feed dated by their

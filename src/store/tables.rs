@@ -14,7 +14,9 @@ pub const IP_INDICATOR: TableDefinition<u128, &[u8]> = TableDefinition::new("ip_
 pub const DAY_IP_EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("day_ip_expiry");
 /// (modified ms, feed sequence) → IP: indicators in TAXII feed order.
 pub const MODSEQ_IP: TableDefinition<(i64, u64), u128> = TableDefinition::new("modseq_ip");
-/// IP → (created ms, modified ms, feed sequence): its current feed position.
+/// IP → (created ms, modified ms, feed sequence): an indicator's feed
+/// position until schema 6; since schema 7 it is in the indicator's record
+/// and this table stays empty (kept for migrating older files and backups).
 pub const IP_FEEDPOS: TableDefinition<u128, (i64, i64, u64)> = TableDefinition::new("ip_feedpos");
 /// STIX indicator UUID (v5 of the IP) → IP, for lookups by STIX id.
 pub const STIXID_IP: TableDefinition<u128, u128> = TableDefinition::new("stixid_ip");
