@@ -19,6 +19,19 @@ use http::header;
 use super::dispatch::Ctx;
 use super::error::HttpError;
 
+/// Runs CPU-heavy work of a request (building a long block list, parsing
+/// a large batch) on the blocking pool, so the runtime's few workers keep
+/// serving the other connections meanwhile.
+pub async fn off_reactor<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        HttpError::Service(crate::service::Error::Internal {
+            detail: format!("request work did not finish: {e}"),
+        })
+    })
+}
+
 /// The media type of the body, lower-cased, without parameters.
 pub fn media_type(ctx: &Ctx<'_>) -> String {
     ctx.headers

@@ -11,12 +11,19 @@ use crate::service::sensors::{EventError, MAX_BATCH_EVENTS, WireEvent};
 
 pub async fn post(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let sensor = ctx.sensor()?.clone();
-    let text = super::utf8(&ctx)?;
-    let (events, errors) = parse(text)?;
-    if !errors.is_empty() {
-        return Ok(refused(&errors));
-    }
-    let valid = match ctx.state.services.validate_batch(&events) {
+    // Parsing and validating up to 10,000 events takes milliseconds: off
+    // the runtime's workers, which serve the other connections.
+    let (body, services) = (ctx.body.clone(), ctx.state.services.clone());
+    let checked = super::off_reactor(move || -> Result<_, HttpError> {
+        let text = std::str::from_utf8(&body).map_err(|_| invalid("body", "is not valid UTF-8"))?;
+        let (events, errors) = parse(text)?;
+        if !errors.is_empty() {
+            return Ok(Err(errors));
+        }
+        Ok(services.validate_batch(&events))
+    })
+    .await??;
+    let valid = match checked {
         Ok(v) => v,
         Err(errors) => return Ok(refused(&errors)),
     };

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use self::params::Params;
 use self::render::{atom, geo_fields, report_json};
-use super::super::api::blacklist;
+use super::super::api::{blacklist, off_reactor};
 use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::invalid;
@@ -267,41 +267,53 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let plaintext = p.flag("plaintext") || wants_text(&ctx);
     // Only JSON shows a country; the same databases place merged networks.
     let dbs = s.geo.dbs().filter(|_| !plaintext);
-    let mut list = s.blocklist(&filter, dbs.as_deref())?;
-    list.entries
-        .retain(|e| IpKey::from_ip(e.net.addr()).is_public());
-    let mut list = s.shape_blocklist(list, &shape, false, dbs.as_deref())?;
+    // Built and made ready to send off the runtime's workers, as sikker's
+    // own list.
+    let list = {
+        let (s, dbs) = (s.clone(), dbs.clone());
+        off_reactor(move || -> Result<_, HttpError> {
+            let mut list = s.blocklist(&filter, dbs.as_deref())?;
+            list.entries
+                .retain(|e| IpKey::from_ip(e.net.addr()).is_public());
+            Ok(s.shape_blocklist(list, &shape, false, dbs.as_deref())?)
+        })
+        .await??
+    };
     let granted = s
         .charge_up_to(&who, Bucket::Blacklist, list.entries.len() as u64)
         .await?;
-    list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
-    let list = list.into_ordered(!plaintext);
     let generated = atom(s.clock.now());
-    let mut r = if plaintext {
-        blacklist::streamed(
-            "text/plain; charset=utf-8",
-            String::new(),
-            list,
-            "",
-            String::new(),
-            blacklist::plain_entry,
-        )
-    } else {
-        // Upstream's shape, meta first; streamed like sikker's own list.
-        blacklist::streamed(
-            "application/json",
-            format!("{{\"meta\":{{\"generatedAt\":\"{generated}\"}},\"data\":["),
-            list,
-            ",",
-            "]}".to_owned(),
-            move |b, e| blacklist_entry(b, e, &e.brief(dbs.as_deref())),
-        )
-    };
-    if plaintext && let Ok(v) = HeaderValue::from_str(&generated) {
-        r.headers_mut()
-            .insert(HeaderName::from_static("x-generated-at"), v);
-    }
-    Ok(r)
+    off_reactor(move || {
+        let mut list = list;
+        list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
+        let list = list.into_ordered(!plaintext);
+        let mut r = if plaintext {
+            blacklist::streamed(
+                "text/plain; charset=utf-8",
+                String::new(),
+                list,
+                "",
+                String::new(),
+                blacklist::plain_entry,
+            )
+        } else {
+            // Upstream's shape, meta first; streamed like sikker's own list.
+            blacklist::streamed(
+                "application/json",
+                format!("{{\"meta\":{{\"generatedAt\":\"{generated}\"}},\"data\":["),
+                list,
+                ",",
+                "]}".to_owned(),
+                move |b, e| blacklist_entry(b, e, &e.brief(dbs.as_deref())),
+            )
+        };
+        if plaintext && let Ok(v) = HeaderValue::from_str(&generated) {
+            r.headers_mut()
+                .insert(HeaderName::from_static("x-generated-at"), v);
+        }
+        r
+    })
+    .await
 }
 
 /// One blacklist entry; a network's country is the one every address
