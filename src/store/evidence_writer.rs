@@ -99,12 +99,7 @@ impl<'t> EvidenceWriter<'t> {
         expiry_day: i64,
         now: UnixMillis,
     ) -> Result<()> {
-        let old = self
-            .indicators
-            .get(ind.ip.0)?
-            .map(|v| super::indicators::position_of(v.value()))
-            .transpose()?
-            .flatten();
+        let old = super::indicators::position_in(&self.indicators, ind.ip)?;
         self.feed_seq.1 += 1;
         let pos = self.feed.advance(ind.ip, old, now, self.feed_seq.1)?;
         self.buf.clear();

@@ -105,11 +105,7 @@ pub(super) fn leave(txn: &WriteTransaction, ip: IpKey, pos: FeedPos) -> Result<(
 
 /// The feed position of the indicator of `ip`, if it is stored.
 pub fn position(txn: &ReadTransaction, ip: IpKey) -> Result<Option<FeedPos>> {
-    let t = txn.open_table(IP_INDICATOR)?;
-    match t.get(ip.0)? {
-        Some(v) => super::indicators::position_of(v.value()),
-        None => Ok(None),
-    }
+    super::indicators::position_in(&txn.open_table(IP_INDICATOR)?, ip)
 }
 
 /// The IP whose indicator has the STIX id `uuid`, if it is in the feed.

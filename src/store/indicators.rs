@@ -71,6 +71,18 @@ pub(super) fn position_of(bytes: &[u8]) -> Result<Option<FeedPos>> {
     }
 }
 
+/// The feed position stored with the indicator of `ip` in `t` (the
+/// indicator table), if there is one.
+pub(super) fn position_in(
+    t: &impl ReadableTable<u128, &'static [u8]>,
+    ip: IpKey,
+) -> Result<Option<FeedPos>> {
+    match t.get(ip.0)? {
+        Some(v) => position_of(v.value()),
+        None => Ok(None),
+    }
+}
+
 pub fn get(txn: &ReadTransaction, ip: IpKey) -> Result<Option<Indicator>> {
     let t = txn.open_table(IP_INDICATOR)?;
     t.get(ip.0)?.map(|v| decode(v.value())).transpose()
@@ -118,11 +130,7 @@ pub fn put(
     expiry_day: i64,
     now: UnixMillis,
 ) -> Result<()> {
-    let old = {
-        let t = txn.open_table(IP_INDICATOR)?;
-        let v = t.get(ind.ip.0)?;
-        v.map(|v| position_of(v.value())).transpose()?.flatten()
-    };
+    let old = position_in(&txn.open_table(IP_INDICATOR)?, ind.ip)?;
     let pos = super::feed::advance(txn, ind.ip, old, now)?;
     store_record(txn, ind, pos)?;
     // Already filed under its day: rewriting the key would still copy a
@@ -140,11 +148,7 @@ pub fn put(
 /// Rewrites the stored record of `ind` in place (no feed or expiry change),
 /// for anonymising a reporter after erasure.
 pub fn rewrite(txn: &WriteTransaction, ind: &Indicator) -> Result<()> {
-    let old = {
-        let t = txn.open_table(IP_INDICATOR)?;
-        let v = t.get(ind.ip.0)?;
-        v.map(|v| position_of(v.value())).transpose()?.flatten()
-    };
+    let old = position_in(&txn.open_table(IP_INDICATOR)?, ind.ip)?;
     // Not in the feed (cannot happen after migration): it enters it.
     let pos = match old {
         Some(pos) => pos,
