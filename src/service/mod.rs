@@ -94,9 +94,24 @@ pub struct Services {
     pub(crate) audience: audience::AudienceState,
     /// Applied to every report comment before it is stored.
     pub scrubber: crate::domain::scrub::Scrubber,
+    /// Block lists being built at once: one per core. Each takes a core
+    /// and 48 bytes per listed address while it is built; more requests
+    /// wait for a turn instead of piling up on the blocking pool.
+    pub(crate) list_builds: tokio::sync::Semaphore,
 }
 
 impl Services {
+    /// A turn to build a block list (`list_builds`), held until the list
+    /// is ready to send.
+    pub async fn list_build_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.list_builds
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal {
+                detail: "block list turns closed".into(),
+            })
+    }
+
     /// Builds the services over an open store, loading the in-memory index,
     /// whitelist, key cache and GeoIP databases (`geoip` names the
     /// operator's files; a bad one fails here, naming its flag). Blocking:
@@ -176,6 +191,9 @@ impl Services {
             privacy,
             audience: audience::AudienceState::default(),
             scrubber,
+            list_builds: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            ),
         })
     }
 

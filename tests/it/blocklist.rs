@@ -446,3 +446,50 @@ async fn lookups_leave_nothing_but_counters() {
         .unwrap();
     assert_eq!(n, 7);
 }
+
+/// More lists at once than the server builds at a time (one per core):
+/// every request waits for its turn and gets the same answer as alone.
+#[tokio::test]
+async fn lists_asked_at_once_all_get_their_answer() {
+    let (s, key) = server_with_data().await;
+    let paths = [
+        "/v1/key/blacklist?scoreMinimum=1",
+        "/v1/key/blacklist?scoreMinimum=1&plaintext=true",
+        "/api/v2/blacklist?confidenceMinimum=25",
+    ];
+    let get = |path: &'static str| {
+        let (client, url, key) = (s.client.clone(), s.url(path), key.clone());
+        async move {
+            let r = client
+                .get(url)
+                .bearer_auth(&key)
+                .header("Key", &key)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let tag = r
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (path, status, tag, r.text().await.unwrap())
+        }
+    };
+    let mut alone = Vec::new();
+    for p in paths {
+        alone.push(get(p).await);
+    }
+    let many = futures_util::future::join_all((0..16).map(|i| get(paths[i % paths.len()]))).await;
+    for (path, status, tag, body) in many {
+        let (_, _, want_tag, want) = alone.iter().find(|a| a.0 == path).unwrap();
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(&tag, want_tag, "{path}");
+        if path.starts_with("/api/v2") {
+            // Upstream's list carries the time it was generated.
+            let data = |b: &str| serde_json::from_str::<Value>(b).unwrap()["data"].clone();
+            assert_eq!(data(&body), data(want), "{path}");
+        } else {
+            assert_eq!(&body, want, "{path}");
+        }
+    }
+}

@@ -215,7 +215,8 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         move |list: &[ShapedEntry]| etag(format, &tag_names, &shape, geo_id.as_deref(), list);
     let wants_tag = ctx.headers.contains_key(header::IF_NONE_MATCH);
     // The list is built, tagged and made ready to send off the runtime's
-    // workers (80 ms and more for a long one).
+    // workers (80 ms and more for a long one), one per core at a time.
+    let _turn = services.list_build_turn().await?;
     let (list, full_tag, tag_of) = {
         let (services, filter, dbs) = (services.clone(), filter.clone(), dbs.clone());
         off_reactor(move || -> Result<_, HttpError> {
@@ -980,11 +981,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_body_waits_for_the_entries_still_being_sorted() {
-        let all: Vec<ShapedEntry> = (0..1000_u32)
+    /// `n` single addresses from `first` on, in order.
+    fn consecutive(first: u32, n: u32) -> Vec<ShapedEntry> {
+        (first..first + n)
             .map(|i| {
-                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+                let ip = std::net::Ipv4Addr::from(i);
                 ShapedEntry::single(
                     crate::domain::IpKey::from_ip(ip.into()),
                     50,
@@ -993,7 +994,12 @@ mod tests {
                     1,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_the_entries_still_being_sorted() {
+        let all = consecutive(0x0a00_0000, 1000);
         let rest = all[300..].to_vec();
         let list = Ordered {
             first: all[..300].to_vec(),
@@ -1015,18 +1021,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_body_lets_others_run_and_stays_whole() {
         let n = u32::try_from(3 * CHUNKS_PER_TURN * CHUNK + 17).unwrap();
-        let all: Vec<ShapedEntry> = (0..n)
-            .map(|i| {
-                let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
-                ShapedEntry::single(
-                    crate::domain::IpKey::from_ip(ip.into()),
-                    50,
-                    UnixMillis(0),
-                    1,
-                    1,
-                )
-            })
-            .collect();
+        let all = consecutive(0x0b00_0000, n);
         // A task of the same single-threaded runtime gets turns while the
         // body is written.
         let turns = Arc::new(std::sync::atomic::AtomicUsize::new(0));

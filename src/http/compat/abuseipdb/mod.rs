@@ -267,8 +267,9 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let plaintext = p.flag("plaintext") || wants_text(&ctx);
     // Only JSON shows a country; the same databases place merged networks.
     let dbs = s.geo.dbs().filter(|_| !plaintext);
-    // Built and made ready to send off the runtime's workers, as sikker's
-    // own list.
+    // Built and made ready to send off the runtime's workers, one per core
+    // at a time, as sikker's own list.
+    let _turn = s.list_build_turn().await?;
     let list = {
         let (s, dbs) = (s.clone(), dbs.clone());
         off_reactor(move || -> Result<_, HttpError> {
