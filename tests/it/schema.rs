@@ -253,6 +253,46 @@ async fn schema_v5_fixture_moves_its_session_keys_beside_their_events() {
 }
 
 #[tokio::test]
+async fn schema_v6_fixture_moves_feed_positions_into_the_records() {
+    use sikker::store::tables::{IP_FEEDPOS, MODSEQ_IP};
+    let ip: sikker::domain::IpKey = "45.9.9.9".parse().unwrap();
+    // The position as schema 6 kept it, read from a copy of the fixture.
+    let before = {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("v6.redb");
+        std::fs::copy(fixture(6), &copy).unwrap();
+        let db = redb::Database::create(&copy).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let t = txn.open_table(IP_FEEDPOS).unwrap();
+        redb::ReadableTable::get(&t, ip.0).unwrap().unwrap().value()
+    };
+    let s = on_fixture(6).await;
+    serves_indicator_and_whitelist(&s).await;
+    let (_dir, data) = s.into_dirs().await;
+    assert_eq!(
+        schema_version(&data).await,
+        u64::from(sikker::store::migrate::CURRENT)
+    );
+    let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(redb::ReadableTableMetadata::is_empty(&txn.open_table(IP_FEEDPOS).unwrap()).unwrap());
+    let pos = sikker::store::feed::position(&txn, ip).unwrap().unwrap();
+    assert_eq!(
+        (pos.created_ms, pos.modified_ms, pos.seq),
+        before,
+        "the position moved into the record unchanged"
+    );
+    let order = txn.open_table(MODSEQ_IP).unwrap();
+    assert_eq!(
+        redb::ReadableTable::get(&order, pos.key())
+            .unwrap()
+            .unwrap()
+            .value(),
+        ip.0
+    );
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_version_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
