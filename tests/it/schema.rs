@@ -4,7 +4,10 @@
 //! a newer version is refused with a clear message. When the schema version
 //! changes, write the fixture of the version being left with the binary of
 //! that version (keep the old files: each is a migration's input) by
-//! `cargo test --test it schema::write_fixture -- --ignored`.
+//! `cargo test --test it schema::write_fixture -- --ignored`, in a worktree
+//! of that commit with a `CARGO_TARGET_DIR` of its own (with a shared one,
+//! cargo takes one tree's artifacts for the other's, same package and
+//! version), then `git add -f` the file (`*.redb` is ignored).
 
 use std::path::{Path, PathBuf};
 
