@@ -570,6 +570,12 @@ async fn bad_sensor_batches_are_refused_whole() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["errors"][0]["line"], 2, "{v}");
     }
+    let r =
+        a.s.send_events(&token, [good.as_bytes(), b"\n\xff\xfe\n"].concat())
+            .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.to_string().contains("not valid UTF-8"), "{v}");
     assert_eq!(
         a.json("/v1/key/check/50.1.1.1").await["found"],
         false,

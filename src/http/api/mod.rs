@@ -64,7 +64,12 @@ pub fn require_json(ctx: &Ctx<'_>) -> Result<(), HttpError> {
 
 /// The body as UTF-8 text.
 pub fn utf8<'a>(ctx: &'a Ctx<'_>) -> Result<&'a str, HttpError> {
-    std::str::from_utf8(&ctx.body).map_err(|_| super::query::invalid("body", "is not valid UTF-8"))
+    utf8_text(&ctx.body)
+}
+
+/// `body` as UTF-8 text; a 400 naming the body otherwise.
+pub fn utf8_text(body: &[u8]) -> Result<&str, HttpError> {
+    std::str::from_utf8(body).map_err(|_| super::query::invalid("body", "is not valid UTF-8"))
 }
 
 /// The JSON body as `T`; a body that is not JSON, or does not have the

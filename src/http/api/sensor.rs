@@ -15,8 +15,7 @@ pub async fn post(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     // the runtime's workers, which serve the other connections.
     let (body, services) = (ctx.body.clone(), ctx.state.services.clone());
     let checked = super::off_reactor(move || -> Result<_, HttpError> {
-        let text = std::str::from_utf8(&body).map_err(|_| invalid("body", "is not valid UTF-8"))?;
-        let (events, errors) = parse(text)?;
+        let (events, errors) = parse(super::utf8_text(&body)?)?;
         if !errors.is_empty() {
             return Ok(Err(errors));
         }

@@ -90,7 +90,11 @@ impl TestServer {
 
     /// Posts an NDJSON batch to the sensor ingest endpoint as the sensor
     /// holding `token`, as `sikker sensor` does.
-    pub async fn send_events(&self, token: &str, ndjson: String) -> reqwest::Response {
+    pub async fn send_events(
+        &self,
+        token: &str,
+        ndjson: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
             .post(self.url("/v1/sensor/events"))
             .bearer_auth(token)
