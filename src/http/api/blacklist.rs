@@ -217,15 +217,16 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     // The list is built, tagged and made ready to send off the runtime's
     // workers (80 ms and more for a long one), one per core at a time.
     let _turn = services.list_build_turn().await?;
-    let (list, full_tag, tag_of) = {
+    let (list, full_tag) = {
         let (services, filter, dbs) = (services.clone(), filter.clone(), dbs.clone());
+        let tag_of = tag_of.clone();
         off_reactor(move || -> Result<_, HttpError> {
             let list = services.blocklist(&filter, dbs.as_deref())?;
             // The same databases place merged networks, name the tag and render.
             let list =
                 services.shape_blocklist(list, &shape, filter.ignore_whitelist, dbs.as_deref())?;
             let full_tag = wants_tag.then(|| tag_of(&list.entries));
-            Ok((list, full_tag, tag_of))
+            Ok((list, full_tag))
         })
         .await??
     };
