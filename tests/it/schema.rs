@@ -110,6 +110,17 @@ async fn schema_version(data: &Path) -> u64 {
         .unwrap()
 }
 
+/// Stops `s` and checks, with the binary, that its database is at the
+/// current schema; the data dir (kept while the guard lives).
+async fn stopped_at_current_schema(s: TestServer) -> (tempfile::TempDir, PathBuf) {
+    let (dir, data) = s.into_dirs().await;
+    assert_eq!(
+        schema_version(&data).await,
+        u64::from(sikker::store::migrate::CURRENT)
+    );
+    (dir, data)
+}
+
 /// What every fixture holds: one indicator (45.9.9.9) and a whitelisted network.
 async fn serves_indicator_and_whitelist(s: &TestServer) {
     let services = &s.handle().services;
@@ -154,11 +165,7 @@ async fn schema_v3_fixture_migrates_and_serves_its_data() {
         .map(|k| k.kid)
         .collect();
     assert_eq!(kids, [0, 1]);
-    let (_dir, data) = s.into_dirs().await;
-    assert_eq!(
-        schema_version(&data).await,
-        u64::from(sikker::store::migrate::CURRENT)
-    );
+    stopped_at_current_schema(s).await;
 }
 
 #[tokio::test]
@@ -221,22 +228,14 @@ async fn schema_v4_fixture_migrates_and_serves_its_data() {
         401,
         "v4's key is dropped at the next rotation"
     );
-    let (_dir, data) = s.into_dirs().await;
-    assert_eq!(
-        schema_version(&data).await,
-        u64::from(sikker::store::migrate::CURRENT)
-    );
+    stopped_at_current_schema(s).await;
 }
 
 #[tokio::test]
 async fn schema_v5_fixture_moves_its_session_keys_beside_their_events() {
     let s = on_fixture(5).await;
     serves_indicator_and_whitelist(&s).await;
-    let (_dir, data) = s.into_dirs().await;
-    assert_eq!(
-        schema_version(&data).await,
-        u64::from(sikker::store::migrate::CURRENT)
-    );
+    let (_dir, data) = stopped_at_current_schema(s).await;
     let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let legacy = txn
@@ -271,11 +270,7 @@ async fn schema_v6_fixture_moves_feed_positions_into_the_records() {
     };
     let s = on_fixture(6).await;
     serves_indicator_and_whitelist(&s).await;
-    let (_dir, data) = s.into_dirs().await;
-    assert_eq!(
-        schema_version(&data).await,
-        u64::from(sikker::store::migrate::CURRENT)
-    );
+    let (_dir, data) = stopped_at_current_schema(s).await;
     let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     assert!(redb::ReadableTableMetadata::is_empty(&txn.open_table(IP_FEEDPOS).unwrap()).unwrap());
