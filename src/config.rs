@@ -224,6 +224,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_DB_CACHE_MIB", value_name = "MIB", default_value = "16", value_parser = clap::value_parser!(u32).range(4..=65_536))]
     pub db_cache_mib: u32,
 
+    /// Memory in MiB for the entries of block lists being built and sent at once (48 bytes per listed address until its last byte is sent); a list that finds no room waits for it, up to half the request timeout, then gets 503 with Retry-After.
+    #[arg(long, env = "SIKKER_BLOCKLIST_MEMORY_MIB", value_name = "MIB", default_value = "128", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub blocklist_memory_mib: u32,
+
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub sweep_interval: Duration,
@@ -685,6 +689,7 @@ impl Config {
             retention: self.retention(),
             ipv6_prefix: self.ipv6_prefix,
             db_cache_bytes: (self.db_cache_mib as usize) << 20,
+            blocklist_memory_bytes: (self.blocklist_memory_mib as usize) << 20,
             privacy: self.privacy_options(),
             tiers,
             accounts: crate::service::accounts::AccountOptions {
@@ -1098,6 +1103,27 @@ mod tests {
         }
         let c = Config::from_serve_args(["--db-cache-mib", "256"]).unwrap();
         assert_eq!(c.service_options().unwrap().db_cache_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn blocklist_memory_is_bounded_and_named_in_the_error() {
+        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
+        assert_eq!(
+            c.service_options().unwrap().blocklist_memory_bytes,
+            crate::service::list_room::DEFAULT_BYTES
+        );
+        for bad in ["0", "1048577", "much"] {
+            let e = Config::from_serve_args(["--blocklist-memory-mib", bad]).unwrap_err();
+            assert!(
+                e.to_string().contains("--blocklist-memory-mib"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_serve_args(["--blocklist-memory-mib", "512"]).unwrap();
+        assert_eq!(
+            c.service_options().unwrap().blocklist_memory_bytes,
+            512 << 20
+        );
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub fn effective(c: &Config) -> String {
         ("retention_privacy_log", d(c.retention_privacy_log)),
         ("notify_rate", c.notify_rate.to_string()),
         ("db_cache_mib", c.db_cache_mib.to_string()),
+        ("blocklist_memory_mib", c.blocklist_memory_mib.to_string()),
         ("sweep_interval", d(c.sweep_interval)),
         (
             "registration",

@@ -116,9 +116,13 @@ impl HttpError {
                     retry_after: Some(*retry_after_secs),
                     ..plain(StatusCode::TOO_MANY_REQUESTS, reason.clone())
                 },
-                service::Error::Unavailable { reason } => {
-                    plain(StatusCode::SERVICE_UNAVAILABLE, reason.clone())
-                }
+                service::Error::Unavailable {
+                    reason,
+                    retry_after_secs,
+                } => Rendered {
+                    retry_after: *retry_after_secs,
+                    ..plain(StatusCode::SERVICE_UNAVAILABLE, reason.clone())
+                },
                 service::Error::Internal { .. } => {
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
                 }

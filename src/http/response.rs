@@ -21,6 +21,39 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// `resp` with `kept` alive until its body is dropped: sent whole, or its
+/// connection closed. The body's size is kept, so a whole body still gets
+/// its `Content-Length`.
+pub fn holding<T: Send + Sync + Unpin + 'static>(resp: Resp, kept: T) -> Resp {
+    resp.map(|body| Holding { body, _kept: kept }.boxed())
+}
+
+/// A body and something to keep until it is dropped.
+struct Holding<T> {
+    body: Body,
+    _kept: T,
+}
+
+impl<T: Unpin> hyper::body::Body for Holding<T> {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Resp {
     let mut r = Response::new(body);
     *r.status_mut() = status;

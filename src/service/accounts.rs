@@ -209,6 +209,7 @@ impl Services {
         .await
         .map_err(|_| Error::Unavailable {
             reason: "the server is busy; try signing in again shortly".into(),
+            retry_after_secs: None,
         })?
         .map_err(|_| Error::Internal {
             detail: "hashing pool closed".into(),

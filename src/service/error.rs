@@ -18,8 +18,12 @@ pub enum Error {
         retry_after_secs: u64,
         reason: String,
     },
+    /// 503; `retry_after_secs` when the service knows when to come back.
     #[error("{reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("internal error: {detail}")]
     Internal { detail: String },
 }
@@ -46,6 +50,7 @@ impl From<crate::store::Error> for Error {
             tracing::error!(error = %e, "database write failed; is the data dir full or read-only?");
             return Self::Unavailable {
                 reason: "storage is unavailable; the change was not saved, try again later".into(),
+                retry_after_secs: None,
             };
         }
         Self::Internal {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod geo;
 pub mod group_commit;
 pub mod jwtkeys;
+pub mod list_room;
 pub mod lockout;
 pub mod mail;
 pub mod operator;
@@ -57,6 +58,9 @@ pub struct Options {
     pub scrubber: crate::domain::scrub::Scrubber,
     /// redb's page cache, reads and write buffer together.
     pub db_cache_bytes: usize,
+    /// Memory for the entries of block lists being built and sent at once
+    /// (0: `list_room::DEFAULT_BYTES`).
+    pub blocklist_memory_bytes: usize,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -98,6 +102,8 @@ pub struct Services {
     /// and 48 bytes per listed address while it is built; more requests
     /// wait for a turn instead of piling up on the blocking pool.
     pub(crate) list_builds: tokio::sync::Semaphore,
+    /// Memory for the entries of block lists being built and sent.
+    pub(crate) list_rooms: list_room::ListRooms,
 }
 
 impl Services {
@@ -134,6 +140,7 @@ impl Services {
             geoip,
             scrubber,
             db_cache_bytes: _,
+            blocklist_memory_bytes,
         } = opts;
         let periods = crate::store::periods::Periods {
             indicators_ms: retention.indicators_ms,
@@ -194,6 +201,7 @@ impl Services {
             list_builds: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             ),
+            list_rooms: list_room::ListRooms::new(blocklist_memory_bytes),
         })
     }
 

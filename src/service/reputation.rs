@@ -371,6 +371,24 @@ impl From<Vec<ShapedEntry>> for Ordered {
 }
 
 impl Blocklist {
+    /// Entries' worth of memory the list holds until sent: its vector, and
+    /// the first share that `into_ordered(true)` copies out of it.
+    pub fn held_entries(&self) -> usize {
+        let split = !self.sorted && self.entries.len() >= PARALLEL_SORT_MIN;
+        let share = if split {
+            self.entries.len() / FIRST_SHARE
+        } else {
+            0
+        };
+        self.entries.capacity() + share
+    }
+
+    /// The most a list scanned from an index of `indexed` addresses holds
+    /// (`held_entries` of a list keeping every one).
+    pub fn most_held(indexed: usize) -> usize {
+        indexed.saturating_add(indexed / FIRST_SHARE)
+    }
+
     /// The entries in their order.
     pub fn into_sorted(mut self) -> Vec<ShapedEntry> {
         if !self.sorted {

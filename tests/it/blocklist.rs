@@ -493,3 +493,91 @@ async fn lists_asked_at_once_all_get_their_answer() {
         }
     }
 }
+
+/// Block lists hold their entries until sent, so they share a memory
+/// budget (`--blocklist-memory-mib`). With room for one list of this index
+/// at a time: a second list waits while the first is held by a client
+/// that does not read it, gets 503 with `Retry-After` in each dialect when
+/// no room frees in time, and is served as soon as the first client goes.
+#[tokio::test]
+async fn lists_wait_for_memory_held_by_lists_being_sent() {
+    let s = TestServer::start_with(&[
+        "--blocklist-memory-mib",
+        "1",
+        "--request-timeout",
+        "3s",
+        "--idle-timeout",
+        "30s",
+    ])
+    .await;
+    let services = s.handle().services.clone();
+    let key = services
+        .create_api_key("room", "tier_4", None)
+        .await
+        .unwrap()
+        .0;
+    let token = services.create_sensor("hp").await.unwrap().0;
+    // More addresses than 1 MiB of 48-byte entries (21,845).
+    let n = 22_000_u32;
+    let t = s.clock.now().0;
+    for part in 0..n.div_ceil(10_000) {
+        let body: String = (part * 10_000..((part + 1) * 10_000).min(n))
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x5100_0000 + i);
+                json!({"ts": t, "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("s{i}"), "kind": "auth", "username": "root"}).to_string() + "\n"
+            })
+            .collect();
+        assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    }
+    let ask = |path: &str| {
+        s.client
+            .get(s.url(path))
+            .bearer_auth(&key)
+            .header("Key", &key)
+            .send()
+    };
+    let sikker = "/v1/key/blacklist?scoreMinimum=1";
+    // (Its scores are too low for AbuseIPDB's minimum of 25: an empty list
+    // still takes room for a scan of the whole index.)
+    let abuseipdb = "/api/v2/blacklist?confidenceMinimum=25";
+    // Alone, a list is served whole.
+    let whole = ask(sikker).await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    let whole: Value = whole.json().await.unwrap();
+    assert_eq!(whole["data"].as_array().unwrap().len(), n as usize);
+
+    // A client that reads the head and then nothing: 3.6 MB of JSON stay
+    // unsent, its entries held.
+    let held = ask(sikker).await.unwrap();
+    assert_eq!(held.status(), StatusCode::OK);
+    for (path, error) in [(sikker, "/error"), (abuseipdb, "/errors/0/detail")] {
+        let r = ask(path).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1, "{path}");
+        let body: Value = r.json().await.unwrap();
+        let said = body
+            .pointer(error)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        assert!(said.contains("too many block lists"), "{path}: {body}");
+    }
+
+    // A list asked while the room is held waits for it, and is served
+    // once the holder's connection is gone.
+    let waiting = tokio::spawn(ask("/v1/key/blacklist?scoreMinimum=1&plaintext=true"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished());
+    drop(held);
+    let r = waiting.await.unwrap().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap().lines().count(), n as usize);
+    // Everything sent, the room is free again.
+    let again = ask(sikker).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap(), whole);
+}

@@ -20,6 +20,7 @@ use super::off_reactor;
 use crate::domain::{Protocol, Severity};
 use crate::geoip::{Brief, GeoDbs};
 use crate::service::blockshape::{Shape, ShapedEntry};
+use crate::service::list_room::ListRoom;
 use crate::service::quotas::Bucket;
 use crate::service::reputation::{Blocklist, BlocklistFilter, Ordered};
 
@@ -216,6 +217,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     let wants_tag = ctx.headers.contains_key(header::IF_NONE_MATCH);
     // The list is built, tagged and made ready to send off the runtime's
     // workers (80 ms and more for a long one), one per core at a time.
+    let mut room = room(ctx).await?;
     let _turn = services.list_build_turn().await?;
     let (list, full_tag) = {
         let (services, filter, dbs) = (services.clone(), filter.clone(), dbs.clone());
@@ -230,6 +232,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         })
         .await??
     };
+    room.keep(list.held_entries());
     // A poller that already holds this exact list gets 304 and is not
     // charged: nothing is sent.
     if let Some(t) = full_tag
@@ -244,7 +247,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         .charge_up_to(&who, Bucket::Blacklist, list.entries.len() as u64)
         .await?;
     let now = services.clock.now();
-    off_reactor(move || {
+    let resp = off_reactor(move || {
         let mut list = list;
         let cut = usize::try_from(granted).unwrap_or(usize::MAX) < list.entries.len();
         list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
@@ -258,7 +261,15 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         }
         resp
     })
-    .await
+    .await?;
+    Ok(response::holding(resp, room))
+}
+
+/// Room for a list's entries until it is sent ([`ListRoom`]), waited
+/// for at most half the request's time.
+pub(crate) async fn room(ctx: &Ctx<'_>) -> Result<ListRoom, HttpError> {
+    let wait = ctx.state.opts.limits.request_timeout / 2;
+    Ok(ctx.state.services.list_room(wait).await?)
 }
 
 /// The response body in `format`; JSON, plaintext and CSV stream. `dbs`

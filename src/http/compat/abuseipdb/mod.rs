@@ -269,6 +269,7 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let dbs = s.geo.dbs().filter(|_| !plaintext);
     // Built and made ready to send off the runtime's workers, one per core
     // at a time, as sikker's own list.
+    let mut room = blacklist::room(&ctx).await?;
     let _turn = s.list_build_turn().await?;
     let list = {
         let (s, dbs) = (s.clone(), dbs.clone());
@@ -280,11 +281,12 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         })
         .await??
     };
+    room.keep(list.held_entries());
     let granted = s
         .charge_up_to(&who, Bucket::Blacklist, list.entries.len() as u64)
         .await?;
     let generated = atom(s.clock.now());
-    off_reactor(move || {
+    let resp = off_reactor(move || {
         let mut list = list;
         list.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
         let list = list.into_ordered(!plaintext);
@@ -314,7 +316,8 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         }
         r
     })
-    .await
+    .await?;
+    Ok(response::holding(resp, room))
 }
 
 /// One blacklist entry; a network's country is the one every address
