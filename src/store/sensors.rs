@@ -1,6 +1,8 @@
 //! Sensors (token stored only as a keyed hash) and the de-duplication keys
 //! of their events and sessions.
 
+use std::collections::HashSet;
+
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -98,12 +100,18 @@ const SESSION_ROW: i64 = i64::MIN;
 /// session × name pairs) already counted.
 pub struct Dedup<'t> {
     keys: Table<'t, (i64, u64, u64, i64, u64), ()>,
+    /// Session keys already asked in this transaction: asked again, each
+    /// is not the first (it is in the table now, or was found the day
+    /// before), so the B-tree is not walked twice. Most events of a batch
+    /// belong to a session another event of it opened.
+    asked: HashSet<(i64, u64, u64, u64)>,
 }
 
 impl<'t> Dedup<'t> {
     pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Self {
             keys: txn.open_table(DAY_SENSOR_EVENT)?,
+            asked: HashSet::new(),
         })
     }
 
@@ -124,6 +132,9 @@ impl<'t> Dedup<'t> {
         session: u64,
         name: u64,
     ) -> Result<bool> {
+        if !self.asked.insert((day, sensor, session, name)) {
+            return Ok(false);
+        }
         if self
             .keys
             .get((day - 1, sensor, session, SESSION_ROW, name))?

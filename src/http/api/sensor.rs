@@ -50,6 +50,7 @@ pub(crate) fn parse(text: &str) -> Result<(Vec<WireEvent>, Vec<EventError>), Htt
         let items: Vec<serde_json::Value> = serde_json::from_str(trimmed)
             .map_err(|e| invalid("body", &format!("is not a valid JSON array: {e}")))?;
         check_count(items.len())?;
+        events.reserve_exact(items.len());
         for (i, v) in items.into_iter().enumerate() {
             match serde_json::from_value::<WireEvent>(v) {
                 Ok(e) => events.push(e),
@@ -67,6 +68,9 @@ pub(crate) fn parse(text: &str) -> Result<(Vec<WireEvent>, Vec<EventError>), Htt
             .filter(|(_, l)| !l.trim().is_empty())
             .collect();
         check_count(lines.len())?;
+        // Sized once: a growing vector of 10,000 events was copied and
+        // faulted in afresh at each doubling.
+        events.reserve_exact(lines.len());
         for (i, line) in lines {
             match serde_json::from_str::<WireEvent>(line) {
                 Ok(e) => events.push(e),
