@@ -297,6 +297,7 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
                 list,
                 "",
                 String::new(),
+                blacklist::TEXT_CHUNK,
                 blacklist::plain_entry,
             )
         } else {
@@ -307,6 +308,7 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
                 list,
                 ",",
                 "]}".to_owned(),
+                blacklist::JSON_CHUNK,
                 move |b, e| blacklist_entry(b, e, &e.brief(dbs.as_deref())),
             )
         };
