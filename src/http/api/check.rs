@@ -8,12 +8,10 @@ use super::super::dispatch::Ctx;
 use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
-use super::off_reactor;
 use crate::domain::{Category, IpKey, Protocol, UnixMillis, behavior};
 use crate::geoip::CountryCode;
 use crate::index::PrefixVerdict;
 use crate::service::geo::GeoBody;
-use crate::service::quotas::Bucket;
 use crate::service::reputation::{self, CheckOptions, CheckResult};
 
 pub const MAX_BULK_IPS: usize = 10_000;
@@ -320,75 +318,60 @@ fn parse_lines(text: &str) -> Result<(Vec<IpKey>, Vec<LineError>), HttpError> {
     Ok((ips, errors))
 }
 
-/// The addresses of a bulk check: a JSON array (or `{"ips": [...]}`), or
-/// text with one address per line.
-fn bulk_ips(json: bool, body: &[u8]) -> Result<(Vec<IpKey>, Vec<LineError>), HttpError> {
-    if !json {
-        return parse_lines(super::utf8_text(body)?);
-    }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid("body", &format!("is not valid JSON: {e}")))?;
-    let arr = v.get("ips").cloned().unwrap_or(v);
-    let Value::Array(items) = arr else {
-        return Err(invalid("ips", "must be an array of IP strings"));
-    };
-    if items.len() > MAX_BULK_IPS {
-        return Err(invalid(
-            "ips",
-            &format!("at most {MAX_BULK_IPS} IPs per request"),
-        ));
-    }
-    let mut ips = Vec::new();
-    let mut errors = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        match it.as_str().map(str::trim).map(str::parse::<IpKey>) {
-            Some(Ok(ip)) => ips.push(ip),
-            _ => errors.push(LineError {
-                line: i + 1,
-                input: it.to_string().chars().take(64).collect(),
-                error: "not a valid IPv4 or IPv6 address".into(),
-            }),
-        }
-    }
-    Ok((ips, errors))
-}
-
-/// Parsing, the lookups and the answer (2–8 ms for 10,000 addresses) run
-/// off the runtime's workers; only the quota charge runs on them.
 pub async fn bulk(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let who = ctx.key()?.clone();
-    let json = super::is_json(&super::media_type(&ctx));
-    let body = ctx.body.clone();
-    let (ips, errors) = off_reactor(move || bulk_ips(json, &body)).await??;
-    let services = ctx.state.services.clone();
-    services
-        .charge(&who, Bucket::Lookups, ips.len() as u64)
-        .await?;
-    off_reactor(move || {
-        let results = services.bulk_lookup(ips)?;
-        let found = results.iter().filter(|r| r.confidence.is_some()).count();
-        let rows: Vec<BulkLine<'_>> = results
-            .iter()
-            .map(|r| BulkLine {
-                ip: r.ip.to_string(),
-                found: r.confidence.is_some(),
-                confidence_level: r.confidence,
-                is_whitelisted: r.whitelisted,
-                country_code: r.country.as_ref().map(CountryCode::as_str),
-                last_seen: r.last_seen.map(|t| t.0),
-            })
-            .collect();
-        Ok(response::json(
-            StatusCode::OK,
-            &BulkBody {
-                queried: results.len(),
-                found,
-                results: rows,
-                errors,
-            },
-        ))
-    })
-    .await?
+    let media = super::media_type(&ctx);
+    let (ips, errors) = if super::is_json(&media) {
+        let v: Value = serde_json::from_slice(&ctx.body)
+            .map_err(|e| invalid("body", &format!("is not valid JSON: {e}")))?;
+        let arr = v.get("ips").cloned().unwrap_or(v);
+        let Value::Array(items) = arr else {
+            return Err(invalid("ips", "must be an array of IP strings"));
+        };
+        if items.len() > MAX_BULK_IPS {
+            return Err(invalid(
+                "ips",
+                &format!("at most {MAX_BULK_IPS} IPs per request"),
+            ));
+        }
+        let mut ips = Vec::new();
+        let mut errors = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            match it.as_str().map(str::trim).map(str::parse::<IpKey>) {
+                Some(Ok(ip)) => ips.push(ip),
+                _ => errors.push(LineError {
+                    line: i + 1,
+                    input: it.to_string().chars().take(64).collect(),
+                    error: "not a valid IPv4 or IPv6 address".into(),
+                }),
+            }
+        }
+        (ips, errors)
+    } else {
+        parse_lines(super::utf8(&ctx)?)?
+    };
+    let results = ctx.state.services.bulk_check(&who, ips).await?;
+    let found = results.iter().filter(|r| r.confidence.is_some()).count();
+    let rows: Vec<BulkLine<'_>> = results
+        .iter()
+        .map(|r| BulkLine {
+            ip: r.ip.to_string(),
+            found: r.confidence.is_some(),
+            confidence_level: r.confidence,
+            is_whitelisted: r.whitelisted,
+            country_code: r.country.as_ref().map(CountryCode::as_str),
+            last_seen: r.last_seen.map(|t| t.0),
+        })
+        .collect();
+    Ok(response::json(
+        StatusCode::OK,
+        &BulkBody {
+            queried: results.len(),
+            found,
+            results: rows,
+            errors,
+        },
+    ))
 }
 
 #[derive(serde::Serialize)]
