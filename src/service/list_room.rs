@@ -47,7 +47,8 @@ impl ListRooms {
     }
 
     /// Entries free now.
-    pub fn free(&self) -> usize {
+    #[cfg(test)]
+    fn free(&self) -> usize {
         self.entries.available_permits()
     }
 }
@@ -69,7 +70,8 @@ impl ListRoom {
     }
 
     /// Entries this room holds.
-    pub fn entries(&self) -> usize {
+    #[cfg(test)]
+    fn entries(&self) -> usize {
         self.permit.num_permits()
     }
 }

@@ -1025,6 +1025,25 @@ mod tests {
             .collect()
     }
 
+    /// The whole streamed plaintext body of `list` between `head` and `tail`.
+    async fn plain_body(
+        head: &str,
+        list: impl Into<Ordered>,
+        sep: &'static str,
+        tail: &str,
+    ) -> Bytes {
+        let r = streamed(
+            "text/plain",
+            head.into(),
+            list,
+            sep,
+            tail.into(),
+            TEXT_CHUNK,
+            plain_entry,
+        );
+        r.into_body().collect().await.unwrap().to_bytes()
+    }
+
     #[tokio::test]
     async fn a_body_waits_for_the_entries_still_being_sorted() {
         let all = consecutive(0x0a00_0000, 1000);
@@ -1036,20 +1055,7 @@ mod tests {
                 rest
             })),
         };
-        let body = streamed(
-            "text/plain",
-            "[".into(),
-            list,
-            ",",
-            "]".into(),
-            TEXT_CHUNK,
-            plain_entry,
-        )
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+        let body = plain_body("[", list, ",", "]").await;
         let want: Vec<String> = all.iter().map(|e| format!("{e}\n")).collect();
         assert_eq!(body, format!("[{}]", want.join(",")));
     }
@@ -1070,20 +1076,7 @@ mod tests {
                 }
             })
         };
-        let body = streamed(
-            "text/plain",
-            String::new(),
-            all.clone(),
-            "",
-            String::new(),
-            TEXT_CHUNK,
-            plain_entry,
-        )
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
+        let body = plain_body("", all.clone(), "", "").await;
         other.abort();
         let want: String = all.iter().map(|e| e.to_string() + "\n").collect();
         assert_eq!(body, want);
