@@ -175,7 +175,12 @@ async fn poll(
     target: &Target,
     state: &mut State,
 ) -> anyhow::Result<()> {
-    let mut req = client.get(url).bearer_auth(&args.key);
+    // A list compresses about twofold (plaintext), which a bouncer far
+    // from its server gains on every change.
+    let mut req = client
+        .get(url)
+        .bearer_auth(&args.key)
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip");
     if let (Some(tag), Some(_)) = (&state.etag, &state.applied) {
         req = req.header(reqwest::header::IF_NONE_MATCH, tag);
     }
@@ -200,7 +205,19 @@ async fn poll(
         .get(reqwest::header::ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = resp.text().await.context("cannot read the block list")?;
+    let gzipped = resp
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let bytes = resp.bytes().await.context("cannot read the block list")?;
+    let body = if gzipped {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+            .context("cannot decompress the block list")?;
+        text
+    } else {
+        String::from_utf8(bytes.to_vec()).context("the block list is not UTF-8 text")?
+    };
     let new = parse_plain(&body).map_err(anyhow::Error::msg)?;
     // The first poll after start empties the sets and fills them anew.
     let (script, delta) = if let Some(old) = &state.applied {

@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod compat;
 pub mod cookies;
 pub mod dispatch;
+pub mod encoding;
 pub mod error;
 pub mod per_ip;
 pub mod query;

@@ -11,9 +11,7 @@ use crate::common::TestServer;
 
 async fn server_with_data() -> (TestServer, String) {
     let s = TestServer::start().await;
-    let services = s.handle().services.clone();
-    let key = services.create_api_key("bl", "free", None).await.unwrap().0;
-    let token = services.create_sensor("hp").await.unwrap().0;
+    let (key, token) = s.key_and_sensor("free").await;
     let t = s.clock.now().0;
     let mut lines = Vec::new();
     // 80.0.0.1: brute force + malware (high score); 80.0.0.2: web scan over http;
@@ -510,13 +508,7 @@ async fn lists_wait_for_memory_held_by_lists_being_sent() {
         "30s",
     ])
     .await;
-    let services = s.handle().services.clone();
-    let key = services
-        .create_api_key("room", "tier_4", None)
-        .await
-        .unwrap()
-        .0;
-    let token = services.create_sensor("hp").await.unwrap().0;
+    let (key, token) = s.key_and_sensor("tier_4").await;
     // More addresses than 1 MiB of 48-byte entries (21,845).
     let n = 22_000_u32;
     let t = s.clock.now().0;
@@ -580,4 +572,126 @@ async fn lists_wait_for_memory_held_by_lists_being_sent() {
     let again = ask(sikker).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(again.json::<Value>().await.unwrap(), whole);
+}
+
+/// One block-list request: status, headers, raw body bytes.
+async fn raw(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut r = s
+        .client
+        .get(s.url(path))
+        .bearer_auth(key)
+        .header("Key", key);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().await.unwrap();
+    let (status, h) = (r.status(), r.headers().clone());
+    (status, h, r.bytes().await.unwrap().to_vec())
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Block lists are sent gzip-compressed to clients that accept it, in
+/// both dialects and every format, under their own validator; what the
+/// client decompresses is exactly the identity body.
+#[tokio::test]
+async fn lists_are_gzip_compressed_for_clients_that_accept_it() {
+    let s = TestServer::start().await;
+    let (key, token) = s.key_and_sensor("tier_4").await;
+    // More entries than one JSON chunk, so the body streams in several.
+    let t = s.clock.now().0;
+    let body: String = (0..5000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x5200_0000 + i * 3);
+            json!({"ts": t - i64::from(i), "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("s{i}"), "kind": "auth", "username": "root"}).to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    // A few brute-forcers, scored high enough for AbuseIPDB's list.
+    let body: String = (0..9000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x5300_0000 + i / 30);
+            json!({"ts": t - i64::from(i % 30), "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("b{}", i / 10), "kind": "auth", "username": format!("u{}", i % 30)}).to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    let gzip = [("accept-encoding", "br;q=1.0, gzip;q=0.8, *;q=0.1")];
+    for format in ["json", "plaintext", "csv", "ipset", "nft"] {
+        let path = format!("/v1/key/blacklist?scoreMinimum=1&format={format}");
+        let (st, plain_h, plain) = raw(&s, &key, &path, &[]).await;
+        assert_eq!(st, StatusCode::OK, "{format}");
+        assert!(plain_h.get("content-encoding").is_none(), "{format}");
+        assert_eq!(plain_h["vary"], "accept-encoding", "{format}");
+        let (st, h, z) = raw(&s, &key, &path, &gzip).await;
+        assert_eq!(st, StatusCode::OK, "{format}");
+        assert_eq!(h["content-encoding"], "gzip", "{format}");
+        assert_eq!(h["vary"], "accept-encoding", "{format}");
+        assert!(
+            z.len() * 2 < plain.len(),
+            "{format}: {} of {}",
+            z.len(),
+            plain.len()
+        );
+        assert_eq!(gunzip(&z), plain, "{format}");
+        // Each representation has its own tag, and each is honoured.
+        let (tag, plain_tag) = (
+            h["etag"].to_str().unwrap(),
+            plain_h["etag"].to_str().unwrap(),
+        );
+        let gz_tag = format!("{}-gzip\"", plain_tag.strip_suffix('"').unwrap());
+        assert_eq!(tag, gz_tag, "{format}");
+        let inm = [gzip[0], ("if-none-match", tag)];
+        let (st, h304, empty) = raw(&s, &key, &path, &inm).await;
+        assert_eq!(st, StatusCode::NOT_MODIFIED, "{format}");
+        assert!(empty.is_empty() && h304.get("content-encoding").is_none());
+        assert_eq!(h304["etag"], tag);
+        let (st, _, again) = raw(&s, &key, &path, &[("if-none-match", tag)]).await;
+        assert_eq!((st, again.len()), (StatusCode::OK, plain.len()), "{format}");
+    }
+    // Declined, or outweighed by identity: not compressed.
+    for refuse in ["gzip;q=0", "identity, gzip;q=0.5", "br", ""] {
+        let (st, h, body) = raw(
+            &s,
+            &key,
+            "/v1/key/blacklist?scoreMinimum=1&format=plaintext",
+            &[("accept-encoding", refuse)],
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(h.get("content-encoding").is_none(), "{refuse}");
+        assert_eq!(String::from_utf8(body).unwrap().lines().count(), 5300);
+    }
+    // The AbuseIPDB dialect, JSON and plaintext.
+    for path in [
+        "/api/v2/blacklist?confidenceMinimum=25&limit=5000",
+        "/api/v2/blacklist?confidenceMinimum=25&limit=5000&plaintext",
+    ] {
+        let (st, h, z) = raw(&s, &key, path, &[("accept-encoding", "gzip")]).await;
+        assert_eq!(st, StatusCode::OK, "{path}");
+        assert_eq!(h["content-encoding"], "gzip", "{path}");
+        let (_, _, plain) = raw(&s, &key, path, &[]).await;
+        let unzipped = gunzip(&z);
+        if path.ends_with("plaintext") {
+            assert_eq!(unzipped, plain);
+        } else {
+            let (a, b): (Value, Value) = (
+                serde_json::from_slice(&unzipped).unwrap(),
+                serde_json::from_slice(&plain).unwrap(),
+            );
+            assert_eq!(a["data"], b["data"]);
+            assert!(!b["data"].as_array().unwrap().is_empty());
+        }
+    }
 }

@@ -34,13 +34,7 @@ async fn attack(s: &TestServer, token: &str, ips: &[(String, usize)]) {
 
 async fn server() -> (TestServer, String, String) {
     let s = TestServer::start().await;
-    let services = s.handle().services.clone();
-    let key = services
-        .create_api_key("size", "tier_4", None)
-        .await
-        .unwrap()
-        .0;
-    let token = services.create_sensor("hp").await.unwrap().0;
+    let (key, token) = s.key_and_sensor("tier_4").await;
     (s, key, token)
 }
 

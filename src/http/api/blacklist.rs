@@ -13,6 +13,7 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 
 use super::super::dispatch::Ctx;
+use super::super::encoding::Coding;
 use super::super::error::HttpError;
 use super::super::query::{Query, invalid};
 use super::super::response::{self, Resp};
@@ -212,8 +213,10 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
     // Over the entries in address order or in their order: either is a
     // function of the entries.
     let tag_names = names.clone();
-    let tag_of =
-        move |list: &[ShapedEntry]| etag(format, &tag_names, &shape, geo_id.as_deref(), list);
+    let coding = Coding::of(&ctx.headers);
+    let tag_of = move |list: &[ShapedEntry]| {
+        coding.tag(&etag(format, &tag_names, &shape, geo_id.as_deref(), list))
+    };
     let wants_tag = ctx.headers.contains_key(header::IF_NONE_MATCH);
     // The list is built, tagged and made ready to send off the runtime's
     // workers (80 ms and more for a long one), one per core at a time.
@@ -239,7 +242,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         .as_deref()
         .filter(|t| if_none_match(&ctx.headers, t))
     {
-        return Ok(not_modified(t));
+        return Ok(coding.apply(not_modified(t)));
     }
     // The daily budget may cut the list short; only what is sent is charged
     // (one unit per entry, whether an address or a network).
@@ -262,7 +265,7 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Resp, HttpError> {
         resp
     })
     .await?;
-    Ok(response::holding(resp, room))
+    Ok(response::holding(coding.apply(resp), room))
 }
 
 /// Room for a list's entries until it is sent ([`ListRoom`]), waited

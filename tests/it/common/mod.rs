@@ -88,6 +88,14 @@ impl TestServer {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// A new API key of `tier` (named after it) and a new sensor's token.
+    pub async fn key_and_sensor(&self, tier: &str) -> (String, String) {
+        let services = &self.handle().services;
+        let key = services.create_api_key(tier, tier, None).await.unwrap().0;
+        let token = services.create_sensor("hp").await.unwrap().0;
+        (key, token)
+    }
+
     /// Posts an NDJSON batch to the sensor ingest endpoint as the sensor
     /// holding `token`, as `sikker sensor` does.
     pub async fn send_events(

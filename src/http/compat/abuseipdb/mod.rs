@@ -19,6 +19,7 @@ use self::params::Params;
 use self::render::{atom, geo_fields, report_json};
 use super::super::api::{blacklist, off_reactor};
 use super::super::dispatch::Ctx;
+use super::super::encoding::Coding;
 use super::super::error::HttpError;
 use super::super::query::invalid;
 use super::super::response::{self, Resp};
@@ -319,7 +320,10 @@ async fn blacklist(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
         r
     })
     .await?;
-    Ok(response::holding(resp, room))
+    Ok(response::holding(
+        Coding::of(&ctx.headers).apply(resp),
+        room,
+    ))
 }
 
 /// One blacklist entry; a network's country is the one every address
