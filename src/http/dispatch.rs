@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::auth::{self, Principal};
+use super::encoding::Coding;
 use super::error::{Dialect, HttpError};
 use super::response::{self, Resp};
 use super::router::{self, Matched, Route};
@@ -119,6 +120,7 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
     let method = req.method().clone();
     let version = req.version();
     let dialect = Dialect::for_path(req.uri().path());
+    let coding = Coding::of(req.headers());
     let client = client_ip::resolve(conn.peer.ip(), req.headers(), &state.opts.trusted_proxies);
     let routed = state
         .admit(client, req.uri().path())
@@ -132,6 +134,7 @@ pub async fn dispatch(state: Arc<HttpState>, conn: ConnInfo, req: Request<Incomi
         Err(e) => e.into_response(dialect),
         Ok(matched) => run(&state, req, matched, client, deadline, dialect).await,
     };
+    resp = coding.negotiate(resp);
     if method == Method::HEAD {
         *resp.body_mut() = response::empty();
     }

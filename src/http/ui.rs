@@ -5,6 +5,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
+use super::encoding::Coding;
 use super::response::{self, Resp};
 
 #[derive(rust_embed::RustEmbed)]
@@ -26,7 +27,10 @@ pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
     let Some((file, name)) = found else {
         return response::text(StatusCode::NOT_FOUND, "not found\n");
     };
+    let mime = mime_for(name);
+    let coding = Coding::of(req_headers).for_body(Some(file.data.len() as u64), &mime);
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..12]));
+    let etag = coding.map_or_else(|| etag.clone(), |c| c.tag(&etag));
     let mut resp = if req_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -37,7 +41,6 @@ pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
         r
     } else {
         let mut r = Response::new(response::full(file.data.into_owned()));
-        let mime = mime_for(name);
         if let Ok(v) = HeaderValue::from_str(&mime) {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
@@ -48,7 +51,10 @@ pub fn serve(path: &str, req_headers: &HeaderMap) -> Resp {
         h.insert(header::ETAG, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    resp
+    match coding {
+        Some(c) => c.apply(resp),
+        None => resp,
+    }
 }
 
 /// A request for a static file that does not exist gets 404; any other path

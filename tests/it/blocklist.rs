@@ -7,7 +7,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, gunzip};
 
 async fn server_with_data() -> (TestServer, String) {
     let s = TestServer::start().await;
@@ -592,15 +592,6 @@ async fn raw(
     let r = r.send().await.unwrap();
     let (status, h) = (r.status(), r.headers().clone());
     (status, h, r.bytes().await.unwrap().to_vec())
-}
-
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 /// Block lists are sent gzip-compressed to clients that accept it, in

@@ -444,3 +444,102 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
         .unwrap()
         .unwrap();
 }
+
+/// Answers longer than a packet are sent gzip-compressed to a client that
+/// accepts it, whatever the endpoint (a bulk check, a TAXII page, a UI
+/// file), and decompress to exactly the identity answer; short answers,
+/// errors and clients that do not ask get the identity body.
+#[tokio::test]
+async fn answers_are_gzip_compressed_when_asked_and_worth_it() {
+    use crate::common::gunzip;
+    let s = TestServer::start().await;
+    let (key, token) = s.key_and_sensor("unlimited").await;
+    let t = s.clock.now().0;
+    let events: String = (0..300u32)
+        .flat_map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x5400_0000 + i).to_string();
+            (0..12).map(move |k| {
+                serde_json::json!({"ts": t - i64::from(k), "src_ip": ip, "protocol": "ssh", "session_id": format!("s{i}-{}", k / 4), "kind": "auth", "username": format!("u{k}")}).to_string() + "\n"
+            })
+        })
+        .collect();
+    assert_eq!(s.send_events(&token, events).await.status(), StatusCode::OK);
+    let ask = |method: reqwest::Method, path: &str, gzip: bool| {
+        let mut r = s
+            .client
+            .request(method, s.url(path))
+            .bearer_auth(&key)
+            .header("accept", "application/taxii+json;version=2.1");
+        if gzip {
+            r = r.header("accept-encoding", "gzip, deflate, br");
+        }
+        r
+    };
+    let fetch = |r: reqwest::RequestBuilder| async move {
+        let r = r.send().await.unwrap();
+        let (status, h) = (r.status(), r.headers().clone());
+        (status, h, r.bytes().await.unwrap().to_vec())
+    };
+    let ips: String = (0..2000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x5400_0000 + i).to_string() + "\n")
+        .collect();
+    let bulk = |gzip| {
+        ask(reqwest::Method::POST, "/v1/key/bulk-check-inline", gzip)
+            .header("content-type", "text/plain")
+            .body(ips.clone())
+    };
+    let taxii = "/taxii2/collections/sikker-threat-intel/objects/?limit=200";
+    for (what, identity, coded) in [
+        (
+            "bulk check",
+            fetch(bulk(false)).await,
+            fetch(bulk(true)).await,
+        ),
+        (
+            "TAXII page",
+            fetch(ask(reqwest::Method::GET, taxii, false)).await,
+            fetch(ask(reqwest::Method::GET, taxii, true)).await,
+        ),
+        (
+            "UI file",
+            fetch(ask(reqwest::Method::GET, "/app.css", false)).await,
+            fetch(ask(reqwest::Method::GET, "/app.css", true)).await,
+        ),
+    ] {
+        let ((st, h, plain), (zst, zh, z)) = (identity, coded);
+        assert_eq!((st, zst), (StatusCode::OK, StatusCode::OK), "{what}");
+        assert!(plain.len() > 1400, "{what}");
+        assert!(h.get("content-encoding").is_none(), "{what}");
+        assert_eq!(h["vary"], "accept-encoding", "{what}");
+        assert_eq!(zh["content-encoding"], "gzip", "{what}");
+        assert_eq!(zh["vary"], "accept-encoding", "{what}");
+        assert!(z.len() < plain.len(), "{what}");
+        assert_eq!(gunzip(&z), plain, "{what}");
+    }
+    // The UI file's coded representation has its own validator.
+    let (_, h, _) = fetch(ask(reqwest::Method::GET, "/app.css", false)).await;
+    let (_, zh, _) = fetch(ask(reqwest::Method::GET, "/app.css", true)).await;
+    let (tag, ztag) = (h["etag"].to_str().unwrap(), zh["etag"].to_str().unwrap());
+    assert_eq!(ztag, format!("{}-gzip\"", tag.strip_suffix('"').unwrap()));
+    let (st, _, _) =
+        fetch(ask(reqwest::Method::GET, "/app.css", true).header("if-none-match", ztag)).await;
+    assert_eq!(st, StatusCode::NOT_MODIFIED);
+    let (st, _, _) =
+        fetch(ask(reqwest::Method::GET, "/app.css", false).header("if-none-match", ztag)).await;
+    assert_eq!(st, StatusCode::OK);
+    // HEAD says what GET would send.
+    let (st, hh, empty) = fetch(ask(reqwest::Method::HEAD, "/app.css", true)).await;
+    assert_eq!((st, empty.len()), (StatusCode::OK, 0));
+    assert_eq!(hh["content-encoding"], "gzip");
+    // A single check, a small file and an error are sent as they are.
+    for path in [
+        "/v1/key/check/84.0.0.1",
+        "/favicon.svg",
+        "/v1/key/check/not-an-ip",
+    ] {
+        let (_, h, body) = fetch(ask(reqwest::Method::GET, path, true)).await;
+        assert!(h.get("content-encoding").is_none(), "{path}");
+        assert!(h.get("vary").is_none(), "{path}");
+        assert!(!body.is_empty(), "{path}");
+    }
+}
