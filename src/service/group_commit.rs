@@ -69,10 +69,9 @@ impl<T: Send + 'static> GroupCommit<T> {
             .lock()
             .map_err(|_| internal("lock poisoned"))?
             .push(Pending { job, done });
-        let (me, store, threat) = (self.clone(), store.clone(), threat.clone());
-        tokio::task::spawn_blocking(move || me.drain(&store, &threat))
-            .await
-            .map_err(|e| internal(&e.to_string()))??;
+        let (me, store, t) = (self.clone(), store.clone(), threat.clone());
+        // On the writer thread ([`super::writer`]).
+        threat.writer.run(move || me.drain(&store, &t)).await??;
         answer
             .await
             .map_err(|_| internal("a group commit ended without an answer"))?

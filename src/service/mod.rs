@@ -31,6 +31,7 @@ pub mod taxii;
 pub mod threat;
 pub mod tiers;
 pub mod whitelist;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

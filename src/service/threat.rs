@@ -83,6 +83,8 @@ pub struct ThreatState {
     /// IPs with a granted listing correction (P27), kept out of public answers.
     pub(crate) corrected: RwLock<std::collections::HashSet<IpKey>>,
     pub(crate) ingest: Mutex<()>,
+    /// The thread evidence is written on.
+    pub(crate) writer: super::writer::Writer,
 }
 
 /// A change to publish to memory after a commit.
@@ -123,6 +125,7 @@ impl ThreatState {
             whitelist: RwLock::new(whitelist),
             corrected: RwLock::new(corrected),
             ingest: Mutex::new(()),
+            writer: super::writer::Writer::default(),
         })
     }
 
@@ -223,7 +226,8 @@ impl ThreatState {
 
 impl Services {
     /// Runs `f` in one write transaction under the ingest lock, then
-    /// publishes its changes to the index. Blocking work runs off the reactor.
+    /// publishes its changes to the index, on the writer thread
+    /// ([`super::writer`]).
     pub(crate) async fn ingest<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -231,11 +235,10 @@ impl Services {
     {
         let store = self.store.clone();
         let threat = self.threat.clone();
-        tokio::task::spawn_blocking(move || ingest_blocking(&store, &threat, f))
-            .await
-            .map_err(|e| Error::Internal {
-                detail: e.to_string(),
-            })?
+        self.threat
+            .writer
+            .run(move || ingest_blocking(&store, &threat, f))
+            .await?
     }
 
     /// The full indicator of `ip`, if live at `now`.
