@@ -45,6 +45,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// A running server.
+/// How long shutdown waits for a write already under way.
+const WRITER_GRACE: Duration = Duration::from_secs(60);
+
 pub struct AppHandle {
     /// The address the main listener is bound to (the real port for `:0`).
     pub local_addr: SocketAddr,
@@ -455,6 +458,17 @@ impl AppHandle {
                     let _ = task.await;
                 }
             }
+        }
+        // A write already handed to the writer thread (say, by a request
+        // or job stopped above) finishes before shutdown returns, so the
+        // database is not being written after it: the thread runs its
+        // tasks in order, and this one comes last.
+        let writer_done = self.services.threat.writer.run(|| ());
+        if tokio::time::timeout(WRITER_GRACE, writer_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a write was still running at shutdown");
         }
         let _ = std::fs::remove_file(self.data_dir.socket());
         tracing::info!("stopped");
