@@ -1,5 +1,6 @@
 //! The one thread that writes evidence: sensor batches (group commits),
-//! reports and the sweep all run their write transactions on it.
+//! reports and the sweep all run their write transactions on it. It ends
+//! when idle for two seconds and starts again with the next write.
 //!
 //! redb has a single writer anyway, so one thread costs no parallelism.
 //! What it saves is memory: a write transaction reads, copies and frees
@@ -11,7 +12,8 @@
 //! MB with every group written here (and 117–119k against 123–131k
 //! events/s).
 
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -19,10 +21,22 @@ use super::{Error, Result};
 
 type Task = Box<dyn FnOnce() + Send>;
 
-/// The writer thread's queue, started with the first task.
-#[derive(Debug, Default)]
+/// A writer thread idle this long ends; the next write starts another.
+/// The allocator gives back what a thread's heap holds when the thread
+/// ends, not while it waits.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// The queue of the writer thread, when one runs.
+#[derive(Debug)]
 pub struct Writer {
-    tasks: OnceLock<Mutex<mpsc::Sender<Task>>>,
+    queue: Arc<Mutex<Option<mpsc::Sender<Task>>>>,
+    idle: Duration,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self::with_idle(IDLE)
+    }
 }
 
 fn internal(detail: &str) -> Error {
@@ -32,6 +46,14 @@ fn internal(detail: &str) -> Error {
 }
 
 impl Writer {
+    /// A writer whose thread ends after `idle` without work.
+    pub fn with_idle(idle: Duration) -> Self {
+        Self {
+            queue: Arc::default(),
+            idle,
+        }
+    }
+
     /// Runs `f` on the writer thread, after the tasks queued before it.
     /// A task that panics fails (its answer is an error); the thread goes
     /// on with the next.
@@ -40,34 +62,60 @@ impl Writer {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
         let (answer, wait) = oneshot::channel();
-        self.queue()?
-            .send(Box::new(move || {
-                let _ = answer.send(f());
-            }))
-            .map_err(|_| internal("the writer thread has ended"))?;
+        let task: Task = Box::new(move || {
+            let _ = answer.send(f());
+        });
+        {
+            let mut queue = self.queue.lock().map_err(|_| internal("lock poisoned"))?;
+            // Sent under the lock: a thread ends only under it, after
+            // finding its queue empty.
+            let unsent = match queue.as_ref() {
+                Some(q) => q.send(task).err().map(|e| e.0),
+                None => Some(task),
+            };
+            if let Some(task) = unsent {
+                let (send, tasks) = mpsc::channel::<Task>();
+                let _ = send.send(task);
+                let (handle, idle) = (Arc::downgrade(&self.queue), self.idle);
+                std::thread::Builder::new()
+                    .name("sikker-writer".into())
+                    .spawn(move || work(&tasks, &handle, idle))
+                    .map_err(|e| internal(&format!("cannot start the writer thread: {e}")))?;
+                *queue = Some(send);
+            }
+        }
         wait.await
             .map_err(|_| internal("a write on the writer thread failed"))
     }
+}
 
-    /// The thread's queue. It ends with the last `Writer` handle.
-    fn queue(&self) -> Result<std::sync::MutexGuard<'_, mpsc::Sender<Task>>> {
-        let tasks = if let Some(t) = self.tasks.get() {
-            t
-        } else {
-            let (send, tasks) = mpsc::channel::<Task>();
-            std::thread::Builder::new()
-                .name("sikker-writer".into())
-                .spawn(move || {
-                    for task in tasks {
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
-                    }
-                })
-                .map_err(|e| internal(&format!("cannot start the writer thread: {e}")))?;
-            // Started twice at once, the thread whose sender is not kept
-            // ends at once.
-            self.tasks.get_or_init(|| Mutex::new(send))
+/// The writer thread: runs tasks until it has been `idle` without one,
+/// or its `Writer` is gone.
+fn work(
+    tasks: &mpsc::Receiver<Task>,
+    handle: &Weak<Mutex<Option<mpsc::Sender<Task>>>>,
+    idle: Duration,
+) {
+    loop {
+        let task = match tasks.recv_timeout(idle) {
+            Ok(task) => task,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let Some(queue) = handle.upgrade() else {
+                    return;
+                };
+                let Ok(mut queue) = queue.lock() else {
+                    return;
+                };
+                if let Ok(task) = tasks.try_recv() {
+                    task
+                } else {
+                    *queue = None;
+                    return;
+                }
+            }
         };
-        tasks.lock().map_err(|_| internal("lock poisoned"))
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
     }
 }
 
@@ -75,21 +123,50 @@ impl Writer {
 mod tests {
     use super::*;
 
+    fn thread_id() -> std::thread::ThreadId {
+        std::thread::current().id()
+    }
+
     #[tokio::test]
     async fn tasks_run_in_order_on_one_thread_and_a_panic_fails_only_its_own() {
         let w = Writer::default();
-        let first = w.run(|| std::thread::current().id()).await.unwrap();
+        let first = w.run(thread_id).await.unwrap();
         let panicked = w.run(|| -> u8 { panic!("a write panics") }).await;
         assert!(panicked.is_err());
-        let (a, b) = tokio::join!(
-            w.run(|| std::thread::current().id()),
-            w.run(|| std::thread::current().id())
-        );
+        let (a, b) = tokio::join!(w.run(thread_id), w.run(thread_id));
         assert_eq!([a.unwrap(), b.unwrap()], [first, first]);
-        assert_ne!(
-            std::thread::current().id(),
-            first,
-            "not the caller's thread"
-        );
+        assert_ne!(thread_id(), first, "not the caller's thread");
+        // In order: each task sees the ones queued before it.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let runs = (0..50).map(|i| {
+            let seen = seen.clone();
+            w.run(move || seen.lock().unwrap().push(i))
+        });
+        for r in futures_util::future::join_all(runs).await {
+            r.unwrap();
+        }
+        assert_eq!(*seen.lock().unwrap(), (0..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_thread_ends_and_the_next_write_starts_another() {
+        let w = Arc::new(Writer::with_idle(Duration::from_millis(20)));
+        let first = w.run(thread_id).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(w.queue.lock().unwrap().is_none(), "the idle thread ended");
+        let second = w.run(thread_id).await.unwrap();
+        assert_ne!(first, second);
+        // Writes arriving while threads end and start are all run.
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i % 40)).await;
+                w.run(move || i).await
+            }));
+        }
+        for (i, t) in (0..).zip(tasks) {
+            assert_eq!(t.await.unwrap().unwrap(), i);
+        }
     }
 }
