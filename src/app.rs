@@ -44,10 +44,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
 
-/// A running server.
 /// How long shutdown waits for a write already under way.
 const WRITER_GRACE: Duration = Duration::from_secs(60);
 
+/// A running server.
 pub struct AppHandle {
     /// The address the main listener is bound to (the real port for `:0`).
     pub local_addr: SocketAddr,
