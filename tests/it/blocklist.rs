@@ -511,15 +511,11 @@ async fn lists_wait_for_memory_held_by_lists_being_sent() {
     let (key, token) = s.key_and_sensor("tier_4").await;
     // More addresses than 1 MiB of 48-byte entries (21,845).
     let n = 22_000_u32;
-    let t = s.clock.now().0;
-    for part in 0..n.div_ceil(10_000) {
-        let body: String = (part * 10_000..((part + 1) * 10_000).min(n))
-            .map(|i| {
-                let ip = std::net::Ipv4Addr::from(0x5100_0000 + i);
-                json!({"ts": t, "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("s{i}"), "kind": "auth", "username": "root"}).to_string() + "\n"
-            })
-            .collect();
-        assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    let ips: Vec<(String, usize)> = (0..n)
+        .map(|i| (std::net::Ipv4Addr::from(0x5100_0000 + i).to_string(), 1))
+        .collect();
+    for batch in ips.chunks(10_000) {
+        s.attack(&token, batch).await;
     }
     let ask = |path: &str| {
         s.client
@@ -602,22 +598,15 @@ async fn lists_are_gzip_compressed_for_clients_that_accept_it() {
     let s = TestServer::start().await;
     let (key, token) = s.key_and_sensor("tier_4").await;
     // More entries than one JSON chunk, so the body streams in several.
-    let t = s.clock.now().0;
-    let body: String = (0..5000u32)
-        .map(|i| {
-            let ip = std::net::Ipv4Addr::from(0x5200_0000 + i * 3);
-            json!({"ts": t - i64::from(i), "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("s{i}"), "kind": "auth", "username": "root"}).to_string() + "\n"
-        })
+    let ips: Vec<(String, usize)> = (0..5000u32)
+        .map(|i| (std::net::Ipv4Addr::from(0x5200_0000 + i * 3).to_string(), 1))
         .collect();
-    assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    s.attack(&token, &ips).await;
     // A few brute-forcers, scored high enough for AbuseIPDB's list.
-    let body: String = (0..9000u32)
-        .map(|i| {
-            let ip = std::net::Ipv4Addr::from(0x5300_0000 + i / 30);
-            json!({"ts": t - i64::from(i % 30), "src_ip": ip.to_string(), "protocol": "ssh", "session_id": format!("b{}", i / 10), "kind": "auth", "username": format!("u{}", i % 30)}).to_string() + "\n"
-        })
+    let ips: Vec<(String, usize)> = (0..300u32)
+        .map(|i| (std::net::Ipv4Addr::from(0x5300_0000 + i).to_string(), 30))
         .collect();
-    assert_eq!(s.send_events(&token, body).await.status(), StatusCode::OK);
+    s.attack(&token, &ips).await;
     let gzip = [("accept-encoding", "br;q=1.0, gzip;q=0.8, *;q=0.1")];
     for format in ["json", "plaintext", "csv", "ipset", "nft"] {
         let path = format!("/v1/key/blacklist?scoreMinimum=1&format={format}");

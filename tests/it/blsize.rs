@@ -15,23 +15,6 @@ use crate::common::TestServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sikker");
 
-/// Feeds `events` SSH login attempts per address through the sensor API.
-async fn attack(s: &TestServer, token: &str, ips: &[(String, usize)]) {
-    let t = s.clock.now().0;
-    let mut body = String::new();
-    for (ip, n) in ips {
-        for i in 0..*n {
-            let line = json!({"ts": t + i as i64, "src_ip": ip, "protocol": "ssh", "session_id": format!("{ip}-{}", i / 3), "kind": "auth", "username": "root"});
-            body.push_str(&line.to_string());
-            body.push('\n');
-        }
-    }
-    let r = s.send_events(token, body).await;
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{}", &text[..text.len().min(300)]);
-}
-
 async fn server() -> (TestServer, String, String) {
     let s = TestServer::start().await;
     let (key, token) = s.key_and_sensor("tier_4").await;
@@ -81,7 +64,7 @@ fn slash24(prefix: &str, events: usize) -> Vec<(String, usize)> {
 #[tokio::test]
 async fn collapse_is_exact_and_never_covers_the_allowlist() {
     let (s, key, token) = server().await;
-    attack(&s, &token, &slash24("80.8.0", 3)).await;
+    s.attack(&token, &slash24("80.8.0", 3)).await;
     let all = plain(&s, &key, "scoreMinimum=1").await;
     assert_eq!(all.len(), 256);
     assert_eq!(
@@ -172,7 +155,7 @@ async fn max_entries_keeps_the_highest_confidence() {
         .map(|i| (format!("80.1.{i}.1"), 60 / i))
         .chain((0..64).map(|i| (format!("80.2.0.{i}"), 3)))
         .collect();
-    attack(&s, &token, &ips).await;
+    s.attack(&token, &ips).await;
     let full = plain(&s, &key, "scoreMinimum=1").await;
     assert_eq!(full.len(), 70);
     assert_eq!(full[0], "80.1.1.1");
@@ -225,7 +208,7 @@ async fn ipv6_prefix_widens_without_covering_the_allowlist() {
         .iter()
         .map(|i| ((*i).to_owned(), 6))
         .collect();
-    attack(&s, &token, &ips).await;
+    s.attack(&token, &ips).await;
     let mut listed = plain(&s, &key, "scoreMinimum=1&ipv6Prefix=64").await;
     listed.sort();
     assert_eq!(listed, ["2a02:1:0:1::/64", "2a02:1::/64", "80.3.0.1"]);
@@ -271,7 +254,7 @@ async fn firewall_files_with_networks_load_into_the_real_tools() {
     let mut ips = slash24("80.4.0", 3);
     ips.retain(|(ip, _)| ip != "80.4.0.7");
     ips.push(("2a02:2::1".into(), 6));
-    attack(&s, &token, &ips).await;
+    s.attack(&token, &ips).await;
     let dir = tempfile::tempdir().unwrap();
     let (_, nft) = get(
         &s,
@@ -327,7 +310,7 @@ async fn firewall_files_with_networks_load_into_the_real_tools() {
 #[tokio::test]
 async fn abuseipdb_blacklist_is_sized_too() {
     let (s, key, token) = server().await;
-    attack(&s, &token, &slash24("80.5.0", 30)).await;
+    s.attack(&token, &slash24("80.5.0", 30)).await;
     let (st, body) = get(
         &s,
         &key,
@@ -370,7 +353,7 @@ async fn abuseipdb_blacklist_is_sized_too() {
 #[tokio::test]
 async fn bad_sizing_is_a_400_naming_the_field_and_charges_nothing() {
     let (s, key, token) = server().await;
-    attack(&s, &token, &[("80.6.0.1".into(), 6)]).await;
+    s.attack(&token, &[("80.6.0.1".into(), 6)]).await;
     let before = blacklist_used(&s, &key).await;
     for (field, value) in [
         ("maxEntries", "0"),
@@ -420,7 +403,7 @@ async fn bad_sizing_is_a_400_naming_the_field_and_charges_nothing() {
 #[tokio::test]
 async fn bouncer_passes_sizing_through() {
     let (s, key, token) = server().await;
-    attack(&s, &token, &slash24("80.7.0", 3)).await;
+    s.attack(&token, &slash24("80.7.0", 3)).await;
     let out = tokio::task::spawn_blocking({
         let url = s.url("");
         let ca = s.data_dir.join("tls/self-signed.crt");
@@ -469,7 +452,7 @@ async fn json_plain_and_csv_stream_in_chunks() {
     for net in ["80.9.0", "80.9.1", "80.9.2", "80.9.3", "80.9.4"] {
         ips.extend(slash24(net, 3));
     }
-    attack(&s, &token, &ips).await;
+    s.attack(&token, &ips).await;
     let fetch = |q: &'static str| {
         let s = &s;
         let key = key.clone();
@@ -526,7 +509,7 @@ async fn a_list_over_ipsets_default_fits_once_collapsed() {
         .map(|k| (std::net::Ipv4Addr::from(base + k).to_string(), 1))
         .collect();
     for batch in ips.chunks(9_000) {
-        attack(&s, &token, batch).await;
+        s.attack(&token, batch).await;
     }
     let started = std::time::Instant::now();
     let full = plain(&s, &key, "scoreMinimum=1").await;

@@ -96,6 +96,30 @@ impl TestServer {
         (key, token)
     }
 
+    /// Feeds `events` SSH login attempts per address through the sensor
+    /// API as the sensor holding `token` (sessions of three attempts, a
+    /// millisecond apart), in one batch.
+    pub async fn attack(&self, token: &str, ips: &[(String, usize)]) {
+        let t = self.clock.now().0;
+        let mut body = String::new();
+        for (ip, n) in ips {
+            for i in 0..*n {
+                let line = serde_json::json!({"ts": t + i as i64, "src_ip": ip, "protocol": "ssh", "session_id": format!("{ip}-{}", i / 3), "kind": "auth", "username": "root"});
+                body.push_str(&line.to_string());
+                body.push('\n');
+            }
+        }
+        let r = self.send_events(token, body).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "{}",
+            &text[..text.len().min(300)]
+        );
+    }
+
     /// Posts an NDJSON batch to the sensor ingest endpoint as the sensor
     /// holding `token`, as `sikker sensor` does.
     pub async fn send_events(
