@@ -70,11 +70,26 @@ impl<T: Send + 'static> GroupCommit<T> {
             .map_err(|_| internal("lock poisoned"))?
             .push(Pending { job, done });
         let (me, store, t) = (self.clone(), store.clone(), threat.clone());
-        // On the writer thread ([`super::writer`]).
-        threat.writer.run(move || me.drain(&store, &t)).await??;
-        answer
-            .await
-            .map_err(|_| internal("a group commit ended without an answer"))?
+        // On the writer thread ([`super::writer`]). The batch is answered
+        // as soon as the group holding it is committed, which is often an
+        // earlier caller's drain: this caller's own drain may by then be
+        // writing later batches, and waiting for it would hold a durable
+        // batch's answer for a whole further commit (and keep the sensors'
+        // batches from arriving together, so groups stayed single).
+        let drained = threat.writer.queue(move || me.drain(&store, &t))?;
+        let mut answer = std::pin::pin!(answer);
+        let no_answer = |_| internal("a group commit ended without an answer");
+        tokio::select! {
+            biased;
+            got = &mut answer => got.map_err(no_answer)?,
+            // This caller's drain ran after every earlier one, so the
+            // batch has been answered, or its drain failed before taking
+            // it (the drain's error says why).
+            ran = drained => {
+                ran??;
+                answer.await.map_err(no_answer)?
+            }
+        }
     }
 
     /// Writes every queued job, under the ingest lock that orders all
@@ -197,6 +212,83 @@ mod tests {
         // queued them), the failing one wrote nothing.
         assert_eq!([written(&store, 7), written(&store, 9)], [7, 9]);
         assert!(gc.queue.lock().unwrap().is_empty());
+    }
+
+    /// A job writing `v` that first says it started, then waits for the
+    /// test's word (`Fn`, so it may run again alone: the word is taken once).
+    fn held_job(
+        v: u32,
+        started: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    ) -> Job<u32> {
+        let gate = Mutex::new(Some(go));
+        Box::new(move |txn| {
+            let _ = started.send(());
+            if let Some(go) = gate.lock().unwrap().take() {
+                let _ = go.recv();
+            }
+            meta::set_id(txn, &format!("job-{v}"), u64::from(v))?;
+            Ok((v, Vec::new()))
+        })
+    }
+
+    // A batch taken along in an earlier caller's group is answered when
+    // that group commits, not after its own drain, which by then may be
+    // writing a batch that arrived later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_answered_when_its_group_commits() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let (_dir, store, threat) = setup();
+        let gc = Arc::new(GroupCommit::<u32>::default());
+        let submit = |job: Job<u32>| {
+            let (gc, store, threat) = (gc.clone(), store.clone(), threat.clone());
+            tokio::spawn(async move { gc.submit(&store, &threat, job).await })
+        };
+        let queued = |n: usize| {
+            let gc = gc.clone();
+            async move {
+                while gc.queue.lock().unwrap().len() != n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        let held = |v: u32| {
+            let (started, wait) = mpsc::channel();
+            let (go, gate) = mpsc::channel();
+            (held_job(v, started, gate), wait, go)
+        };
+        // Batch 1's group is open; 2 and 4 queue behind it.
+        let (job1, started1, go1) = held(1);
+        let first = submit(job1);
+        started1.recv().unwrap();
+        let (job2, started2, go2) = held(2);
+        let second = submit(job2);
+        queued(1).await;
+        let fourth = submit(job(4));
+        queued(2).await;
+        // 2's drain takes 2 and 4 into one group, held open by 2.
+        go1.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        started2.recv_timeout(Duration::from_secs(10)).unwrap();
+        // 3 arrives meanwhile: 4's own drain takes it and holds it open.
+        let (job3, started3, go3) = held(3);
+        let third = submit(job3);
+        queued(1).await;
+        go2.send(()).unwrap();
+        started3.recv_timeout(Duration::from_secs(10)).unwrap();
+        // 4 is durable with 2, so both are answered while 3 is open.
+        let answered = tokio::time::timeout(Duration::from_secs(5), async {
+            (
+                second.await.unwrap().unwrap(),
+                fourth.await.unwrap().unwrap(),
+            )
+        })
+        .await;
+        go3.send(()).unwrap();
+        assert_eq!(answered.expect("a batch waited for a later group"), (2, 4));
+        assert_eq!(third.await.unwrap().unwrap(), 3);
+        assert_eq!(written(&store, 4), 4);
     }
 
     #[tokio::test]

@@ -61,6 +61,16 @@ impl Writer {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
+        self.queue(f)?.await
+    }
+
+    /// Queues `f` for the writer thread now, and returns what resolves to
+    /// its result. The task runs whether or not that is awaited.
+    pub fn queue<T, F>(&self, f: F) -> Result<impl Future<Output = Result<T>> + use<T, F>>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         let (answer, wait) = oneshot::channel();
         let task: Task = Box::new(move || {
             let _ = answer.send(f());
@@ -84,8 +94,10 @@ impl Writer {
                 *queue = Some(send);
             }
         }
-        wait.await
-            .map_err(|_| internal("a write on the writer thread failed"))
+        Ok(async {
+            wait.await
+                .map_err(|_| internal("a write on the writer thread failed"))
+        })
     }
 }
 
