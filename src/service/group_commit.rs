@@ -70,7 +70,7 @@ impl<T: Send + 'static> GroupCommit<T> {
             .map_err(|_| internal("lock poisoned"))?
             .push(Pending { job, done });
         let (me, store, t) = (self.clone(), store.clone(), threat.clone());
-        // On the writer thread ([`super::writer`]). The batch is answered
+        // On the writer thread ([`super::task_thread`]). The batch is answered
         // as soon as the group holding it is committed, which is often an
         // earlier caller's drain: this caller's own drain may by then be
         // writing later batches, and waiting for it would hold a durable

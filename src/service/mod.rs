@@ -27,11 +27,11 @@ pub mod sensors;
 pub mod sessions;
 pub mod stix;
 pub mod sweep;
+pub mod task_thread;
 pub mod taxii;
 pub mod threat;
 pub mod tiers;
 pub mod whitelist;
-pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -315,6 +315,15 @@ impl Services {
         }
     }
 
+    /// Runs `f` on the thread sensor batches are parsed, validated and
+    /// hashed on (`task_thread` says why one thread).
+    pub async fn on_batch_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        self.threat.batches.run(f).await
+    }
+
     /// Stores a validated batch durably; batches arriving together share
     /// one commit (see `group_commit` for the durability contract).
     pub async fn ingest_events(
@@ -329,14 +338,15 @@ impl Services {
         // The keys are hashed before the batch reaches the single writer,
         // which they would otherwise hold up (a tenth of its time).
         let secret = self.secret.clone();
-        let (events, keys) = tokio::task::spawn_blocking(move || {
-            let keys: Vec<EventKeys> = events.iter().map(|ev| EventKeys::of(&secret, ev)).collect();
-            (events, keys)
-        })
-        .await
-        .map_err(|e| Error::Internal {
-            detail: format!("hashing a batch did not finish: {e}"),
-        })?;
+        let (events, keys) = self
+            .threat
+            .batches
+            .run(move || {
+                let keys: Vec<EventKeys> =
+                    events.iter().map(|ev| EventKeys::of(&secret, ev)).collect();
+                (events, keys)
+            })
+            .await?;
         let job: super::group_commit::Job<Ingested> = Box::new(move |txn| {
             EvidenceWriter::with(txn, |w| {
                 let mut out = IngestOutcome {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use redb::WriteTransaction;
 
+use super::task_thread::TaskThread;
 use super::{Error, Result, Services};
 use crate::domain::prefix::{Prefix, PrefixLen};
 use crate::domain::{Indicator, IpKey, UnixMillis};
@@ -76,7 +77,7 @@ pub(crate) fn summary_in_write(
     Ok(Summary::of(ind, retention_ms, expiries))
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ThreatState {
     pub(crate) index: RwLock<IpIndex>,
     pub(crate) whitelist: RwLock<CidrSet<String>>,
@@ -84,8 +85,27 @@ pub struct ThreatState {
     pub(crate) corrected: RwLock<std::collections::HashSet<IpKey>>,
     pub(crate) ingest: Mutex<()>,
     /// The thread evidence is written on.
-    pub(crate) writer: super::writer::Writer,
+    pub(crate) writer: TaskThread,
+    /// The thread sensor batches are parsed, validated and hashed on.
+    pub(crate) batches: TaskThread,
 }
+
+impl Default for ThreatState {
+    fn default() -> Self {
+        Self {
+            index: RwLock::default(),
+            whitelist: RwLock::default(),
+            corrected: RwLock::default(),
+            ingest: Mutex::default(),
+            writer: TaskThread::new(WRITER_THREAD),
+            batches: TaskThread::new(BATCH_THREAD),
+        }
+    }
+}
+
+/// The names of the task threads (as `top -H` shows them).
+const WRITER_THREAD: &str = "sikker-writer";
+const BATCH_THREAD: &str = "sikker-batches";
 
 /// A change to publish to memory after a commit.
 pub enum Publish {
@@ -124,8 +144,7 @@ impl ThreatState {
             index: RwLock::new(index),
             whitelist: RwLock::new(whitelist),
             corrected: RwLock::new(corrected),
-            ingest: Mutex::new(()),
-            writer: super::writer::Writer::default(),
+            ..Self::default()
         })
     }
 
@@ -227,7 +246,7 @@ impl ThreatState {
 impl Services {
     /// Runs `f` in one write transaction under the ingest lock, then
     /// publishes its changes to the index, on the writer thread
-    /// ([`super::writer`]).
+    /// ([`super::task_thread`]).
     pub(crate) async fn ingest<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -391,4 +410,23 @@ pub(crate) fn publish(threat: &ThreatState, changes: Vec<Publish>) -> Result<()>
     }
     idx.settle_dirty();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    // Each kind of work keeps to its own thread, under the name operators
+    // see in `top -H`.
+    #[tokio::test]
+    async fn evidence_writes_and_sensor_batches_run_on_threads_of_their_own() {
+        let t = ThreatState::default();
+        let (w, b) = tokio::join!(t.writer.run(thread_name), t.batches.run(thread_name));
+        assert_eq!(w.unwrap(), "sikker-writer");
+        assert_eq!(b.unwrap(), "sikker-batches");
+    }
 }

@@ -14,14 +14,17 @@ pub async fn post(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     // Parsing and validating up to 10,000 events takes milliseconds: off
     // the runtime's workers, which serve the other connections.
     let (body, services) = (ctx.body.clone(), ctx.state.services.clone());
-    let checked = super::off_reactor(move || -> Result<_, HttpError> {
-        let (events, errors) = parse(super::utf8_text(&body)?)?;
-        if !errors.is_empty() {
-            return Ok(Err(errors));
-        }
-        Ok(services.validate_batch(&events))
-    })
-    .await??;
+    let checked = ctx
+        .state
+        .services
+        .on_batch_thread(move || -> Result<_, HttpError> {
+            let (events, errors) = parse(super::utf8_text(&body)?)?;
+            if !errors.is_empty() {
+                return Ok(Err(errors));
+            }
+            Ok(services.validate_batch(&events))
+        })
+        .await??;
     let valid = match checked {
         Ok(v) => v,
         Err(errors) => return Ok(refused(&errors)),

@@ -1,16 +1,20 @@
-//! The one thread that writes evidence: sensor batches (group commits),
-//! reports and the sweep all run their write transactions on it. It ends
-//! when idle for two seconds and starts again with the next write.
+//! A thread of its own for one kind of work: tasks run on it in the
+//! order queued, and it ends when idle for two seconds (the next task
+//! starts another).
 //!
-//! redb has a single writer anyway, so one thread costs no parallelism.
-//! What it saves is memory: a write transaction reads, copies and frees
-//! thousands of 4 KiB page buffers. Run on whichever thread of the
-//! blocking pool was free, consecutive transactions freed pages that
-//! another thread's heap had allocated, and the allocator kept those
-//! heaps' memory: a server ingesting sensor batches at full rate on the
-//! bench's 1M indicators peaked at 338–352 MB resident, against 267–279
-//! MB with every group written here (and 117–119k against 123–131k
-//! events/s).
+//! What it saves is memory. Work that allocates and frees a lot, run on
+//! whichever thread of the blocking pool is free, leaves each of those
+//! threads' heaps holding freed memory the allocator does not give back
+//! while the thread waits. Two kinds of work run on such threads:
+//! - evidence writes (sensor group commits, reports, the sweep): a write
+//!   transaction reads, copies and frees thousands of 4 KiB page buffers.
+//!   redb has a single writer anyway, so one thread costs no parallelism.
+//!   A server ingesting sensor batches at full rate on the bench's 1M
+//!   indicators peaked at 338–352 MB resident with the writes on the
+//!   blocking pool, against 267–279 MB on one thread (and 117–119k
+//!   against 123–131k events/s);
+//! - sensor batches parsed, validated and hashed before the write: 289–310
+//!   MB on the blocking pool, 267–280 MB on one thread, same throughput.
 
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::Duration;
@@ -21,22 +25,17 @@ use super::{Error, Result};
 
 type Task = Box<dyn FnOnce() + Send>;
 
-/// A writer thread idle this long ends; the next write starts another.
+/// A thread idle this long ends; the next task starts another.
 /// The allocator gives back what a thread's heap holds when the thread
 /// ends, not while it waits.
 const IDLE: Duration = Duration::from_secs(2);
 
-/// The queue of the writer thread, when one runs.
+/// The queue of a task thread, when one runs.
 #[derive(Debug)]
-pub struct Writer {
+pub struct TaskThread {
+    name: &'static str,
     queue: Arc<Mutex<Option<mpsc::Sender<Task>>>>,
     idle: Duration,
-}
-
-impl Default for Writer {
-    fn default() -> Self {
-        Self::with_idle(IDLE)
-    }
 }
 
 fn internal(detail: &str) -> Error {
@@ -45,16 +44,22 @@ fn internal(detail: &str) -> Error {
     }
 }
 
-impl Writer {
-    /// A writer whose thread ends after `idle` without work.
-    pub fn with_idle(idle: Duration) -> Self {
+impl TaskThread {
+    /// A task thread called `name` (as `top -H` shows it).
+    pub fn new(name: &'static str) -> Self {
+        Self::with_idle(name, IDLE)
+    }
+
+    /// A task thread that ends after `idle` without work.
+    pub fn with_idle(name: &'static str, idle: Duration) -> Self {
         Self {
+            name,
             queue: Arc::default(),
             idle,
         }
     }
 
-    /// Runs `f` on the writer thread, after the tasks queued before it.
+    /// Runs `f` on the thread, after the tasks queued before it.
     /// A task that panics fails (its answer is an error); the thread goes
     /// on with the next.
     pub async fn run<T: Send + 'static>(
@@ -64,7 +69,7 @@ impl Writer {
         self.queue(f)?.await
     }
 
-    /// Queues `f` for the writer thread now, and returns what resolves to
+    /// Queues `f` for the thread now, and returns what resolves to
     /// its result. The task runs whether or not that is awaited.
     pub fn queue<T, F>(&self, f: F) -> Result<impl Future<Output = Result<T>> + use<T, F>>
     where
@@ -88,21 +93,23 @@ impl Writer {
                 let _ = send.send(task);
                 let (handle, idle) = (Arc::downgrade(&self.queue), self.idle);
                 std::thread::Builder::new()
-                    .name("sikker-writer".into())
+                    .name(self.name.into())
                     .spawn(move || work(&tasks, &handle, idle))
-                    .map_err(|e| internal(&format!("cannot start the writer thread: {e}")))?;
+                    .map_err(|e| {
+                        internal(&format!("cannot start the {} thread: {e}", self.name))
+                    })?;
                 *queue = Some(send);
             }
         }
         Ok(async {
             wait.await
-                .map_err(|_| internal("a write on the writer thread failed"))
+                .map_err(|_| internal("a task on a task thread failed"))
         })
     }
 }
 
-/// The writer thread: runs tasks until it has been `idle` without one,
-/// or its `Writer` is gone.
+/// The thread: runs tasks until it has been `idle` without one, or its
+/// `TaskThread` is gone.
 fn work(
     tasks: &mpsc::Receiver<Task>,
     handle: &Weak<Mutex<Option<mpsc::Sender<Task>>>>,
@@ -141,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_run_in_order_on_one_thread_and_a_panic_fails_only_its_own() {
-        let w = Writer::default();
+        let w = TaskThread::new("sikker-test");
         let first = w.run(thread_id).await.unwrap();
         let panicked = w.run(|| -> u8 { panic!("a write panics") }).await;
         assert!(panicked.is_err());
@@ -162,7 +169,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_thread_ends_and_the_next_write_starts_another() {
-        let w = Arc::new(Writer::with_idle(Duration::from_millis(20)));
+        let w = Arc::new(TaskThread::with_idle(
+            "sikker-test",
+            Duration::from_millis(20),
+        ));
         let first = w.run(thread_id).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(w.queue.lock().unwrap().is_none(), "the idle thread ended");
