@@ -13,8 +13,9 @@
 //!   indicators peaked at 338–352 MB resident with the writes on the
 //!   blocking pool, against 267–279 MB on one thread (and 117–119k
 //!   against 123–131k events/s);
-//! - sensor batches parsed, validated and hashed before the write: 289–310
-//!   MB on the blocking pool, 267–280 MB on one thread, same throughput.
+//! - sensor batches parsed, validated and hashed before the write: the
+//!   same ingest peaked at 289–310 MB with that work on the blocking
+//!   pool, 265–286 MB on one thread, same throughput.
 
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::Duration;

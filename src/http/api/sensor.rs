@@ -11,8 +11,9 @@ use crate::service::sensors::{EventError, MAX_BATCH_EVENTS, WireEvent};
 
 pub async fn post(ctx: Ctx<'_>) -> Result<Resp, HttpError> {
     let sensor = ctx.sensor()?.clone();
-    // Parsing and validating up to 10,000 events takes milliseconds: off
-    // the runtime's workers, which serve the other connections.
+    // Parsing and validating up to 10,000 events takes milliseconds: on
+    // the batch thread, off the runtime's workers, which serve the other
+    // connections.
     let (body, services) = (ctx.body.clone(), ctx.state.services.clone());
     let checked = ctx
         .state
