@@ -2,16 +2,24 @@
 //! `POST /v1/sensor/events` and deletes each once acknowledged. Failures
 //! back off exponentially (1 s to 60 s); a batch the server refuses as
 //! invalid is kept aside as `*.rejected` instead of blocking the queue.
+//!
+//! Consecutive segments waiting together (a backlog after an outage, or
+//! events arriving faster than one post per segment) go in one post of
+//! up to 10,000 events: the server commits each post durably before it
+//! answers, so a backlog of 500-event segments sent one by one paid a
+//! commit per segment. A combined post the server refuses is sent again
+//! segment by segment, so only an invalid segment is kept aside.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::spool::sealed;
+use super::spool::{MAX_SEGMENT_BYTES, sealed};
 use super::{StartError, Stats};
+use crate::service::sensors::MAX_BATCH_EVENTS;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// On shutdown, delivery is tried for this long; the rest stays spooled.
@@ -42,6 +50,32 @@ enum Outcome {
     Done,
     Retry,
 }
+
+/// What the server made of a post.
+enum Posted {
+    Accepted(String),
+    /// Refused as invalid or too large (400 or 413), with the answer.
+    Refused(u16, String),
+    Retry,
+}
+
+/// A sealed segment read for sending.
+struct Segment {
+    path: PathBuf,
+    body: Vec<u8>,
+    events: u64,
+}
+
+impl Segment {
+    fn size(&self) -> u64 {
+        self.body.len() as u64
+    }
+}
+
+/// A post holds at most the server's batch of events, and at most one
+/// segment's worth of bytes (half the server's body limit).
+const POST_EVENTS: u64 = MAX_BATCH_EVENTS as u64;
+const POST_BYTES: u64 = MAX_SEGMENT_BYTES;
 
 pub struct Shipper {
     pub client: reqwest::Client,
@@ -86,26 +120,128 @@ impl Shipper {
                 return false;
             }
         };
-        for f in files {
-            if matches!(self.ship(&f).await, Outcome::Retry) {
+        let mut files = files.into_iter();
+        // A segment read but left for the next post.
+        let mut next: Option<Segment> = None;
+        // A segment that cannot be read ends the pass (after the post
+        // gathered before it), to be tried again later.
+        let mut unreadable = false;
+        loop {
+            let mut post: Vec<Segment> = Vec::new();
+            let (mut events, mut bytes) = (0, 0);
+            loop {
+                let seg = if let Some(seg) = next.take() {
+                    seg
+                } else {
+                    let Some(path) = files.next() else { break };
+                    let Some(seg) = self.read(path).await else {
+                        unreadable = true;
+                        break;
+                    };
+                    seg
+                };
+                if seg.events == 0 {
+                    self.remove(&seg.path, seg.size()).await;
+                    continue;
+                }
+                if !post.is_empty()
+                    && (events + seg.events > POST_EVENTS || bytes + seg.size() > POST_BYTES)
+                {
+                    next = Some(seg);
+                    break;
+                }
+                events += seg.events;
+                bytes += seg.size();
+                post.push(seg);
+            }
+            if !post.is_empty() && matches!(self.ship(post).await, Outcome::Retry) || unreadable {
                 Stats::inc(&self.stats.ship_failures);
                 return false;
             }
+            if next.is_none() && files.len() == 0 {
+                return true;
+            }
         }
-        true
     }
 
-    async fn ship(&self, path: &Path) -> Outcome {
-        let Ok(body) = tokio::fs::read(path).await else {
-            return Outcome::Retry;
-        };
-        let size = body.len() as u64;
-        #[allow(clippy::naive_bytecount)] // once per batch; not worth a dependency
-        let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
-        if lines == 0 {
-            self.remove(path, size).await;
-            return Outcome::Done;
+    /// The segment at `path`; `None` when it cannot be read (left for
+    /// the next pass).
+    async fn read(&self, path: PathBuf) -> Option<Segment> {
+        let body = tokio::fs::read(&path).await.ok()?;
+        #[allow(clippy::naive_bytecount)] // once per segment; not worth a dependency
+        let events = body.iter().filter(|&&b| b == b'\n').count() as u64;
+        Some(Segment { path, body, events })
+    }
+
+    /// Posts `segments` together; a refused combined post is sent again
+    /// segment by segment.
+    async fn ship(&self, mut segments: Vec<Segment>) -> Outcome {
+        if segments.len() == 1
+            && let Some(seg) = segments.pop()
+        {
+            return self.ship_one(seg).await;
         }
+        let mut body = Vec::with_capacity(segments.iter().map(|s| s.body.len() + 1).sum());
+        for seg in &segments {
+            body.extend_from_slice(&seg.body);
+            if !body.ends_with(b"\n") {
+                body.push(b'\n');
+            }
+        }
+        match self.post(body).await {
+            Posted::Accepted(text) => {
+                let events: u64 = segments.iter().map(|s| s.events).sum();
+                tracing::debug!(events, segments = segments.len(), answer = %text, "batch delivered");
+                self.delivered(events);
+                for seg in &segments {
+                    self.remove(&seg.path, seg.size()).await;
+                }
+                Outcome::Done
+            }
+            Posted::Refused(status, text) => {
+                tracing::warn!(status, answer = %text, segments = segments.len(), "server refused a combined batch; sending its segments one by one");
+                for seg in segments {
+                    if matches!(self.ship_one(seg).await, Outcome::Retry) {
+                        return Outcome::Retry;
+                    }
+                }
+                Outcome::Done
+            }
+            Posted::Retry => Outcome::Retry,
+        }
+    }
+
+    async fn ship_one(&self, seg: Segment) -> Outcome {
+        let (events, size) = (seg.events, seg.size());
+        match self.post(seg.body).await {
+            Posted::Accepted(text) => {
+                tracing::debug!(events, answer = %text, "batch delivered");
+                self.delivered(events);
+                self.remove(&seg.path, size).await;
+                Outcome::Done
+            }
+            Posted::Refused(status, text) => {
+                tracing::error!(status, answer = %text, file = %seg.path.display(), "server refused a batch; kept aside as .rejected");
+                Stats::inc(&self.stats.batches_rejected);
+                let _ = tokio::fs::rename(&seg.path, seg.path.with_extension("rejected")).await;
+                self.used.fetch_sub(
+                    size.min(self.used.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                Outcome::Done
+            }
+            Posted::Retry => Outcome::Retry,
+        }
+    }
+
+    fn delivered(&self, events: u64) {
+        self.stats
+            .events_shipped
+            .fetch_add(events, Ordering::Relaxed);
+        Stats::inc(&self.stats.batches_shipped);
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Posted {
         let sent = self
             .client
             .post(&self.url)
@@ -118,41 +254,21 @@ impl Shipper {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the server; events stay spooled");
-                return Outcome::Retry;
+                return Posted::Retry;
             }
         };
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        match status.as_u16() {
-            200 => {
-                tracing::debug!(events = lines, answer = %text, "batch delivered");
-                self.stats
-                    .events_shipped
-                    .fetch_add(lines, Ordering::Relaxed);
-                Stats::inc(&self.stats.batches_shipped);
-                self.remove(path, size).await;
-                Outcome::Done
-            }
-            400 | 413 => {
-                tracing::error!(status = status.as_u16(), answer = %text, file = %path.display(), "server refused a batch; kept aside as .rejected");
-                Stats::inc(&self.stats.batches_rejected);
-                let _ = tokio::fs::rename(path, path.with_extension("rejected")).await;
-                self.used.fetch_sub(
-                    size.min(self.used.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-                Outcome::Done
-            }
+        match status {
+            200 => Posted::Accepted(text),
+            400 | 413 => Posted::Refused(status, text),
             401 | 403 => {
-                tracing::error!(status = status.as_u16(), answer = %text, "the server does not accept this sensor token (--token / SIKKER_SENSOR_TOKEN)");
-                Outcome::Retry
+                tracing::error!(status, answer = %text, "the server does not accept this sensor token (--token / SIKKER_SENSOR_TOKEN)");
+                Posted::Retry
             }
             _ => {
-                tracing::warn!(
-                    status = status.as_u16(),
-                    "server busy or failing; events stay spooled"
-                );
-                Outcome::Retry
+                tracing::warn!(status, "server busy or failing; events stay spooled");
+                Posted::Retry
             }
         }
     }

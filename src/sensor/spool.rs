@@ -17,7 +17,7 @@ use crate::service::sensors::WireEvent;
 const OPEN: &str = "current.open";
 const SUFFIX: &str = ".ndjson";
 /// A segment is sealed before it could exceed the server's body limit.
-const MAX_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+pub(super) const MAX_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 pub fn ensure_dir(dir: &Path) -> Result<(), StartError> {
     use std::os::unix::fs::DirBuilderExt;

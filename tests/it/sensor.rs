@@ -510,6 +510,89 @@ async fn a_server_outage_loses_nothing() {
     h.shutdown().await;
 }
 
+/// Writes sealed spool segment `seq` of `n` SSH attempts from 27.1.x.y,
+/// each its own session, ending `ts_ms` and going back a millisecond each.
+fn segment(dir: &Path, seq: u64, n: usize, ts_ms: i64, first: usize) {
+    let mut body = String::new();
+    for i in first..first + n {
+        let ip = format!("27.1.{}.{}", i / 250, 1 + i % 250);
+        let ts = ts_ms - i64::try_from(i).unwrap();
+        body.push_str(&format!(
+            "{{\"ts\":{ts},\"src_ip\":\"{ip}\",\"protocol\":\"ssh\",\"dst_port\":22,\"session_id\":\"b{i}\",\"kind\":\"auth\",\"username\":\"root\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join(format!("{seq:016}.ndjson")), body).unwrap();
+}
+
+async fn until(what: &str, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_spooled_backlog_goes_in_few_posts_and_a_bad_segment_alone_is_set_aside() {
+    let r = Rig::start().await;
+    let now = r.s.clock.now().0;
+    // 25 segments of 500 events waiting, as after an outage: two posts
+    // (10,000 events, then 2,500), not 25.
+    for seq in 1..=25 {
+        segment(
+            r.spool.path(),
+            seq,
+            500,
+            now,
+            usize::try_from(seq - 1).unwrap() * 500,
+        );
+    }
+    let h = r.sensor(quick()).await;
+    until("the backlog was not delivered", || {
+        Stats::get(&h.stats.events_shipped) == 12_500
+    })
+    .await;
+    assert_eq!(Stats::get(&h.stats.batches_shipped), 2, "posts");
+    until("delivered segments were not removed", || {
+        spooled(r.spool.path()).is_empty()
+    })
+    .await;
+    h.shutdown().await;
+    let sensors = r.s.handle().services.list_sensors().await.unwrap();
+    assert_eq!(sensors[0].events, 12_500, "every event stored");
+    // The last event of the backlog, as any client sees it.
+    r.eventually("/v1/key/check/27.1.49.250", |v| v["totalEvents"] == 1)
+        .await;
+
+    // A bad event in the middle one of three: the combined post is
+    // refused, and the segments go one by one; only the bad one is kept
+    // aside, the others are delivered.
+    segment(r.spool.path(), 101, 100, now, 20_000);
+    segment(r.spool.path(), 102, 100, now, 20_100);
+    let bad = r.spool.path().join(format!("{:016}.ndjson", 102));
+    let text = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(&bad, text.replacen("\"ssh\"", "\"carrier-pigeon\"", 1)).unwrap();
+    segment(r.spool.path(), 103, 100, now, 20_200);
+    let h = r.sensor(quick()).await;
+    until("the good segments were not delivered", || {
+        Stats::get(&h.stats.events_shipped) == 200
+    })
+    .await;
+    assert_eq!(Stats::get(&h.stats.batches_shipped), 2);
+    assert_eq!(Stats::get(&h.stats.batches_rejected), 1);
+    until("the bad segment was not set aside", || {
+        r.spool
+            .path()
+            .join(format!("{:016}.rejected", 102))
+            .exists()
+    })
+    .await;
+    h.shutdown().await;
+    assert!(spooled(r.spool.path()).is_empty());
+    let sensors = r.s.handle().services.list_sensors().await.unwrap();
+    assert_eq!(sensors[0].events, 12_700);
+}
+
 #[tokio::test]
 async fn serve_demo_fills_a_fresh_data_dir_through_the_ingest() {
     let started = Instant::now();
