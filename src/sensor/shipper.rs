@@ -9,12 +9,20 @@
 //! answers, so a backlog of 500-event segments sent one by one paid a
 //! commit per segment. A combined post the server refuses is sent again
 //! segment by segment, so only an invalid segment is kept aside.
+//!
+//! Two posts are in flight at once: the next is sent while the server
+//! commits the one before, so the server's group commit can take both
+//! into one transaction. Each post's segments are deleted when that post
+//! is acknowledged; a post that fails stays spooled for the next pass
+//! (the server de-duplicates whatever was sent twice).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, watch};
 
 use super::spool::{MAX_SEGMENT_BYTES, sealed};
@@ -76,6 +84,18 @@ impl Segment {
 /// segment's worth of bytes (half the server's body limit).
 const POST_EVENTS: u64 = MAX_BATCH_EVENTS as u64;
 const POST_BYTES: u64 = MAX_SEGMENT_BYTES;
+/// Posts sent before the oldest is answered.
+const IN_FLIGHT: usize = 2;
+
+/// The sealed segments of one pass, in order.
+struct Backlog {
+    files: std::vec::IntoIter<PathBuf>,
+    /// A segment read but left for the next post.
+    next: Option<Segment>,
+    /// A segment could not be read: the pass ends after the posts
+    /// gathered before it.
+    unreadable: bool,
+}
 
 pub struct Shipper {
     pub client: reqwest::Client,
@@ -120,48 +140,70 @@ impl Shipper {
                 return false;
             }
         };
-        let mut files = files.into_iter();
-        // A segment read but left for the next post.
-        let mut next: Option<Segment> = None;
-        // A segment that cannot be read ends the pass (after the post
-        // gathered before it), to be tried again later.
-        let mut unreadable = false;
+        let mut backlog = Backlog {
+            files: files.into_iter(),
+            next: None,
+            unreadable: false,
+        };
+        // Posts in flight, oldest first: the next is gathered and sent
+        // while the server commits the one before.
+        let mut in_flight = FuturesOrdered::new();
+        let mut failed = false;
         loop {
-            let mut post: Vec<Segment> = Vec::new();
-            let (mut events, mut bytes) = (0, 0);
-            loop {
-                let seg = if let Some(seg) = next.take() {
-                    seg
-                } else {
-                    let Some(path) = files.next() else { break };
-                    let Some(seg) = self.read(path).await else {
-                        unreadable = true;
-                        break;
-                    };
-                    seg
-                };
-                if seg.events == 0 {
-                    self.remove(&seg.path, seg.size()).await;
-                    continue;
-                }
-                if !post.is_empty()
-                    && (events + seg.events > POST_EVENTS || bytes + seg.size() > POST_BYTES)
-                {
-                    next = Some(seg);
+            while !failed && in_flight.len() < IN_FLIGHT {
+                let Some(post) = self.gather(&mut backlog).await else {
                     break;
-                }
-                events += seg.events;
-                bytes += seg.size();
-                post.push(seg);
+                };
+                in_flight.push_back(self.ship(post));
             }
-            if !post.is_empty() && matches!(self.ship(post).await, Outcome::Retry) || unreadable {
-                Stats::inc(&self.stats.ship_failures);
-                return false;
-            }
-            if next.is_none() && files.len() == 0 {
-                return true;
+            match in_flight.next().await {
+                Some(Outcome::Done) => {}
+                // The posts already sent are answered; no more are sent.
+                Some(Outcome::Retry) => failed = true,
+                None => break,
             }
         }
+        if failed || backlog.unreadable {
+            Stats::inc(&self.stats.ship_failures);
+            return false;
+        }
+        true
+    }
+
+    /// The next post: consecutive segments up to [`POST_EVENTS`] events
+    /// and [`POST_BYTES`] bytes; `None` when the backlog is done or a
+    /// segment cannot be read (to be tried again on a later pass).
+    async fn gather(&self, backlog: &mut Backlog) -> Option<Vec<Segment>> {
+        let mut post: Vec<Segment> = Vec::new();
+        let (mut events, mut bytes) = (0, 0);
+        while !backlog.unreadable {
+            let seg = if let Some(seg) = backlog.next.take() {
+                seg
+            } else {
+                let Some(path) = backlog.files.next() else {
+                    break;
+                };
+                let Some(seg) = self.read(path).await else {
+                    backlog.unreadable = true;
+                    break;
+                };
+                seg
+            };
+            if seg.events == 0 {
+                self.remove(&seg.path, seg.size()).await;
+                continue;
+            }
+            if !post.is_empty()
+                && (events + seg.events > POST_EVENTS || bytes + seg.size() > POST_BYTES)
+            {
+                backlog.next = Some(seg);
+                break;
+            }
+            events += seg.events;
+            bytes += seg.size();
+            post.push(seg);
+        }
+        (!post.is_empty()).then_some(post)
     }
 
     /// The segment at `path`; `None` when it cannot be read (left for
@@ -280,5 +322,100 @@ impl Shipper {
                 Ordering::Relaxed,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// A server that answers a post once the next one has arrived (or
+    /// 300 ms passed), recording each post's events and how many posts
+    /// were waiting for their answer when it arrived.
+    async fn holding_server() -> (String, Arc<Mutex<Vec<(usize, usize)>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let (arrived, _) = watch::channel(0usize);
+        let seen = posts.clone();
+        let (arrived, waiting) = (Arc::new(arrived), Arc::new(AtomicU64::new(0)));
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (seen, arrived, waiting) = (seen.clone(), arrived.clone(), waiting.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (seen, arrived, waiting) =
+                            (seen.clone(), arrived.clone(), waiting.clone());
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let events = body.split(|&b| b == b'\n').count() - 1;
+                            let mut rx = arrived.subscribe();
+                            let index = {
+                                let before = waiting.fetch_add(1, Ordering::SeqCst);
+                                let mut seen = seen.lock().unwrap();
+                                seen.push((events, usize::try_from(before).unwrap()));
+                                seen.len() - 1
+                            };
+                            arrived.send_modify(|n| *n += 1);
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(300),
+                                rx.wait_for(|&n| n > index + 1),
+                            )
+                            .await;
+                            waiting.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(
+                                b"{\"accepted\":1}",
+                            ))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}/v1/sensor/events"), posts)
+    }
+
+    fn segment(dir: &Path, seq: u64, events: usize) {
+        let body = "{}\n".repeat(events);
+        std::fs::write(dir.join(format!("{seq:016}.ndjson")), body).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_next_post_is_sent_while_the_one_before_waits_for_its_answer() {
+        let (url, posts) = holding_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        // 6,000 events each: no two fit one post.
+        for seq in 1..=4 {
+            segment(dir.path(), seq, 6_000);
+        }
+        let stats = Arc::new(Stats::default());
+        let shipper = Shipper {
+            client: client(None).unwrap(),
+            url,
+            token: "t".into(),
+            dir: dir.path().to_path_buf(),
+            stats: stats.clone(),
+            used: Arc::new(AtomicU64::new(0)),
+        };
+        assert!(shipper.pass().await);
+        let posts = posts.lock().unwrap().clone();
+        assert_eq!(posts.iter().map(|p| p.0).collect::<Vec<_>>(), [6_000; 4]);
+        // Each post after the first arrived while another was unanswered.
+        assert!(
+            posts[1..].iter().all(|p| p.1 >= 1),
+            "posts were sent one at a time: {posts:?}"
+        );
+        assert_eq!(Stats::get(&stats.events_shipped), 24_000);
+        assert!(sealed(dir.path()).unwrap().is_empty());
     }
 }
