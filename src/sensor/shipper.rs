@@ -10,9 +10,9 @@
 //! commit per segment. A combined post the server refuses is sent again
 //! segment by segment, so only an invalid segment is kept aside.
 //!
-//! Two posts are in flight at once: the next is sent while the server
-//! commits the one before, so the server's group commit can take both
-//! into one transaction. Each post's segments are deleted when that post
+//! Up to four posts are in flight at once: the next are sent while the
+//! server commits the one before, so the server's group commit can take
+//! several into one transaction. Each post's segments are deleted when that post
 //! is acknowledged; a post that fails stays spooled for the next pass
 //! (the server de-duplicates whatever was sent twice).
 
@@ -84,8 +84,11 @@ impl Segment {
 /// segment's worth of bytes (half the server's body limit).
 const POST_EVENTS: u64 = MAX_BATCH_EVENTS as u64;
 const POST_BYTES: u64 = MAX_SEGMENT_BYTES;
-/// Posts sent before the oldest is answered.
-const IN_FLIGHT: usize = 2;
+/// Posts sent before the oldest is answered. Draining a backlog of
+/// 500,000 events into a server holding 1,000,000 indicators: 82–89k
+/// events/s with one, 100–107k with two, 110–122k with four (the
+/// sensor's peak memory 51–58 MB against 41 MB with two).
+const IN_FLIGHT: usize = 4;
 
 /// The sealed segments of one pass, in order.
 struct Backlog {
@@ -145,7 +148,7 @@ impl Shipper {
             next: None,
             unreadable: false,
         };
-        // Posts in flight, oldest first: the next is gathered and sent
+        // Posts in flight, oldest first: the next are gathered and sent
         // while the server commits the one before.
         let mut in_flight = FuturesOrdered::new();
         let mut failed = false;
