@@ -146,6 +146,7 @@ pub struct Stats {
     pub events_invalid: AtomicU64,
     pub events_spool_full: AtomicU64,
     pub events_shipped: AtomicU64,
+    /// Posts the server acknowledged (each of one or more segments).
     pub batches_shipped: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub ship_failures: AtomicU64,
