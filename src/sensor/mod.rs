@@ -286,14 +286,14 @@ pub async fn start_with_peer_map(
             srx.clone(),
         )),
     ));
-    let ship = shipper::Shipper {
+    let ship = shipper::Shipper::new(
         client,
-        url: format!("{}/v1/sensor/events", settings.server.trim_end_matches('/')),
-        token: settings.token.clone(),
-        dir: settings.spool_dir.clone(),
-        stats: stats.clone(),
+        format!("{}/v1/sensor/events", settings.server.trim_end_matches('/')),
+        settings.token.clone(),
+        settings.spool_dir.clone(),
+        stats.clone(),
         used,
-    };
+    );
     let (ship_stop, ship_rx) = watch::channel(false);
     let shipper = tokio::spawn(ship.run(notify, ship_rx));
 

@@ -12,17 +12,24 @@
 //!
 //! Up to four posts are in flight at once: the next are sent while the
 //! server commits the one before, so the server's group commit can take
-//! several into one transaction. Each post's segments are deleted when that post
-//! is acknowledged; a post that fails stays spooled for the next pass
-//! (the server de-duplicates whatever was sent twice).
+//! several into one transaction. Each post's segments are deleted when
+//! that post is acknowledged, so they may be acknowledged out of order; a
+//! post that fails stays spooled for the next pass (the server
+//! de-duplicates whatever was sent twice).
+//!
+//! A link too slow for that (a post timed out, or the server answered 408
+//! because the body came too slowly) is served one segment per post and
+//! one post at a time, as before coalescing, until a pass empties the
+//! spool.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 
 use super::spool::{MAX_SEGMENT_BYTES, sealed};
@@ -70,7 +77,7 @@ enum Posted {
 /// A sealed segment read for sending.
 struct Segment {
     path: PathBuf,
-    body: Vec<u8>,
+    body: Bytes,
     events: u64,
 }
 
@@ -80,14 +87,25 @@ impl Segment {
     }
 }
 
+/// Events in a segment: its lines, the last one counted even without
+/// its newline (the spool always writes one).
+fn events_in(body: &[u8]) -> u64 {
+    let lines = body.split(|&b| b == b'\n').count() as u64;
+    if body.is_empty() || body.ends_with(b"\n") {
+        lines - 1
+    } else {
+        lines
+    }
+}
+
 /// A post holds at most the server's batch of events, and at most one
 /// segment's worth of bytes (half the server's body limit).
 const POST_EVENTS: u64 = MAX_BATCH_EVENTS as u64;
 const POST_BYTES: u64 = MAX_SEGMENT_BYTES;
-/// Posts sent before the oldest is answered. Draining a backlog of
-/// 500,000 events into a server holding 1,000,000 indicators: 82–89k
-/// events/s with one, 100–107k with two, 110–122k with four (the
-/// sensor's peak memory 51–58 MB against 41 MB with two).
+/// Posts sent before one is answered. Draining a backlog of 500,000
+/// events into a server holding 1,000,000 indicators: 82–89k events/s
+/// with one, 100–111k with two, 110–122k with four (the sensor's peak
+/// memory 51–58 MB against 41–42 MB with two).
 const IN_FLIGHT: usize = 4;
 
 /// The sealed segments of one pass, in order.
@@ -101,23 +119,49 @@ struct Backlog {
 }
 
 pub struct Shipper {
-    pub client: reqwest::Client,
-    pub url: String,
-    pub token: String,
-    pub dir: std::path::PathBuf,
-    pub stats: Arc<Stats>,
-    pub used: Arc<AtomicU64>,
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    dir: PathBuf,
+    stats: Arc<Stats>,
+    used: Arc<AtomicU64>,
+    /// A post timed out: one segment per post, one post at a time, until
+    /// a pass empties the spool.
+    slow: AtomicBool,
 }
 
 impl Shipper {
+    /// Posts to `url` with `token` what the spool seals in `dir`;
+    /// `used` is the spool's byte count, lowered as segments go.
+    pub fn new(
+        client: reqwest::Client,
+        url: String,
+        token: String,
+        dir: PathBuf,
+        stats: Arc<Stats>,
+        used: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            client,
+            url,
+            token,
+            dir,
+            stats,
+            used,
+            slow: AtomicBool::new(false),
+        }
+    }
+
     pub async fn run(self, notify: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_secs(1);
         loop {
             if *stop.borrow() {
-                let _ = tokio::time::timeout(FINAL_PASS, self.pass()).await;
+                // This pass gathers even though `stop` is set.
+                let (_, last) = watch::channel(false);
+                let _ = tokio::time::timeout(FINAL_PASS, self.pass(&last)).await;
                 return;
             }
-            if self.pass().await {
+            if self.pass(&stop).await {
                 backoff = Duration::from_secs(1);
                 tokio::select! {
                     () = notify.notified() => {}
@@ -135,7 +179,9 @@ impl Shipper {
     }
 
     /// Ships every sealed segment; false when one must be retried later.
-    async fn pass(&self) -> bool {
+    /// Once `stop` is set no new post is gathered (the posts in flight
+    /// are answered), so shutting down waits for at most four posts.
+    async fn pass(&self, stop: &watch::Receiver<bool>) -> bool {
         let files = match sealed(&self.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -148,16 +194,22 @@ impl Shipper {
             next: None,
             unreadable: false,
         };
-        // Posts in flight, oldest first: the next are gathered and sent
-        // while the server commits the one before.
-        let mut in_flight = FuturesOrdered::new();
-        let mut failed = false;
+        // Posts in flight: the next are gathered and sent while the
+        // server commits the one before.
+        let mut in_flight = FuturesUnordered::new();
+        let (mut failed, mut stopped) = (false, false);
         loop {
-            while !failed && in_flight.len() < IN_FLIGHT {
-                let Some(post) = self.gather(&mut backlog).await else {
+            let slow = self.slow.load(Ordering::Relaxed);
+            let most = if slow { 1 } else { IN_FLIGHT };
+            while !failed && in_flight.len() < most {
+                if *stop.borrow() {
+                    stopped = true;
+                    break;
+                }
+                let Some(post) = self.gather(&mut backlog, slow).await else {
                     break;
                 };
-                in_flight.push_back(self.ship(post));
+                in_flight.push(self.ship(post));
             }
             match in_flight.next().await {
                 Some(Outcome::Done) => {}
@@ -170,13 +222,17 @@ impl Shipper {
             Stats::inc(&self.stats.ship_failures);
             return false;
         }
+        if !stopped && self.slow.swap(false, Ordering::Relaxed) {
+            tracing::info!("spool emptied; posts combine segments again");
+        }
         true
     }
 
     /// The next post: consecutive segments up to [`POST_EVENTS`] events
-    /// and [`POST_BYTES`] bytes; `None` when the backlog is done or a
-    /// segment cannot be read (to be tried again on a later pass).
-    async fn gather(&self, backlog: &mut Backlog) -> Option<Vec<Segment>> {
+    /// and [`POST_BYTES`] bytes (one segment when `slow`); `None` when the
+    /// backlog is done or a segment cannot be read (to be tried again on a
+    /// later pass).
+    async fn gather(&self, backlog: &mut Backlog, slow: bool) -> Option<Vec<Segment>> {
         let mut post: Vec<Segment> = Vec::new();
         let (mut events, mut bytes) = (0, 0);
         while !backlog.unreadable {
@@ -197,7 +253,7 @@ impl Shipper {
                 continue;
             }
             if !post.is_empty()
-                && (events + seg.events > POST_EVENTS || bytes + seg.size() > POST_BYTES)
+                && (slow || events + seg.events > POST_EVENTS || bytes + seg.size() > POST_BYTES)
             {
                 backlog.next = Some(seg);
                 break;
@@ -213,9 +269,12 @@ impl Shipper {
     /// the next pass).
     async fn read(&self, path: PathBuf) -> Option<Segment> {
         let body = tokio::fs::read(&path).await.ok()?;
-        #[allow(clippy::naive_bytecount)] // once per segment; not worth a dependency
-        let events = body.iter().filter(|&&b| b == b'\n').count() as u64;
-        Some(Segment { path, body, events })
+        let events = events_in(&body);
+        Some(Segment {
+            path,
+            body: Bytes::from(body),
+            events,
+        })
     }
 
     /// Posts `segments` together; a refused combined post is sent again
@@ -227,11 +286,20 @@ impl Shipper {
             return self.ship_one(seg).await;
         }
         let mut body = Vec::with_capacity(segments.iter().map(|s| s.body.len() + 1).sum());
+        let mut ranges = Vec::with_capacity(segments.len());
         for seg in &segments {
+            let start = body.len();
             body.extend_from_slice(&seg.body);
+            ranges.push(start..body.len());
             if !body.ends_with(b"\n") {
                 body.push(b'\n');
             }
+        }
+        // Each segment is kept as its part of the post (for a resend),
+        // not as a second copy.
+        let body = Bytes::from(body);
+        for (seg, range) in segments.iter_mut().zip(ranges) {
+            seg.body = body.slice(range);
         }
         match self.post(body).await {
             Posted::Accepted(text) => {
@@ -268,11 +336,14 @@ impl Shipper {
             Posted::Refused(status, text) => {
                 tracing::error!(status, answer = %text, file = %seg.path.display(), "server refused a batch; kept aside as .rejected");
                 Stats::inc(&self.stats.batches_rejected);
-                let _ = tokio::fs::rename(&seg.path, seg.path.with_extension("rejected")).await;
-                self.used.fetch_sub(
-                    size.min(self.used.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                if let Err(e) =
+                    tokio::fs::rename(&seg.path, seg.path.with_extension("rejected")).await
+                {
+                    // Left in the queue, it would be refused on every pass.
+                    tracing::error!(error = %e, file = %seg.path.display(), "cannot set the refused batch aside");
+                    return Outcome::Retry;
+                }
+                self.lower_used(size);
                 Outcome::Done
             }
             Posted::Retry => Outcome::Retry,
@@ -286,7 +357,7 @@ impl Shipper {
         Stats::inc(&self.stats.batches_shipped);
     }
 
-    async fn post(&self, body: Vec<u8>) -> Posted {
+    async fn post(&self, body: Bytes) -> Posted {
         let sent = self
             .client
             .post(&self.url)
@@ -299,10 +370,17 @@ impl Shipper {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the server; events stay spooled");
+                if e.is_timeout() {
+                    self.slow_down();
+                }
                 return Posted::Retry;
             }
         };
         let status = resp.status().as_u16();
+        if status == 408 {
+            // The server's deadline passed before the body arrived.
+            self.slow_down();
+        }
         let text = resp.text().await.unwrap_or_default();
         match status {
             200 => Posted::Accepted(text),
@@ -320,9 +398,25 @@ impl Shipper {
 
     async fn remove(&self, path: &Path, size: u64) {
         if tokio::fs::remove_file(path).await.is_ok() {
-            self.used.fetch_sub(
-                size.min(self.used.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
+            self.lower_used(size);
+        }
+    }
+
+    /// The spool's byte count, less `size` (never below zero: posts in
+    /// flight lower it at once).
+    fn lower_used(&self, size: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(size))
+            });
+    }
+
+    /// From now on, one segment per post and one post at a time.
+    fn slow_down(&self) {
+        if !self.slow.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "a post timed out; sending one segment at a time until the spool is empty"
             );
         }
     }
@@ -333,16 +427,27 @@ mod tests {
     use std::sync::Mutex;
 
     use http_body_util::{BodyExt, Full};
-    use hyper::body::{Bytes, Incoming};
-    use hyper::{Request, Response};
+    use hyper::body::Incoming;
+    use hyper::{Request, Response, StatusCode};
     use hyper_util::rt::TokioIo;
 
     use super::*;
 
+    /// What the test server saw of one post.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        events: usize,
+        /// Posts waiting for their answer when this one arrived.
+        waiting: usize,
+        first_line: String,
+    }
+
+    type Answer = fn(&Seen) -> StatusCode;
+
     /// A server that answers a post once the next one has arrived (or
-    /// 300 ms passed), recording each post's events and how many posts
-    /// were waiting for their answer when it arrived.
-    async fn holding_server() -> (String, Arc<Mutex<Vec<(usize, usize)>>>) {
+    /// 300 ms passed), with the status `answer` gives, recording what it
+    /// saw of each post.
+    async fn holding_server(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let posts = Arc::new(Mutex::new(Vec::new()));
@@ -359,12 +464,17 @@ mod tests {
                             (seen.clone(), arrived.clone(), waiting.clone());
                         async move {
                             let body = req.into_body().collect().await?.to_bytes();
-                            let events = body.split(|&b| b == b'\n').count() - 1;
+                            let text = String::from_utf8_lossy(&body);
                             let mut rx = arrived.subscribe();
+                            let before = waiting.fetch_add(1, Ordering::SeqCst);
+                            let post = Seen {
+                                events: text.lines().count(),
+                                waiting: usize::try_from(before).unwrap(),
+                                first_line: text.lines().next().unwrap_or_default().to_owned(),
+                            };
                             let index = {
-                                let before = waiting.fetch_add(1, Ordering::SeqCst);
                                 let mut seen = seen.lock().unwrap();
-                                seen.push((events, usize::try_from(before).unwrap()));
+                                seen.push(post.clone());
                                 seen.len() - 1
                             };
                             arrived.send_modify(|n| *n += 1);
@@ -374,9 +484,10 @@ mod tests {
                             )
                             .await;
                             waiting.fetch_sub(1, Ordering::SeqCst);
-                            Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(
-                                b"{\"accepted\":1}",
-                            ))))
+                            let mut resp =
+                                Response::new(Full::new(Bytes::from_static(b"{\"accepted\":1}")));
+                            *resp.status_mut() = answer(&post);
+                            Ok::<_, hyper::Error>(resp)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -388,37 +499,130 @@ mod tests {
         (format!("http://{addr}/v1/sensor/events"), posts)
     }
 
+    /// Segment `seq` of `events` lines, each naming the segment.
     fn segment(dir: &Path, seq: u64, events: usize) {
-        let body = "{}\n".repeat(events);
+        let body = format!("{{\"segment\":{seq}}}\n").repeat(events);
         std::fs::write(dir.join(format!("{seq:016}.ndjson")), body).unwrap();
+    }
+
+    fn shipper(url: String, dir: &Path) -> Shipper {
+        Shipper::new(
+            client(None).unwrap(),
+            url,
+            "t".into(),
+            dir.to_path_buf(),
+            Arc::new(Stats::default()),
+            Arc::new(AtomicU64::new(0)),
+        )
+    }
+
+    fn left(dir: &Path) -> Vec<String> {
+        sealed(dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    async fn pass(s: &Shipper) -> bool {
+        let (_, stop) = watch::channel(false);
+        s.pass(&stop).await
     }
 
     #[tokio::test]
     async fn the_next_post_is_sent_while_the_one_before_waits_for_its_answer() {
-        let (url, posts) = holding_server().await;
+        let (url, posts) = holding_server(|_| StatusCode::OK).await;
         let dir = tempfile::tempdir().unwrap();
         // 6,000 events each: no two fit one post.
         for seq in 1..=4 {
             segment(dir.path(), seq, 6_000);
         }
-        let stats = Arc::new(Stats::default());
-        let shipper = Shipper {
-            client: client(None).unwrap(),
-            url,
-            token: "t".into(),
-            dir: dir.path().to_path_buf(),
-            stats: stats.clone(),
-            used: Arc::new(AtomicU64::new(0)),
-        };
-        assert!(shipper.pass().await);
+        let s = shipper(url, dir.path());
+        assert!(pass(&s).await);
         let posts = posts.lock().unwrap().clone();
-        assert_eq!(posts.iter().map(|p| p.0).collect::<Vec<_>>(), [6_000; 4]);
+        assert_eq!(
+            posts.iter().map(|p| p.events).collect::<Vec<_>>(),
+            [6_000; 4]
+        );
         // Each post after the first arrived while another was unanswered.
         assert!(
-            posts[1..].iter().all(|p| p.1 >= 1),
+            posts[1..].iter().all(|p| p.waiting >= 1),
             "posts were sent one at a time: {posts:?}"
         );
-        assert_eq!(Stats::get(&stats.events_shipped), 24_000);
-        assert!(sealed(dir.path()).unwrap().is_empty());
+        assert_eq!(Stats::get(&s.stats.events_shipped), 24_000);
+        assert!(left(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_stays_spooled_while_the_others_sent_with_it_go() {
+        let (url, posts) = holding_server(|p| {
+            if p.first_line.contains("\"segment\":2}") {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        for seq in 1..=3 {
+            segment(dir.path(), seq, 6_000);
+        }
+        let s = shipper(url, dir.path());
+        assert!(!pass(&s).await, "a pass with a failed post must be retried");
+        assert_eq!(posts.lock().unwrap().len(), 3);
+        assert_eq!(left(dir.path()), ["0000000000000002.ndjson"]);
+        assert_eq!(Stats::get(&s.stats.events_shipped), 12_000);
+        assert_eq!(Stats::get(&s.stats.ship_failures), 1);
+        assert_eq!(Stats::get(&s.stats.batches_rejected), 0);
+    }
+
+    #[tokio::test]
+    async fn after_a_timeout_segments_go_one_at_a_time_until_the_spool_is_empty() {
+        // The server's deadline passes for the first post.
+        let (url, posts) = holding_server(|p| {
+            if p.events == 2_000 && p.first_line.contains("\"segment\":1}") {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::OK
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        for seq in 1..=4 {
+            segment(dir.path(), seq, 500);
+        }
+        let s = shipper(url, dir.path());
+        assert!(!pass(&s).await);
+        assert_eq!(left(dir.path()).len(), 4);
+        // Slow: one 500-event segment per post, one post at a time.
+        assert!(pass(&s).await);
+        assert!(left(dir.path()).is_empty());
+        // The spool emptied: posts combine segments again.
+        for seq in 5..=8 {
+            segment(dir.path(), seq, 500);
+        }
+        assert!(pass(&s).await);
+        let posts = posts.lock().unwrap().clone();
+        let sizes: Vec<_> = posts.iter().map(|p| (p.events, p.waiting)).collect();
+        assert_eq!(
+            sizes,
+            [
+                (2_000, 0),
+                (500, 0),
+                (500, 0),
+                (500, 0),
+                (500, 0),
+                (2_000, 0)
+            ]
+        );
+        assert_eq!(Stats::get(&s.stats.events_shipped), 4_000);
+    }
+
+    #[test]
+    fn a_segments_events_are_its_lines() {
+        assert_eq!(events_in(b""), 0);
+        assert_eq!(events_in(b"{}\n"), 1);
+        assert_eq!(events_in(b"{}\n{}"), 2);
+        assert_eq!(events_in(b"{}"), 1);
     }
 }
