@@ -505,15 +505,31 @@ mod tests {
         std::fs::write(dir.join(format!("{seq:016}.ndjson")), body).unwrap();
     }
 
-    fn shipper(url: String, dir: &Path) -> Shipper {
-        Shipper::new(
+    /// A shipper posting to `url`, its spool holding segments `seqs` of
+    /// `events` each.
+    fn spooled(
+        url: String,
+        seqs: std::ops::RangeInclusive<u64>,
+        events: usize,
+    ) -> (tempfile::TempDir, Shipper) {
+        let dir = tempfile::tempdir().unwrap();
+        for seq in seqs {
+            segment(dir.path(), seq, events);
+        }
+        let s = Shipper::new(
             client(None).unwrap(),
             url,
             "t".into(),
-            dir.to_path_buf(),
+            dir.path().to_path_buf(),
             Arc::new(Stats::default()),
             Arc::new(AtomicU64::new(0)),
-        )
+        );
+        (dir, s)
+    }
+
+    /// Whether the post starts with segment `seq`.
+    fn starts_with(p: &Seen, seq: u64) -> bool {
+        p.first_line == format!("{{\"segment\":{seq}}}")
     }
 
     fn left(dir: &Path) -> Vec<String> {
@@ -532,12 +548,8 @@ mod tests {
     #[tokio::test]
     async fn the_next_post_is_sent_while_the_one_before_waits_for_its_answer() {
         let (url, posts) = holding_server(|_| StatusCode::OK).await;
-        let dir = tempfile::tempdir().unwrap();
         // 6,000 events each: no two fit one post.
-        for seq in 1..=4 {
-            segment(dir.path(), seq, 6_000);
-        }
-        let s = shipper(url, dir.path());
+        let (dir, s) = spooled(url, 1..=4, 6_000);
         assert!(pass(&s).await);
         let posts = posts.lock().unwrap().clone();
         assert_eq!(
@@ -556,18 +568,14 @@ mod tests {
     #[tokio::test]
     async fn a_failed_post_stays_spooled_while_the_others_sent_with_it_go() {
         let (url, posts) = holding_server(|p| {
-            if p.first_line.contains("\"segment\":2}") {
+            if starts_with(p, 2) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK
             }
         })
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        for seq in 1..=3 {
-            segment(dir.path(), seq, 6_000);
-        }
-        let s = shipper(url, dir.path());
+        let (dir, s) = spooled(url, 1..=3, 6_000);
         assert!(!pass(&s).await, "a pass with a failed post must be retried");
         assert_eq!(posts.lock().unwrap().len(), 3);
         assert_eq!(left(dir.path()), ["0000000000000002.ndjson"]);
@@ -580,18 +588,14 @@ mod tests {
     async fn after_a_timeout_segments_go_one_at_a_time_until_the_spool_is_empty() {
         // The server's deadline passes for the first post.
         let (url, posts) = holding_server(|p| {
-            if p.events == 2_000 && p.first_line.contains("\"segment\":1}") {
+            if p.events == 2_000 && starts_with(p, 1) {
                 StatusCode::REQUEST_TIMEOUT
             } else {
                 StatusCode::OK
             }
         })
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        for seq in 1..=4 {
-            segment(dir.path(), seq, 500);
-        }
-        let s = shipper(url, dir.path());
+        let (dir, s) = spooled(url, 1..=4, 500);
         assert!(!pass(&s).await);
         assert_eq!(left(dir.path()).len(), 4);
         // Slow: one 500-event segment per post, one post at a time.
