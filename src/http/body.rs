@@ -8,6 +8,14 @@ use tokio::time::Instant;
 
 use super::error::HttpError;
 
+/// The body's length as `Content-Length` declares it.
+pub fn declared(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Collects the body, refusing more than `limit` bytes (early when
 /// `Content-Length` already says so) and a body still arriving at `deadline`.
 pub async fn read(
@@ -16,11 +24,7 @@ pub async fn read(
     limit: usize,
     deadline: Instant,
 ) -> Result<Bytes, HttpError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared(headers).is_some_and(|len| len > limit as u64) {
         return Err(HttpError::PayloadTooLarge { limit });
     }
     let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())

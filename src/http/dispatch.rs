@@ -200,6 +200,17 @@ async fn run(
     };
     let answered = async {
         let limit = route.body_limit(state.opts.limits.max_body_bytes);
+        // A sensor batch is held until its group commits; batches in
+        // flight share a memory budget, taken before the body is read.
+        let _room = if route == Route::SensorEvents {
+            let bytes = body::declared(&parts.headers)
+                .and_then(|n| usize::try_from(n).ok())
+                .map_or(limit, |n| n.min(limit));
+            let wait = state.opts.limits.request_timeout / 2;
+            Some(state.services.batch_room(bytes, wait).await?)
+        } else {
+            None
+        };
         let body = body::read(&parts.headers, incoming, limit, deadline).await?;
         let ctx = Ctx {
             state,

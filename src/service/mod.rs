@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod apikeys;
 pub mod audience;
 pub mod audit;
+pub mod batch_room;
 pub mod blockshape;
 pub mod bootstrap;
 pub mod demo;
@@ -105,6 +106,8 @@ pub struct Services {
     pub(crate) list_builds: tokio::sync::Semaphore,
     /// Memory for the entries of block lists being built and sent.
     pub(crate) list_rooms: list_room::ListRooms,
+    /// Memory for sensor batches being received and ingested.
+    pub(crate) batch_rooms: batch_room::BatchRooms,
 }
 
 impl Services {
@@ -203,6 +206,7 @@ impl Services {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             ),
             list_rooms: list_room::ListRooms::new(blocklist_memory_bytes),
+            batch_rooms: batch_room::BatchRooms::default(),
         })
     }
 

@@ -446,3 +446,48 @@ async fn a_login_flood_does_not_starve_lookups() {
         "lookup p99 {p99:?} must stay well below the flood's {flood_took:?}"
     );
 }
+
+/// Sensor batches are held until committed, so those in flight share a
+/// 32 MiB budget taken before their bodies are read. Two uploads that
+/// declare the 16 MiB limit and stall hold all of it: a third batch
+/// waits, gets 503 with `Retry-After`, and is taken once the stalled
+/// uploads have timed out.
+#[tokio::test]
+async fn sensor_batches_wait_for_memory_held_by_batches_in_flight() {
+    let s = TestServer::start_with(&["--request-timeout", "2s", "--idle-timeout", "30s"]).await;
+    let (_, token) = s.key_and_sensor("tier_4").await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
+        let head = format!(
+            "POST /v1/sensor/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{{",
+            16 << 20
+        );
+        raw::send(&mut c, head.as_bytes()).await;
+        stalled.push(c);
+    }
+    // Both are being read before the next batch asks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s.send_events(&token, one_event(&s, "81.0.0.7")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("too many sensor batches"), "{body}");
+    // The stalled uploads end at the request deadline; their room is free.
+    for mut c in stalled {
+        assert_eq!(raw::read_response(&mut c).await.0, 408);
+    }
+    let r = s.send_events(&token, one_event(&s, "81.0.0.8")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    still_serving(&s).await;
+}
+
+fn one_event(s: &TestServer, ip: &str) -> String {
+    let line = serde_json::json!({"ts": s.clock.now().0, "src_ip": ip, "protocol": "ssh", "session_id": "s1", "kind": "auth", "username": "root"});
+    format!("{line}\n")
+}
