@@ -162,6 +162,13 @@ fn check_host<B>(req: &Request<B>) -> Result<(), HttpError> {
     }
 }
 
+/// How long a sensor batch waits for room. Short: over HTTP/2 the data
+/// of a waiting stream fills the connection's flow-control window, which
+/// would stall the other posts of the same sensor that hold room.
+fn batch_room_wait(opts: &HttpOptions) -> std::time::Duration {
+    (opts.limits.request_timeout / 2).min(std::time::Duration::from_secs(1))
+}
+
 async fn run(
     state: &HttpState,
     req: Request<Incoming>,
@@ -206,8 +213,12 @@ async fn run(
             let bytes = body::declared(&parts.headers)
                 .and_then(|n| usize::try_from(n).ok())
                 .map_or(limit, |n| n.min(limit));
-            let wait = state.opts.limits.request_timeout / 2;
-            Some(state.services.batch_room(bytes, wait).await?)
+            Some(
+                state
+                    .services
+                    .batch_room(bytes, batch_room_wait(&state.opts))
+                    .await?,
+            )
         } else {
             None
         };

@@ -4,8 +4,8 @@
 //! its backlog at once, several posts each. Each batch takes room for its
 //! declared length (the route's whole limit when none is declared) in a
 //! fixed budget before its body is read; a batch that finds no room
-//! waits, its bytes left in the connection, and gets 503 with the time to
-//! come back if none frees in time. A batch larger than the whole budget
+//! waits a moment, its bytes left in the connection, and gets 503 with the
+//! time to come back if none frees in time. A batch larger than the whole budget
 //! waits until it can have all of it, so it is still served, alone.
 
 use std::sync::Arc;
