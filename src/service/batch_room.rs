@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Error, Result, Services};
+use super::{Result, Services};
 
 /// Bytes of sensor batch bodies in flight at once: a dozen posts of
 /// 10,000 typical events, three of the largest allowed.
@@ -62,25 +62,15 @@ impl Services {
 
 async fn rooms_for(rooms: &BatchRooms, bytes: usize, wait: Duration) -> Result<BatchRoom> {
     let units = bytes.div_ceil(UNIT).clamp(1, rooms.total);
-    let asked = rooms
-        .units
-        .clone()
-        .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX));
-    match tokio::time::timeout(wait, asked).await {
-        Ok(Ok(permit)) => Ok(BatchRoom { _permit: permit }),
-        Ok(Err(_)) => Err(Error::Internal {
-            detail: "sensor batch room closed".into(),
-        }),
-        Err(_) => Err(Error::Unavailable {
-            reason: "too many sensor batches are being received at once; try again shortly".into(),
-            retry_after_secs: Some(wait.as_secs().max(1)),
-        }),
-    }
+    let what = "sensor batches are being received";
+    let permit = super::room::wait_for(&rooms.units, units, wait, what).await?;
+    Ok(BatchRoom { _permit: permit })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Error;
 
     const WAIT: Duration = Duration::from_millis(50);
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Error, Result, Services};
+use super::{Result, Services};
 use crate::service::blockshape::ShapedEntry;
 use crate::service::reputation::Blocklist;
 
@@ -84,21 +84,9 @@ impl Services {
     pub async fn list_room(&self, wait: Duration) -> Result<ListRoom> {
         let indexed = self.threat.with_index(crate::index::IpIndex::len)?;
         let entries = Blocklist::most_held(indexed).clamp(1, self.list_rooms.total());
-        let asked = self
-            .list_rooms
-            .entries
-            .clone()
-            .acquire_many_owned(u32::try_from(entries).unwrap_or(u32::MAX));
-        match tokio::time::timeout(wait, asked).await {
-            Ok(Ok(permit)) => Ok(ListRoom { permit }),
-            Ok(Err(_)) => Err(Error::Internal {
-                detail: "block list room closed".into(),
-            }),
-            Err(_) => Err(Error::Unavailable {
-                reason: "too many block lists are being sent at once; try again shortly".into(),
-                retry_after_secs: Some(wait.as_secs().max(1)),
-            }),
-        }
+        let what = "block lists are being sent";
+        let permit = super::room::wait_for(&self.list_rooms.entries, entries, wait, what).await?;
+        Ok(ListRoom { permit })
     }
 }
 

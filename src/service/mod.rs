@@ -24,6 +24,7 @@ pub mod quotas;
 pub mod report_csv;
 pub mod reports;
 pub mod reputation;
+pub mod room;
 pub mod sensors;
 pub mod sessions;
 pub mod stix;
