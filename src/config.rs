@@ -228,6 +228,10 @@ pub struct Config {
     #[arg(long, env = "SIKKER_BLOCKLIST_MEMORY_MIB", value_name = "MIB", default_value = "128", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub blocklist_memory_mib: u32,
 
+    /// Memory in MiB for sensor batches being received and ingested at once (each holds its declared length until answered); a batch that finds no room waits up to a second, then gets 503 with Retry-After and the sensor retries it.
+    #[arg(long, env = "SIKKER_SENSOR_BATCH_MEMORY_MIB", value_name = "MIB", default_value = "32", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub sensor_batch_memory_mib: u32,
+
     /// How often the retention sweep runs (it also runs at start-up).
     #[arg(long, env = "SIKKER_SWEEP_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub sweep_interval: Duration,
@@ -690,6 +694,7 @@ impl Config {
             ipv6_prefix: self.ipv6_prefix,
             db_cache_bytes: (self.db_cache_mib as usize) << 20,
             blocklist_memory_bytes: (self.blocklist_memory_mib as usize) << 20,
+            sensor_batch_memory_bytes: (self.sensor_batch_memory_mib as usize) << 20,
             privacy: self.privacy_options(),
             tiers,
             accounts: crate::service::accounts::AccountOptions {
@@ -1123,6 +1128,27 @@ mod tests {
         assert_eq!(
             c.service_options().unwrap().blocklist_memory_bytes,
             512 << 20
+        );
+    }
+
+    #[test]
+    fn sensor_batch_memory_is_bounded_and_named_in_the_error() {
+        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
+        assert_eq!(
+            c.service_options().unwrap().sensor_batch_memory_bytes,
+            crate::service::batch_room::DEFAULT_BYTES
+        );
+        for bad in ["0", "65537", "lots"] {
+            let e = Config::from_serve_args(["--sensor-batch-memory-mib", bad]).unwrap_err();
+            assert!(
+                e.to_string().contains("--sensor-batch-memory-mib"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_serve_args(["--sensor-batch-memory-mib", "64"]).unwrap();
+        assert_eq!(
+            c.service_options().unwrap().sensor_batch_memory_bytes,
+            64 << 20
         );
     }
 

@@ -106,6 +106,10 @@ pub fn effective(c: &Config) -> String {
         ("notify_rate", c.notify_rate.to_string()),
         ("db_cache_mib", c.db_cache_mib.to_string()),
         ("blocklist_memory_mib", c.blocklist_memory_mib.to_string()),
+        (
+            "sensor_batch_memory_mib",
+            c.sensor_batch_memory_mib.to_string(),
+        ),
         ("sweep_interval", d(c.sweep_interval)),
         (
             "registration",

@@ -3,10 +3,11 @@
 //! its parsed events beside it; after a server outage every sensor sends
 //! its backlog at once, several posts each. Each batch takes room for its
 //! declared length (the route's whole limit when none is declared) in a
-//! fixed budget before its body is read; a batch that finds no room
-//! waits a moment, its bytes left in the connection, and gets 503 with the
-//! time to come back if none frees in time. A batch larger than the whole budget
-//! waits until it can have all of it, so it is still served, alone.
+//! budget (`--sensor-batch-memory-mib`) before its body is read; a batch
+//! that finds no room waits a moment, its bytes left in the connection,
+//! and gets 503 with the time to come back if none frees in time. A batch
+//! larger than the whole budget waits until it can have all of it, so it
+//! is still served, alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Result, Services};
 
-/// Bytes of sensor batch bodies in flight at once: a dozen posts of
-/// 10,000 typical events, three of the largest allowed.
-pub const BUDGET_BYTES: usize = 32 << 20;
+/// Bytes of sensor batch bodies in flight at once when none is
+/// configured (`--sensor-batch-memory-mib`): a dozen posts of 10,000
+/// typical events, two of the largest allowed.
+pub const DEFAULT_BYTES: usize = 32 << 20;
 
 /// Room is counted in KiB.
 const UNIT: usize = 1024;
@@ -30,18 +32,14 @@ pub struct BatchRooms {
 }
 
 impl BatchRooms {
+    /// A budget of `bytes` (0 means the default).
     pub fn new(bytes: usize) -> Self {
-        let total = bytes.div_ceil(UNIT).max(1);
+        let bytes = if bytes == 0 { DEFAULT_BYTES } else { bytes };
+        let total = bytes.div_ceil(UNIT).clamp(1, Semaphore::MAX_PERMITS);
         Self {
             units: Arc::new(Semaphore::new(total)),
             total,
         }
-    }
-}
-
-impl Default for BatchRooms {
-    fn default() -> Self {
-        Self::new(BUDGET_BYTES)
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Options {
     /// Memory for the entries of block lists being built and sent at once
     /// (0: `list_room::DEFAULT_BYTES`).
     pub blocklist_memory_bytes: usize,
+    /// Memory for sensor batches being received and ingested at once
+    /// (0: `batch_room::DEFAULT_BYTES`).
+    pub sensor_batch_memory_bytes: usize,
 }
 
 /// How the services were started: inside `sikker serve`, or by an offline
@@ -146,6 +149,7 @@ impl Services {
             scrubber,
             db_cache_bytes: _,
             blocklist_memory_bytes,
+            sensor_batch_memory_bytes,
         } = opts;
         let periods = crate::store::periods::Periods {
             indicators_ms: retention.indicators_ms,
@@ -207,7 +211,7 @@ impl Services {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             ),
             list_rooms: list_room::ListRooms::new(blocklist_memory_bytes),
-            batch_rooms: batch_room::BatchRooms::default(),
+            batch_rooms: batch_room::BatchRooms::new(sensor_batch_memory_bytes),
         })
     }
 

@@ -448,20 +448,28 @@ async fn a_login_flood_does_not_starve_lookups() {
 }
 
 /// Sensor batches are held until committed, so those in flight share a
-/// 32 MiB budget taken before their bodies are read. Two uploads that
-/// declare the 16 MiB limit and stall hold all of it: a third batch
-/// waits, gets 503 with `Retry-After`, and is taken once the stalled
-/// uploads have timed out.
+/// budget (`--sensor-batch-memory-mib`) taken before their bodies are
+/// read. Two uploads that declare 1 MiB each and stall hold all of a
+/// 2 MiB budget: a third batch waits, gets 503 with `Retry-After`, and is
+/// taken once the stalled uploads have timed out.
 #[tokio::test]
 async fn sensor_batches_wait_for_memory_held_by_batches_in_flight() {
-    let s = TestServer::start_with(&["--request-timeout", "2s", "--idle-timeout", "30s"]).await;
+    let s = TestServer::start_with(&[
+        "--sensor-batch-memory-mib",
+        "2",
+        "--request-timeout",
+        "2s",
+        "--idle-timeout",
+        "30s",
+    ])
+    .await;
     let (_, token) = s.key_and_sensor("tier_4").await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut c = raw::tls_connect(s.addr, s.tls_config()).await.unwrap();
         let head = format!(
             "POST /v1/sensor/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{{",
-            16 << 20
+            1 << 20
         );
         raw::send(&mut c, head.as_bytes()).await;
         stalled.push(c);
