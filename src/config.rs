@@ -1110,45 +1110,36 @@ mod tests {
         assert_eq!(c.service_options().unwrap().db_cache_bytes, 256 << 20);
     }
 
+    /// A memory budget in MiB: `default` bytes unset, `bad` values refused
+    /// naming the flag, 64 MiB taken as given.
+    fn mib_flag(flag: &str, bad: &str, of: fn(&crate::service::Options) -> usize, default: usize) {
+        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
+        assert_eq!(of(&c.service_options().unwrap()), default);
+        for bad in ["0", bad, "much"] {
+            let e = Config::from_serve_args([flag, bad]).unwrap_err();
+            assert!(e.to_string().contains(flag), "{bad}: {e}");
+        }
+        let c = Config::from_serve_args([flag, "64"]).unwrap();
+        assert_eq!(of(&c.service_options().unwrap()), 64 << 20);
+    }
+
     #[test]
     fn blocklist_memory_is_bounded_and_named_in_the_error() {
-        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
-        assert_eq!(
-            c.service_options().unwrap().blocklist_memory_bytes,
-            crate::service::list_room::DEFAULT_BYTES
-        );
-        for bad in ["0", "1048577", "much"] {
-            let e = Config::from_serve_args(["--blocklist-memory-mib", bad]).unwrap_err();
-            assert!(
-                e.to_string().contains("--blocklist-memory-mib"),
-                "{bad}: {e}"
-            );
-        }
-        let c = Config::from_serve_args(["--blocklist-memory-mib", "512"]).unwrap();
-        assert_eq!(
-            c.service_options().unwrap().blocklist_memory_bytes,
-            512 << 20
+        mib_flag(
+            "--blocklist-memory-mib",
+            "1048577",
+            |o| o.blocklist_memory_bytes,
+            crate::service::list_room::DEFAULT_BYTES,
         );
     }
 
     #[test]
     fn sensor_batch_memory_is_bounded_and_named_in_the_error() {
-        let c = Config::from_serve_args(Vec::<String>::new()).unwrap();
-        assert_eq!(
-            c.service_options().unwrap().sensor_batch_memory_bytes,
-            crate::service::batch_room::DEFAULT_BYTES
-        );
-        for bad in ["0", "65537", "lots"] {
-            let e = Config::from_serve_args(["--sensor-batch-memory-mib", bad]).unwrap_err();
-            assert!(
-                e.to_string().contains("--sensor-batch-memory-mib"),
-                "{bad}: {e}"
-            );
-        }
-        let c = Config::from_serve_args(["--sensor-batch-memory-mib", "64"]).unwrap();
-        assert_eq!(
-            c.service_options().unwrap().sensor_batch_memory_bytes,
-            64 << 20
+        mib_flag(
+            "--sensor-batch-memory-mib",
+            "65537",
+            |o| o.sensor_batch_memory_bytes,
+            crate::service::batch_room::DEFAULT_BYTES,
         );
     }
 
