@@ -574,11 +574,12 @@ fn drain_spool(
         let text = session_events(chunk, 3_000_000 + i, now, 10);
         std::fs::write(spool.join(format!("{:016}.ndjson", i + 1)), text).unwrap();
     }
-    let segments = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
+    // Files in the spool whose names end with `suffix`.
+    let files = |suffix: &str| {
+        std::fs::read_dir(&spool)
             .unwrap()
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".ndjson"))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
             .count()
     };
     let started = Instant::now();
@@ -598,7 +599,7 @@ fn drain_spool(
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    while segments(&spool) > 0 {
+    while files(".ndjson") > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "the sensor did not drain its spool"
@@ -612,15 +613,7 @@ fn drain_spool(
     let took = started.elapsed();
     sensor.kill().ok();
     sensor.wait().ok();
-    assert_eq!(
-        std::fs::read_dir(&spool)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".rejected"))
-            .count(),
-        0,
-        "the server refused spooled segments"
-    );
+    assert_eq!(files(".rejected"), 0, "the server refused spooled segments");
     took
 }
 

@@ -303,12 +303,7 @@ impl Shipper {
         }
         match self.post(body).await {
             Posted::Accepted(text) => {
-                let events: u64 = segments.iter().map(|s| s.events).sum();
-                tracing::debug!(events, segments = segments.len(), answer = %text, "batch delivered");
-                self.delivered(events);
-                for seg in &segments {
-                    self.remove(&seg.path, seg.size()).await;
-                }
+                self.delivered(&segments, &text).await;
                 Outcome::Done
             }
             Posted::Refused(status, text) => {
@@ -325,12 +320,9 @@ impl Shipper {
     }
 
     async fn ship_one(&self, seg: Segment) -> Outcome {
-        let (events, size) = (seg.events, seg.size());
-        match self.post(seg.body).await {
+        match self.post(seg.body.clone()).await {
             Posted::Accepted(text) => {
-                tracing::debug!(events, answer = %text, "batch delivered");
-                self.delivered(events);
-                self.remove(&seg.path, size).await;
+                self.delivered(std::slice::from_ref(&seg), &text).await;
                 Outcome::Done
             }
             Posted::Refused(status, text) => {
@@ -343,18 +335,24 @@ impl Shipper {
                     tracing::error!(error = %e, file = %seg.path.display(), "cannot set the refused batch aside");
                     return Outcome::Retry;
                 }
-                self.lower_used(size);
+                self.lower_used(seg.size());
                 Outcome::Done
             }
             Posted::Retry => Outcome::Retry,
         }
     }
 
-    fn delivered(&self, events: u64) {
+    /// Counts `segments`, acknowledged in one post, and deletes them.
+    async fn delivered(&self, segments: &[Segment], answer: &str) {
+        let events: u64 = segments.iter().map(|s| s.events).sum();
+        tracing::debug!(events, segments = segments.len(), answer, "batch delivered");
         self.stats
             .events_shipped
             .fetch_add(events, Ordering::Relaxed);
         Stats::inc(&self.stats.batches_shipped);
+        for seg in segments {
+            self.remove(&seg.path, seg.size()).await;
+        }
     }
 
     async fn post(&self, body: Bytes) -> Posted {

@@ -339,9 +339,7 @@ impl Services {
         // which they would otherwise hold up (a tenth of its time).
         let secret = self.secret.clone();
         let (events, keys) = self
-            .threat
-            .batches
-            .run(move || {
+            .on_batch_thread(move || {
                 let keys: Vec<EventKeys> =
                     events.iter().map(|ev| EventKeys::of(&secret, ev)).collect();
                 (events, keys)
