@@ -105,7 +105,7 @@ const POST_BYTES: u64 = MAX_SEGMENT_BYTES;
 /// Posts sent before one is answered. Draining a backlog of 500,000
 /// events into a server holding 1,000,000 indicators: 82–89k events/s
 /// with one, 100–111k with two, 110–122k with four (the sensor's peak
-/// memory 51–58 MB against 41–42 MB with two).
+/// memory 50–56 MiB against 40–41 MiB with two).
 const IN_FLIGHT: usize = 4;
 
 /// The sealed segments of one pass, in order.

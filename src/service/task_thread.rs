@@ -10,12 +10,12 @@
 //!   transaction reads, copies and frees thousands of 4 KiB page buffers.
 //!   redb has a single writer anyway, so one thread costs no parallelism.
 //!   A server ingesting sensor batches at full rate on the bench's 1M
-//!   indicators peaked at 338–352 MB resident with the writes on the
-//!   blocking pool, against 267–279 MB on one thread (and 117–119k
+//!   indicators peaked at 345–361 MB resident with the writes on the
+//!   blocking pool, against 276–285 MB on one thread (and 117–119k
 //!   against 123–131k events/s);
 //! - sensor batches parsed, validated and hashed before the write: the
-//!   same ingest peaked at 289–310 MB with that work on the blocking
-//!   pool, 265–286 MB on one thread, same throughput.
+//!   same ingest peaked at 296–317 MB with that work on the blocking
+//!   pool, 271–293 MB on one thread, same throughput.
 
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::time::Duration;
