@@ -40,12 +40,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// On shutdown, delivery is tried for this long; the rest stays spooled.
 const FINAL_PASS: Duration = Duration::from_secs(5);
 
+/// How long a post may take, sent and answered; past it, the post is
+/// retried and the link treated as slow.
+const POST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The HTTPS client, trusting `ca_pem` in addition to the system roots.
 pub fn client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, StartError> {
+    client_timing_out(ca_pem, POST_TIMEOUT)
+}
+
+fn client_timing_out(
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<reqwest::Client, StartError> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .user_agent(concat!("sikker-sensor/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -441,11 +452,17 @@ mod tests {
     }
 
     type Answer = fn(&Seen) -> StatusCode;
+    type Hold = fn(&Seen) -> Duration;
 
     /// A server that answers a post once the next one has arrived (or
     /// 300 ms passed), with the status `answer` gives, recording what it
     /// saw of each post.
     async fn holding_server(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        holding_server_for(answer, |_| Duration::from_millis(300)).await
+    }
+
+    /// `holding_server`, holding each post at most as long as `hold` says.
+    async fn holding_server_for(answer: Answer, hold: Hold) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let posts = Arc::new(Mutex::new(Vec::new()));
@@ -476,11 +493,9 @@ mod tests {
                                 seen.len() - 1
                             };
                             arrived.send_modify(|n| *n += 1);
-                            let _ = tokio::time::timeout(
-                                Duration::from_millis(300),
-                                rx.wait_for(|&n| n > index + 1),
-                            )
-                            .await;
+                            let _ =
+                                tokio::time::timeout(hold(&post), rx.wait_for(|&n| n > index + 1))
+                                    .await;
                             waiting.fetch_sub(1, Ordering::SeqCst);
                             let mut resp =
                                 Response::new(Full::new(Bytes::from_static(b"{\"accepted\":1}")));
@@ -510,12 +525,22 @@ mod tests {
         seqs: std::ops::RangeInclusive<u64>,
         events: usize,
     ) -> (tempfile::TempDir, Shipper) {
+        spooled_with(client(None).unwrap(), url, seqs, events)
+    }
+
+    /// `spooled`, posting with `client`.
+    fn spooled_with(
+        client: reqwest::Client,
+        url: String,
+        seqs: std::ops::RangeInclusive<u64>,
+        events: usize,
+    ) -> (tempfile::TempDir, Shipper) {
         let dir = tempfile::tempdir().unwrap();
         for seq in seqs {
             segment(dir.path(), seq, events);
         }
         let s = Shipper::new(
-            client(None).unwrap(),
+            client,
             url,
             "t".into(),
             dir.path().to_path_buf(),
@@ -618,6 +643,42 @@ mod tests {
             ]
         );
         assert_eq!(Stats::get(&s.stats.events_shipped), 4_000);
+    }
+
+    #[tokio::test]
+    async fn a_post_unanswered_in_time_is_kept_and_segments_go_one_at_a_time() {
+        // The combined post gets no answer before the client's deadline;
+        // one segment alone is answered at once.
+        let (url, posts) = holding_server_for(
+            |_| StatusCode::OK,
+            |p| {
+                if p.events > 500 {
+                    Duration::from_secs(5)
+                } else {
+                    Duration::ZERO
+                }
+            },
+        )
+        .await;
+        let client = client_timing_out(None, Duration::from_millis(300)).unwrap();
+        let (dir, s) = spooled_with(client, url, 1..=4, 500);
+        assert!(!pass(&s).await);
+        assert_eq!(
+            left(dir.path()).len(),
+            4,
+            "an unanswered post's segments stay"
+        );
+        assert_eq!(Stats::get(&s.stats.events_shipped), 0);
+        assert!(s.slow.load(Ordering::SeqCst));
+        assert!(pass(&s).await);
+        assert!(left(dir.path()).is_empty());
+        assert!(
+            !s.slow.load(Ordering::SeqCst),
+            "an empty spool ends the slow mode"
+        );
+        let sizes: Vec<_> = posts.lock().unwrap().iter().map(|p| p.events).collect();
+        assert_eq!(sizes, [2_000, 500, 500, 500, 500]);
+        assert_eq!(Stats::get(&s.stats.events_shipped), 2_000);
     }
 
     #[test]
