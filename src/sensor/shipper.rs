@@ -660,7 +660,7 @@ mod tests {
             },
         )
         .await;
-        let client = client_timing_out(None, Duration::from_millis(300)).unwrap();
+        let client = client_timing_out(None, Duration::from_secs(1)).unwrap();
         let (dir, s) = spooled_with(client, url, 1..=4, 500);
         assert!(!pass(&s).await);
         assert_eq!(
