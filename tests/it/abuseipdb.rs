@@ -515,11 +515,7 @@ async fn duplicate_within_15_minutes_is_429_and_writes_nothing() {
         .parse()
         .unwrap();
     assert_eq!(remaining, 999, "the refused duplicate is not charged");
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = crate::common::retry_after(&r);
     assert_eq!(retry, 60);
     let e = error(r, 429).await;
     assert_eq!(

@@ -541,11 +541,7 @@ async fn lists_wait_for_memory_held_by_lists_being_sent() {
     for (path, error) in [(sikker, "/error"), (abuseipdb, "/errors/0/detail")] {
         let r = ask(path).await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
-        let retry: u64 = r.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let retry = crate::common::retry_after(&r);
         assert!(retry >= 1, "{path}");
         let body: Value = r.json().await.unwrap();
         let said = body

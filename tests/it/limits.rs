@@ -242,11 +242,7 @@ async fn connections_beyond_the_per_address_limit_are_closed() {
 
 async fn too_many(r: reqwest::Response) -> (u64, serde_json::Value) {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = crate::common::retry_after(&r);
     (retry, r.json().await.unwrap())
 }
 
@@ -478,11 +474,7 @@ async fn sensor_batches_wait_for_memory_held_by_batches_in_flight() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = s.send_events(&token, one_event(&s, "81.0.0.7")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = crate::common::retry_after(&r);
     assert!(retry >= 1);
     let body = r.text().await.unwrap();
     assert!(body.contains("too many sensor batches"), "{body}");
