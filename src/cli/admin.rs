@@ -65,7 +65,7 @@ pub enum AdminCmd {
     Whitelist(WhitelistCmd),
     /// Run the retention sweep now.
     Sweep,
-    /// Counts of indicators, buckets and keys.
+    /// Counts of indicators, buckets and keys, and the database file against what its tables use.
     Stats,
     /// Check that the in-memory index equals the database (exit 1 naming the differences).
     Verify,
@@ -99,6 +99,11 @@ pub enum AdminCmd {
         #[arg(long)]
         verify_only: bool,
     },
+    /// Give the database file's free pages back to the file system (the server must be stopped).
+    #[command(
+        after_help = "Example: systemctl stop sikker && sikker admin compact && systemctl start sikker\n`sikker admin stats` shows how much of the file is free. Freed pages are reused by later writes without this; it is worth running after a large first import."
+    )]
+    Compact,
     /// Listing corrections: list, approve/deny/revoke with a reason.
     #[command(subcommand)]
     Correction(super::privacy::CorrectionCmd),
@@ -328,6 +333,7 @@ impl AdminCmd {
             | Self::Export(_)
             | Self::Backup { .. }
             | Self::Restore { .. }
+            | Self::Compact
             | Self::Config(_) => {
                 bail!("this command is not a single request")
             }
@@ -530,6 +536,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCmd::Restore { file, verify_only } => {
             return super::admin_io::restore(&dir, &file, verify_only, &out).await;
         }
+        AdminCmd::Compact => {
+            let cache = server_config(&data_dir, config.as_deref())
+                .map_err(|e| Usage(format!("{e:#}")))?
+                .service_options()
+                .map_err(Usage)?
+                .db_cache_bytes;
+            return super::admin_io::compact(&dir, cache, &out).await;
+        }
         AdminCmd::Config(AdminConfigCmd::Check) => {
             let c =
                 server_config(&data_dir, config.as_deref()).map_err(|e| Usage(format!("{e:#}")))?;
@@ -614,6 +628,53 @@ async fn offline(
     })
     .await??;
     Ok((services, lock))
+}
+
+/// `admin stats` for people: counts, the database file against its
+/// tables, the tables that hold entries and the oldest retention buckets.
+fn stats_text(v: &serde_json::Value) -> String {
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let mb = |x: &serde_json::Value| super::admin_io::megabytes(n(x));
+    let db = &v["database"];
+    let mut t = format!(
+        "indicators: {} live, {} stored; TTL buckets: {}; API keys: {}\n\
+         database file: {}; its tables use {} ({} of keys and values); {} free, reused by later writes \
+         (`sikker admin compact`, with the server stopped, gives it back)",
+        n(&v["indicators_live"]),
+        n(&v["indicators_stored"]),
+        n(&v["ttl_buckets"]),
+        n(&v["api_keys"]),
+        mb(&db["file_bytes"]),
+        mb(&db["table_bytes"]),
+        mb(&db["stored_bytes"]),
+        mb(&db["free_bytes"]),
+    );
+    let store = &v["store"];
+    let list = |key: &str, field: &str| -> String {
+        store[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| !e[field].is_null() && e[field] != 0)
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["table"].as_str().unwrap_or("?"),
+                    e[field].to_string().trim_matches('"')
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        t,
+        "
+tables with entries: {}
+oldest retention buckets: {}",
+        list("tables", "entries"),
+        list("oldest_bucket", "day")
+    );
+    t
 }
 
 /// The signing keys of `jwt rotate` / `jwt list`, one line each.
@@ -716,6 +777,7 @@ fn human(request: &AdminRequest, v: &serde_json::Value, out: &super::admin_io::O
             }
             out
         }
+        AdminRequest::Stats => stats_text(v),
         AdminRequest::GeoipLookup { .. } => match v.get("geolocation") {
             Some(g) if !g.is_null() => format!("ip: {}\n{}", s("ip"), out.table(g)),
             _ => format!("{}: no location known", s("ip")),

@@ -112,6 +112,16 @@ struct Progress {
 }
 
 impl Progress {
+    /// A spinner saying `what` is being done, for work without a known size.
+    fn spinner(what: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        let p = Self::new(None, "");
+        if let Some(b) = &p.bar {
+            b.set_message(what);
+            b.enable_steady_tick(Duration::from_millis(120));
+        }
+        p
+    }
+
     fn new(total: Option<u64>, what: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = total.map_or_else(indicatif::ProgressBar::new_spinner, indicatif::ProgressBar::new);
@@ -633,11 +643,7 @@ pub async fn export(
 /// file is written where the database is read, in one read transaction.
 pub async fn backup(conn: &mut Conn, file: &Path, out: &Output) -> anyhow::Result<()> {
     let abs = std::path::absolute(file).with_context(|| format!("bad path {}", file.display()))?;
-    let progress = Progress::new(None, "");
-    if let Some(b) = &progress.bar {
-        b.set_message(format!("writing {}", abs.display()));
-        b.enable_steady_tick(Duration::from_millis(120));
-    }
+    let progress = Progress::spinner(format!("writing {}", abs.display()));
     let r = conn
         .ok(AdminRequest::Backup {
             path: abs.display().to_string(),
@@ -677,28 +683,9 @@ pub async fn restore(
         print_summary(&s, "backup verified", out)?;
         return Ok(());
     }
-    if crate::admin::client::Client::connect(&dir.socket())
-        .await?
-        .is_some()
-    {
-        bail!(
-            "a sikker server is running on {}; stop it before restoring",
-            dir.root().display()
-        );
-    }
-    let lock = match dir.lock() {
-        Ok(l) => l,
-        Err(DataDirError::AlreadyRunning { path }) => {
-            bail!("a sikker server holds {path}; stop it before restoring")
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let lock = stopped(dir, "restoring").await?;
     let (db, key) = (dir.db(), dir.secret_key());
-    let progress = Progress::new(None, "");
-    if let Some(b) = &progress.bar {
-        b.set_message("restoring");
-        b.enable_steady_tick(Duration::from_millis(120));
-    }
+    let progress = Progress::spinner("restoring");
     let r = tokio::task::spawn_blocking(move || crate::store::backup::restore(&file, &db, &key))
         .await?;
     progress.finish();
@@ -706,6 +693,75 @@ pub async fn restore(
     let s =
         r.map_err(|e| anyhow::anyhow!("{} (nothing was changed)", operator::backup_error(e)))?;
     print_summary(&s, "database restored", out)
+}
+
+/// The data dir's lock, for work on the database file itself; refused
+/// while a server runs on it (`doing`: what would need it stopped).
+async fn stopped(dir: &DataDir, doing: &str) -> anyhow::Result<crate::datadir::DirLock> {
+    if crate::admin::client::Client::connect(&dir.socket())
+        .await?
+        .is_some()
+    {
+        bail!(
+            "a sikker server is running on {}; stop it before {doing}",
+            dir.root().display()
+        );
+    }
+    match dir.lock() {
+        Ok(l) => Ok(l),
+        Err(DataDirError::AlreadyRunning { path }) => {
+            bail!("a sikker server holds {path}; stop it before {doing}")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `bytes` in megabytes with one decimal, e.g. "476.1 MB".
+pub fn megabytes(bytes: u64) -> String {
+    let tenths = bytes.saturating_add(50_000) / 100_000;
+    format!("{}.{} MB", tenths / 10, tenths % 10)
+}
+
+/// `sikker admin compact`: moves the database's pages to the front of its
+/// file and gives the free rest back to the file system (the server must be
+/// stopped). Interrupted, it leaves a valid file.
+pub async fn compact(dir: &DataDir, cache_bytes: usize, out: &Output) -> anyhow::Result<()> {
+    let lock = stopped(dir, "compacting").await?;
+    let db = dir.db();
+    if !db.exists() {
+        bail!("{} holds no database yet", dir.root().display());
+    }
+    let progress = Progress::spinner("compacting");
+    let started = Instant::now();
+    let r = tokio::task::spawn_blocking(move || {
+        crate::store::Store::open_with_cache(&db, cache_bytes)?
+            .store
+            .compact()
+    })
+    .await?;
+    progress.finish();
+    drop(lock);
+    let c = r.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "before": c.before,
+                "after": c.after,
+                "seconds": (secs * 10.0).round() / 10.0,
+            }))?
+        );
+    } else {
+        println!(
+            "database compacted in {secs:.1} s: {} → {} ({} given back; the tables hold {})",
+            megabytes(c.before.file_bytes),
+            megabytes(c.after.file_bytes),
+            megabytes(c.before.file_bytes.saturating_sub(c.after.file_bytes)),
+            megabytes(c.after.table_bytes)
+        );
+    }
+    Ok(())
 }
 
 fn print_summary(

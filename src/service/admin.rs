@@ -294,12 +294,19 @@ impl Services {
             }
             AdminRequest::Stats => {
                 let stored = self.store.read(crate::store::indicators::count).await?;
+                let store = self.store.clone();
+                let space = tokio::task::spawn_blocking(move || store.space())
+                    .await
+                    .map_err(|e| super::Error::Internal {
+                        detail: e.to_string(),
+                    })??;
                 Ok(json!({
                     "indicators_live": self.indicator_count(),
                     "indicators_stored": stored,
                     "ttl_buckets": self.threat.with_index(crate::index::IpIndex::bucket_count)?,
                     "api_keys": self.list_api_keys()?.len(),
                     "store": self.table_inventory().await?,
+                    "database": space,
                 }))
             }
             AdminRequest::Verify => self.verify_json().await,

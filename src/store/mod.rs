@@ -24,6 +24,7 @@ pub mod repeat;
 pub mod reports;
 pub mod sensors;
 pub mod sessions;
+pub mod space;
 pub mod tables;
 pub mod torexits;
 pub mod usage;

@@ -275,6 +275,17 @@ fn online_import_backup_and_restore_refused() {
     let (code, _, err) = admin(&data, &["restore", bak.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("stop it before restoring"), "{err}");
+    let (code, _, err) = admin(&data, &["compact"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stop it before compacting"), "{err}");
+    // The file against its tables, from the running server.
+    let db = &json(&data, &["stats"])["database"];
+    let n = |k: &str| db[k].as_u64().unwrap();
+    assert!(
+        n("stored_bytes") > 0 && n("stored_bytes") < n("table_bytes"),
+        "{db}"
+    );
+    assert_eq!(n("file_bytes") - n("table_bytes"), n("free_bytes"), "{db}");
     let v = json(&data, &["restore", bak.to_str().unwrap(), "--verify-only"]);
     assert!(v["entries"].as_u64().unwrap() > 0);
     let stix: serde_json::Value =
@@ -288,6 +299,20 @@ fn online_import_backup_and_restore_refused() {
     // Stopped: the same backup restores offline.
     ok(&data, &["restore", bak.to_str().unwrap()]);
     assert_eq!(json(&data, &["sensor", "list"])[0]["events"], 2);
+    // And compaction keeps every row.
+    let kept = content(&data);
+    let c = json(&data, &["compact"]);
+    assert_eq!(
+        c["before"]["stored_bytes"], c["after"]["stored_bytes"],
+        "{c}"
+    );
+    assert_eq!(c["before"]["table_bytes"], c["after"]["table_bytes"], "{c}");
+    assert!(
+        c["after"]["file_bytes"].as_u64() <= c["before"]["file_bytes"].as_u64(),
+        "{c}"
+    );
+    assert_eq!(content(&data), kept);
+    assert!(ok(&data, &["compact"]).starts_with("database compacted in"));
 }
 
 /// Another user (not the server's, not root) gets a clear refusal from the
