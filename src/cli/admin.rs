@@ -478,11 +478,7 @@ impl Conn {
         if let Some(client) = Client::connect(&dir.socket()).await? {
             return Ok(Self::Socket(client));
         }
-        let opts = server_config(data_dir, config)
-            .map_err(|e| Usage(format!("{e:#}")))?
-            .service_options()
-            .map_err(Usage)?;
-        let (services, lock) = offline(dir, opts).await?;
+        let (services, lock) = offline(dir, service_options(data_dir, config)?).await?;
         Ok(Self::Offline {
             services: Box::new(services),
             _lock: lock,
@@ -537,11 +533,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             return super::admin_io::restore(&dir, &file, verify_only, &out).await;
         }
         AdminCmd::Compact => {
-            let cache = server_config(&data_dir, config.as_deref())
-                .map_err(|e| Usage(format!("{e:#}")))?
-                .service_options()
-                .map_err(Usage)?
-                .db_cache_bytes;
+            let cache = service_options(&data_dir, config.as_deref())?.db_cache_bytes;
             return super::admin_io::compact(&dir, cache, &out).await;
         }
         AdminCmd::Config(AdminConfigCmd::Check) => {
@@ -596,6 +588,17 @@ fn server_config(
         a.extend(["--config".into(), c.display().to_string()]);
     }
     crate::config::Config::from_serve_args(a).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The service options of `server_config`; its errors are usage errors.
+fn service_options(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<Options> {
+    Ok(server_config(data_dir, config)
+        .map_err(|e| Usage(format!("{e:#}")))?
+        .service_options()
+        .map_err(Usage)?)
 }
 
 async fn offline(
@@ -668,9 +671,7 @@ fn stats_text(v: &serde_json::Value) -> String {
     };
     let _ = write!(
         t,
-        "
-tables with entries: {}
-oldest retention buckets: {}",
+        "\ntables with entries: {}\noldest retention buckets: {}",
         list("tables", "entries"),
         list("oldest_bucket", "day")
     );
