@@ -418,3 +418,14 @@ fn a_changed_retention_files_the_stored_indicators_under_it() {
     let (code, _, err) = admin(&data, &with_short);
     assert!(code == 0 && !err.contains(warning), "{err}");
 }
+
+/// Compaction of a data dir that holds no database yet is refused clearly,
+/// and creates none.
+#[test]
+fn compact_refuses_a_data_dir_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = admin(dir.path(), &["compact"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("holds no database yet"), "{err}");
+    assert!(!dir.path().join("sikker.redb").exists());
+}
