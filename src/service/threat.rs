@@ -285,9 +285,7 @@ impl Services {
             return Ok(None);
         };
         let retention = self.retention.indicators_ms;
-        let ind = self
-            .store
-            .read_blocking(|txn| store::indicators::get(txn, ip))?;
+        let ind = store::indicators::get_in(&*self.store.indicator_table()?, ip)?;
         Ok(ind
             .filter(|i| now.0 < i.last_seen.0.saturating_add(retention))
             .map(|i| (i, expiries)))

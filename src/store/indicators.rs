@@ -84,7 +84,11 @@ pub(super) fn position_in(
 }
 
 pub fn get(txn: &ReadTransaction, ip: IpKey) -> Result<Option<Indicator>> {
-    let t = txn.open_table(IP_INDICATOR)?;
+    get_in(&txn.open_table(IP_INDICATOR)?, ip)
+}
+
+/// The indicator of `ip` in an opened table (`Store::indicator_table`).
+pub fn get_in(t: &impl ReadableTable<u128, &'static [u8]>, ip: IpKey) -> Result<Option<Indicator>> {
     t.get(ip.0)?.map(|v| decode(v.value())).transpose()
 }
 

@@ -24,6 +24,7 @@ pub mod repeat;
 pub mod reports;
 pub mod sensors;
 pub mod sessions;
+pub mod snapshot;
 pub mod space;
 pub mod tables;
 pub mod torexits;
@@ -56,6 +57,8 @@ pub struct Store {
     path: Arc<PathBuf>,
     /// Fault injection: when set, every write fails as a full disk would.
     write_fault: Arc<AtomicBool>,
+    /// The indicator table shared by point reads until the next commit.
+    snapshots: Arc<snapshot::Snapshots>,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,6 +108,7 @@ impl Store {
             db: Arc::new(db),
             path: Arc::new(path.to_path_buf()),
             write_fault: Arc::new(AtomicBool::new(false)),
+            snapshots: Arc::default(),
         };
         let migrated_from = store.write_blocking(|txn| {
             migrate::refuse_foreign(txn)?;
@@ -147,8 +151,17 @@ impl Store {
         }
         let txn = self.db.begin_write().map_err(redb::Error::from)?;
         let out = f(&txn)?;
-        txn.commit().map_err(redb::Error::from)?;
+        let committed = txn.commit();
+        // Also after a failed commit, which may have reached the file.
+        self.snapshots.committed();
+        committed.map_err(redb::Error::from)?;
         Ok(out)
+    }
+
+    /// The indicator table as of the last commit, shared by point reads
+    /// (`snapshot`).
+    pub fn indicator_table(&self) -> Result<Arc<snapshot::IndicatorTable>> {
+        self.snapshots.indicators(&self.db)
     }
 
     /// A read transaction on the blocking pool.
