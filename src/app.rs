@@ -469,6 +469,9 @@ impl AppHandle {
             .is_err()
         {
             tracing::warn!("a write was still running at shutdown");
+        } else if let Err(e) = self.services.checkpoint_ingest().await {
+            // Nothing is lost: the next start replays the ingest log.
+            tracing::warn!(error = %e, "no checkpoint of the ingest log at shutdown");
         }
         let _ = std::fs::remove_file(self.data_dir.socket());
         tracing::info!("stopped");

@@ -74,7 +74,7 @@ pub enum EventKind {
 }
 
 /// A validated sensor event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SensorEvent {
     pub ts: UnixMillis,
     pub src_ip: IpKey,

@@ -1,25 +1,47 @@
 //! Group commit: batches that arrive while a write transaction is being
 //! committed wait, and are then written together in the next one.
 //!
-//! Durability contract: a batch is acknowledged only once the transaction
-//! holding it is committed (redb's durable commit, fsync included), and its
-//! changes are published to the in-memory index before the answer, exactly
-//! as a batch written alone. What changes is how many batches share one
-//! commit: one transaction copies each B-tree page it touches once, however
-//! many of the group's rows land on it, and pays one fsync for all of them.
+//! Durability contract: a batch is acknowledged only once it is durable,
+//! and its changes are published to the in-memory index before the answer,
+//! exactly as a batch written alone. What changes is how many batches
+//! share one commit: one transaction copies each B-tree page it touches
+//! once, however many of the group's rows land on it.
+//!
+//! Without a log, each group's commit is durable (redb's fsync included).
+//! With the ingest log (`store::ingest_log`, sensor batches), each batch's
+//! record is appended before its group's transaction and synced on a
+//! thread of its own while the transaction runs; the transaction waits for
+//! that sync, then is committed without fsync, published and answered. So
+//! nothing is seen or answered before it is durable, and the writer no
+//! longer waits for the database's fsync on every group. The database file
+//! is synced in the background meanwhile, and a
+//! durable commit (a checkpoint: then the log is emptied) follows at most
+//! `CHECKPOINT_EVERY` or `CHECKPOINT_BYTES` of log later. After a crash the
+//! log is replayed at start-up (`Services::open`); a record already in the
+//! database changes nothing there (sensor events are de-duplicated).
 //!
 //! A failing batch never takes the others down: when the group's
 //! transaction fails, each batch is retried alone, and only the failing
 //! one gets the error.
 
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
+use super::task_thread::TaskThread;
 use super::threat::{Publish, ThreatState, publish};
 use super::{Error, Result};
+use crate::store::ingest_log::IngestLog;
 use crate::store::{self, Store};
+
+/// A durable commit at least this often while batches are logged.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// … and once the log holds this much (bounds its replay after a crash).
+pub const CHECKPOINT_BYTES: u64 = 8 << 20;
 
 /// One batch's write: runs inside the group's transaction (and again alone
 /// if the group fails, hence `Fn`).
@@ -27,12 +49,29 @@ pub type Job<T> = Box<dyn Fn(&WriteTransaction) -> store::Result<(T, Vec<Publish
 
 struct Pending<T> {
     job: Job<T>,
+    /// The batch's framed log record, when it is logged.
+    record: Option<Vec<u8>>,
     done: oneshot::Sender<Result<T>>,
 }
 
 /// The queue of batches waiting for the next commit.
 pub struct GroupCommit<T> {
     queue: Mutex<Vec<Pending<T>>>,
+    log: Option<LogSide>,
+}
+
+/// The ingest log and the threads that sync it and the database file.
+struct LogSide {
+    log: Arc<IngestLog>,
+    /// Syncs the log while the writer runs the group's transaction.
+    syncer: TaskThread,
+    /// Syncs the database file, so that a checkpoint's fsync finds little
+    /// left to write.
+    flusher: TaskThread,
+    db_file: Arc<File>,
+    flush_queued: Arc<AtomicBool>,
+    /// When the last checkpoint was made, and the log's end then.
+    checkpoint: Mutex<(Instant, u64)>,
 }
 
 impl<T> std::fmt::Debug for GroupCommit<T> {
@@ -45,7 +84,48 @@ impl<T> Default for GroupCommit<T> {
     fn default() -> Self {
         Self {
             queue: Mutex::new(Vec::new()),
+            log: None,
         }
+    }
+}
+
+impl<T> GroupCommit<T> {
+    /// A durable commit of everything committed so far, then the log is
+    /// emptied (at shutdown, so the next start replays nothing). Runs on
+    /// the writer thread, after the drains queued before it.
+    pub fn checkpoint(&self, store: &Store) -> Result<()> {
+        if let Some(side) = &self.log
+            && side.log.end() > side.since().1
+        {
+            store.write_blocking(|_| Ok(()))?;
+            side.checkpointed();
+        }
+        Ok(())
+    }
+
+    /// Whether batches given a record are logged.
+    pub fn is_logged(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Group commit through `log` (emptied by the caller's replay) for
+    /// the database file `db`.
+    pub fn with_log(log: Arc<IngestLog>, db: &std::path::Path) -> Result<Self> {
+        let db_file = File::open(db).map_err(|e| Error::Internal {
+            detail: format!("cannot open {}: {e}", db.display()),
+        })?;
+        let checkpoint = Mutex::new((Instant::now(), log.end()));
+        Ok(Self {
+            queue: Mutex::new(Vec::new()),
+            log: Some(LogSide {
+                log,
+                syncer: TaskThread::new("sikker-logsync"),
+                flusher: TaskThread::new("sikker-flusher"),
+                db_file: Arc::new(db_file),
+                flush_queued: Arc::default(),
+                checkpoint,
+            }),
+        })
     }
 }
 
@@ -64,11 +144,24 @@ impl<T: Send + 'static> GroupCommit<T> {
         threat: &Arc<ThreatState>,
         job: Job<T>,
     ) -> Result<T> {
+        self.submit_logged(store, threat, job, None).await
+    }
+
+    /// As `submit`, with the batch's framed log `record` when it is
+    /// logged (written ahead of a non-durable commit, if this group
+    /// commit has a log).
+    pub async fn submit_logged(
+        self: &Arc<Self>,
+        store: &Store,
+        threat: &Arc<ThreatState>,
+        job: Job<T>,
+        record: Option<Vec<u8>>,
+    ) -> Result<T> {
         let (done, answer) = oneshot::channel();
         self.queue
             .lock()
             .map_err(|_| internal("lock poisoned"))?
-            .push(Pending { job, done });
+            .push(Pending { job, record, done });
         let (me, store, t) = (self.clone(), store.clone(), threat.clone());
         // On the writer thread ([`super::task_thread`]). The batch is answered
         // as soon as the group holding it is committed, which is often an
@@ -97,7 +190,8 @@ impl<T: Send + 'static> GroupCommit<T> {
     /// caller's job along.
     fn drain(&self, store: &Store, threat: &ThreatState) -> Result<()> {
         let guard = threat.ingest.lock();
-        let group = std::mem::take(&mut *self.queue.lock().map_err(|_| internal("lock poisoned"))?);
+        let mut group =
+            std::mem::take(&mut *self.queue.lock().map_err(|_| internal("lock poisoned"))?);
         if group.is_empty() {
             return Ok(());
         }
@@ -109,7 +203,19 @@ impl<T: Send + 'static> GroupCommit<T> {
             }
             return Ok(());
         };
-        let together = store.write_blocking(|txn| {
+        // Logged: the records go ahead of a commit without fsync, unless a
+        // checkpoint is due (or the log cannot be written: then as without).
+        let logged = match &self.log {
+            Some(side) if group.iter().any(|p| p.record.is_some()) => side.append(&mut group),
+            _ => None,
+        };
+        // Not a checkpoint: the log is synced on its own thread while the
+        // transaction runs, and waited for before the commit.
+        let (durable, synced) = match (&self.log, logged) {
+            (Some(side), Some((end, false))) => (false, Some(side.sync_in_background(end))),
+            _ => (true, None),
+        };
+        let together = store.write_blocking_as(durable, |txn| {
             let mut outs = Vec::with_capacity(group.len());
             let mut changes = Vec::new();
             for p in &group {
@@ -117,11 +223,28 @@ impl<T: Send + 'static> GroupCommit<T> {
                 outs.push(out);
                 changes.extend(c);
             }
+            if let Some(synced) = synced {
+                synced
+                    .recv()
+                    .map_err(|_| std::io::Error::other("the log's sync ended without an answer"))
+                    .and_then(|r| r)
+                    .map_err(|source| store::Error::Io {
+                        what: "cannot sync the ingest log".into(),
+                        source,
+                    })?;
+            }
             Ok((outs, changes))
         });
         match together {
             Ok((outs, changes)) => {
                 publish(threat, changes)?;
+                if let (Some(side), Some((_, checkpoint))) = (&self.log, logged) {
+                    if checkpoint {
+                        side.checkpointed();
+                    } else {
+                        side.flush_in_background();
+                    }
+                }
                 for (p, out) in group.into_iter().zip(outs) {
                     let _ = p.done.send(Ok(out));
                 }
@@ -142,6 +265,85 @@ impl<T: Send + 'static> GroupCommit<T> {
             }
         }
         Ok(())
+    }
+}
+
+impl LogSide {
+    /// Appends the group's records; returns the log's end after them and
+    /// whether this group's commit is to be a checkpoint. `None` when the
+    /// log cannot be written: the group is committed durably instead.
+    fn append<T>(&self, group: &mut [Pending<T>]) -> Option<(u64, bool)> {
+        // Taken: a record's memory is given back once it is written.
+        let records: Vec<Vec<u8>> = group.iter_mut().filter_map(|p| p.record.take()).collect();
+        let end = match self.log.append(&records) {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::error!(error = %e, log = %self.log.path().display(), "cannot append to the ingest log; committing durably");
+                return None;
+            }
+        };
+        let (at, from) = *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = at.elapsed() >= CHECKPOINT_EVERY || end - from >= CHECKPOINT_BYTES;
+        Some((end, due))
+    }
+
+    /// When the last checkpoint was made, and the log's end then.
+    fn since(&self) -> (Instant, u64) {
+        *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After a durable commit of everything the log holds.
+    fn checkpointed(&self) {
+        if let Err(e) = self.log.checkpointed() {
+            tracing::error!(error = %e, "cannot empty the ingest log (it is replayed without effect)");
+        }
+        *self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (Instant::now(), self.log.end());
+    }
+
+    /// Syncs the log up to `end` on the syncer thread; the receiver gets
+    /// the outcome.
+    fn sync_in_background(&self, end: u64) -> std::sync::mpsc::Receiver<std::io::Result<()>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        // Not queued (the thread cannot start): the receiver finds the
+        // sender gone, and the group is written without the log.
+        let _ = self.syncer.queue(move || {
+            let r = if log.synced() >= end {
+                Ok(())
+            } else {
+                log.sync().map(|_| ())
+            };
+            let _ = tx.send(r);
+        });
+        rx
+    }
+
+    /// Syncs the database file on the flusher thread (unless a sync is
+    /// queued already), so that the next checkpoint's fsync finds little
+    /// left to write.
+    fn flush_in_background(&self) {
+        if self.flush_queued.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (file, flag) = (self.db_file.clone(), self.flush_queued.clone());
+        let queued = self.flusher.queue(move || {
+            flag.store(false, Ordering::SeqCst);
+            if let Err(e) = file.sync_data() {
+                tracing::warn!(error = %e, "background sync of the database file failed");
+            }
+        });
+        if queued.is_err() {
+            self.flush_queued.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -289,6 +491,39 @@ mod tests {
         assert_eq!(answered.expect("a batch waited for a later group"), (2, 4));
         assert_eq!(third.await.unwrap().unwrap(), 3);
         assert_eq!(written(&store, 4), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logged_batch_is_answered_once_its_record_is_synced() {
+        use crate::store::ingest_log::{self, IngestLog};
+        let (dir, store, threat) = setup();
+        let path = dir.path().join(ingest_log::LOG_FILE);
+        let (log, _) = IngestLog::open(&path).unwrap();
+        let log = Arc::new(log);
+        let gc = Arc::new(GroupCommit::<u32>::with_log(log.clone(), store.path()).unwrap());
+        assert!(gc.is_logged());
+        let record = ingest_log::frame(b"batch 3");
+        let end = record.len() as u64;
+        assert_eq!(
+            gc.submit_logged(&store, &threat, job(3), Some(record))
+                .await
+                .unwrap(),
+            3
+        );
+        // Answered: synced to the log, and seen by reads.
+        assert!(log.synced() >= end);
+        let (_, held) = IngestLog::open(&path).unwrap();
+        assert_eq!(ingest_log::records(&held), vec![&b"batch 3"[..]]);
+        assert_eq!(written(&store, 3), 3);
+        // Without a record, a batch is committed durably as before and the
+        // log is left alone.
+        assert_eq!(gc.submit(&store, &threat, job(4)).await.unwrap(), 4);
+        assert_eq!(log.end(), end);
+        // A checkpoint makes it all durable in the database and empties
+        // the log.
+        gc.checkpoint(&store).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(log.synced(), end);
     }
 
     #[tokio::test]

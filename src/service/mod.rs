@@ -178,6 +178,24 @@ impl Services {
                 );
             }
         }
+        // Batches answered before a stop without a checkpoint, first: the
+        // index below is built from the database with them.
+        let log_path = crate::store::ingest_log::path_beside(store.path());
+        let (log, held) =
+            crate::store::ingest_log::IngestLog::open(&log_path).map_err(|e| Error::Internal {
+                detail: format!("cannot open {}: {e}", log_path.display()),
+            })?;
+        let replayed = sensors::replay_ingest_log(&store, &secret, retention, &log, &held)?;
+        if replayed > 0 {
+            tracing::warn!(
+                batches = replayed,
+                "sensor batches written again from the ingest log (the last stop made no checkpoint)"
+            );
+        }
+        let sensor_commits = Arc::new(group_commit::GroupCommit::with_log(
+            Arc::new(log),
+            store.path(),
+        )?);
         let privacy = privacy::PrivacyState::load(&store, privacy)?;
         let geo = geo::GeoState::load(&store, geoip)?;
         let threat = Arc::new(threat::ThreatState::load(&store, retention, ipv6_prefix)?);
@@ -194,7 +212,7 @@ impl Services {
             data_dir,
             retention,
             threat,
-            sensor_commits: Arc::default(),
+            sensor_commits,
             keys,
             tiers,
             quotas: quotas::Quotas::default(),

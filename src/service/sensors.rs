@@ -324,6 +324,21 @@ impl Services {
         self.threat.batches.run(f).await
     }
 
+    /// Makes every sensor batch written so far durable in the database
+    /// and empties the ingest log (at shutdown).
+    pub async fn checkpoint_ingest(&self) -> Result<()> {
+        let (commits, store) = (self.sensor_commits.clone(), self.store.clone());
+        let threat = self.threat.clone();
+        self.threat
+            .writer
+            .run(move || {
+                // Ordered with every other writer, as a drain is.
+                let _guard = threat.ingest.lock();
+                commits.checkpoint(&store)
+            })
+            .await?
+    }
+
     /// Stores a validated batch durably; batches arriving together share
     /// one commit (see `group_commit` for the durability contract).
     pub async fn ingest_events(
@@ -332,97 +347,191 @@ impl Services {
         events: Vec<SensorEvent>,
     ) -> Result<IngestOutcome> {
         let now = self.clock.now();
-        let retentions = self.retention;
-        let retention = retentions.indicators_ms;
         let sensor_id = sensor.id;
-        // The keys are hashed before the batch reaches the single writer,
-        // which they would otherwise hold up (a tenth of its time).
+        let logged = self.sensor_commits.is_logged();
+        // The keys are hashed (and the log record encoded) before the
+        // batch reaches the single writer, which they would otherwise hold
+        // up (a tenth of its time).
         let secret = self.secret.clone();
-        let (events, keys) = self
+        let (events, keys, record) = self
             .on_batch_thread(move || {
                 let keys: Vec<EventKeys> =
                     events.iter().map(|ev| EventKeys::of(&secret, ev)).collect();
-                (events, keys)
+                let record = logged.then(|| log_record(sensor_id, now, &events));
+                (events, keys, record)
             })
             .await?;
-        let job: super::group_commit::Job<Ingested> = Box::new(move |txn| {
-            EvidenceWriter::with(txn, |w| {
-                let mut out = IngestOutcome {
-                    received: events.len(),
-                    ..IngestOutcome::default()
-                };
-                let mut evidence = super::alerts::Evidence::default();
-                // Written in address order once the batch is tallied.
-                let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
-                let mut dedup = store::sensors::Dedup::open(txn)?;
-                let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
-                let mut emails: HashMap<String, names::NameStats> = HashMap::new();
-                for (ev, k) in events.iter().zip(&keys) {
-                    let (day, session) = (ev.ts.day(), k.session);
-                    if !dedup.first_event((day, sensor_id, session, ev.ts.0, k.content))? {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    out.accepted += 1;
-                    evidence.ips.push(ev.src_ip);
-                    evidence.usernames.extend(ev.username.iter().cloned());
-                    evidence.emails.extend(ev.email.iter().cloned());
-                    let new_session = dedup.first_session(day, sensor_id, session, 0)?;
-                    let entry = match touched.entry(ev.src_ip) {
-                        btree_map::Entry::Occupied(o) => o.into_mut(),
-                        btree_map::Entry::Vacant(v) => {
-                            let old = w.indicator(ev.src_ip)?;
-                            let (fresh, old_day) =
-                                indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
-                            v.insert((
-                                fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
-                                old_day,
-                            ))
-                        }
-                    };
-                    entry.0.apply_event(sensor_id, ev, new_session);
-                    if let Some((lower, name)) = &k.username
-                        && dedup.first_session(day, sensor_id, session, *name)?
-                    {
-                        usernames
-                            .entry(lower.clone())
-                            .or_default()
-                            .add(ev.protocol, ev.ts.0);
-                    }
-                    if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
-                        emails
-                            .entry(e.clone())
-                            .or_default()
-                            .add(ev.protocol, ev.ts.0);
-                    }
-                }
-                drop(dedup);
-                for (kind, tally) in [
-                    (names::Kind::Username, usernames),
-                    (names::Kind::Email, emails),
-                ] {
-                    for (name, seen) in tally {
-                        names::bump_by(txn, kind, &name, &seen, retention)?;
-                    }
-                }
-                if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
-                    s.events += out.accepted as u64;
-                    s.last_event_ms = Some(now.0);
-                    store::sensors::put(txn, &s)?;
-                }
-                let mut publish = Vec::with_capacity(touched.len());
-                for (ip, (ind, old_day)) in touched {
-                    w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
-                    publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
-                }
-                Ok(((out, evidence), publish))
-            })
-        });
+        let job = ingest_job(sensor_id, now, self.retention, events, keys);
         let (out, evidence) = self
             .sensor_commits
-            .submit(&self.store, &self.threat, job)
+            .submit_logged(&self.store, &self.threat, job, record)
             .await?;
         self.notice_evidence(&evidence);
         Ok(out)
     }
+}
+
+/// A sensor batch as the ingest log holds it (`store::ingest_log`):
+/// versioned, like every stored record.
+#[derive(Deserialize)]
+enum LogRecord {
+    V1 {
+        sensor: u64,
+        now: i64,
+        events: Vec<SensorEvent>,
+    },
+}
+
+/// `LogRecord` encoded from a borrow.
+#[derive(Serialize)]
+enum LogRecordRef<'a> {
+    V1 {
+        sensor: u64,
+        now: i64,
+        events: &'a [SensorEvent],
+    },
+}
+
+/// The framed log record of a batch.
+fn log_record(sensor: u64, now: UnixMillis, events: &[SensorEvent]) -> Vec<u8> {
+    let rec = LogRecordRef::V1 {
+        sensor,
+        now: now.0,
+        events,
+    };
+    store::ingest_log::frame(&store::codec::encode(&rec))
+}
+
+/// The write of one validated batch from `sensor` at `now`, in whichever
+/// transaction runs it (a group's, the batch's own, or a replay's).
+fn ingest_job(
+    sensor_id: u64,
+    now: UnixMillis,
+    retentions: super::Retention,
+    events: Vec<SensorEvent>,
+    keys: Vec<EventKeys>,
+) -> super::group_commit::Job<Ingested> {
+    let retention = retentions.indicators_ms;
+    Box::new(move |txn| {
+        EvidenceWriter::with(txn, |w| {
+            let mut out = IngestOutcome {
+                received: events.len(),
+                ..IngestOutcome::default()
+            };
+            let mut evidence = super::alerts::Evidence::default();
+            // Written in address order once the batch is tallied.
+            let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
+            let mut dedup = store::sensors::Dedup::open(txn)?;
+            let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
+            let mut emails: HashMap<String, names::NameStats> = HashMap::new();
+            for (ev, k) in events.iter().zip(&keys) {
+                let (day, session) = (ev.ts.day(), k.session);
+                if !dedup.first_event((day, sensor_id, session, ev.ts.0, k.content))? {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.accepted += 1;
+                evidence.ips.push(ev.src_ip);
+                evidence.usernames.extend(ev.username.iter().cloned());
+                evidence.emails.extend(ev.email.iter().cloned());
+                let new_session = dedup.first_session(day, sensor_id, session, 0)?;
+                let entry = match touched.entry(ev.src_ip) {
+                    btree_map::Entry::Occupied(o) => o.into_mut(),
+                    btree_map::Entry::Vacant(v) => {
+                        let old = w.indicator(ev.src_ip)?;
+                        let (fresh, old_day) =
+                            indicator_for_update(txn, ev.src_ip, old, now, retentions)?;
+                        v.insert((
+                            fresh.unwrap_or_else(|| Indicator::new(ev.src_ip, ev.ts)),
+                            old_day,
+                        ))
+                    }
+                };
+                entry.0.apply_event(sensor_id, ev, new_session);
+                if let Some((lower, name)) = &k.username
+                    && dedup.first_session(day, sensor_id, session, *name)?
+                {
+                    usernames
+                        .entry(lower.clone())
+                        .or_default()
+                        .add(ev.protocol, ev.ts.0);
+                }
+                if let (Some(e), EventKind::Mail) = (&ev.email, ev.kind) {
+                    emails
+                        .entry(e.clone())
+                        .or_default()
+                        .add(ev.protocol, ev.ts.0);
+                }
+            }
+            drop(dedup);
+            for (kind, tally) in [
+                (names::Kind::Username, usernames),
+                (names::Kind::Email, emails),
+            ] {
+                for (name, seen) in tally {
+                    names::bump_by(txn, kind, &name, &seen, retention)?;
+                }
+            }
+            if let Some(mut s) = store::sensors::get_in_write(txn, sensor_id)? {
+                s.events += out.accepted as u64;
+                s.last_event_ms = Some(now.0);
+                store::sensors::put(txn, &s)?;
+            }
+            let mut publish = Vec::with_capacity(touched.len());
+            for (ip, (ind, old_day)) in touched {
+                w.put_indicator(&ind, old_day, expiry_day(&ind, retention), now)?;
+                publish.push(Publish::Upsert(ip, summary_in_write(txn, &ind, retention)?));
+            }
+            Ok(((out, evidence), publish))
+        })
+    })
+}
+
+/// Writes again the batches the ingest log holds (answered before the
+/// server stopped, their commit not yet durable), then empties it. A
+/// batch already in the database changes nothing (its events are
+/// de-duplicated); one that cannot be written is skipped, named in the
+/// log. Returns how many batches were written.
+pub(super) fn replay_ingest_log(
+    store: &store::Store,
+    secret: &crate::crypto::SecretKey,
+    retention: super::Retention,
+    log: &store::ingest_log::IngestLog,
+    held: &[u8],
+) -> Result<usize> {
+    let mut jobs = Vec::new();
+    for (i, r) in store::ingest_log::records(held).into_iter().enumerate() {
+        match store::codec::decode::<LogRecord>("ingest log record", r) {
+            Ok(LogRecord::V1 {
+                sensor,
+                now,
+                events,
+            }) => {
+                let keys = events.iter().map(|ev| EventKeys::of(secret, ev)).collect();
+                jobs.push(ingest_job(sensor, UnixMillis(now), retention, events, keys));
+            }
+            Err(e) => {
+                tracing::error!(record = i, error = %e, "skipping an unreadable ingest log record");
+            }
+        }
+    }
+    let together = store.write_blocking(|txn| {
+        for job in &jobs {
+            job(txn)?;
+        }
+        Ok(())
+    });
+    let mut written = jobs.len();
+    if together.is_err() {
+        for (i, job) in jobs.iter().enumerate() {
+            if let Err(e) = store.write_blocking(|txn| job(txn).map(|_| ())) {
+                tracing::error!(record = i, error = %e, "skipping an ingest log record that cannot be written");
+                written -= 1;
+            }
+        }
+    }
+    log.checkpointed().map_err(|e| Error::Internal {
+        detail: format!("cannot empty {}: {e}", log.path().display()),
+    })?;
+    Ok(written)
 }

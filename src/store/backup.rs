@@ -409,6 +409,14 @@ pub fn restore(backup: &Path, db: &Path, secret_path: &Path) -> Result<Summary> 
             .map_err(io("cannot write the secret key"))?;
         std::fs::rename(&ktmp, secret_path).map_err(io("cannot replace the secret key"))?;
     }
+    // Batches logged for the database being replaced are not replayed into
+    // the restored one.
+    match std::fs::remove_file(super::ingest_log::path_beside(db)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("cannot remove the ingest log")(e));
+        }
+        _ => {}
+    }
     std::fs::rename(&tmp, db).map_err(io(format!("cannot replace {}", db.display())))?;
     Ok(summary)
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod evidence_writer;
 pub mod feed;
 pub mod indicators;
+pub mod ingest_log;
 pub mod inventory;
 pub mod jwtkeys;
 pub mod meta;
@@ -143,13 +144,28 @@ impl Store {
     /// A write transaction on the calling thread; committed when `f` succeeds,
     /// dropped (rolled back) when it fails.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        self.write_blocking_as(true, f)
+    }
+
+    /// As `write_blocking`; when not `durable`, redb's non-durable commit
+    /// (no fsync): later reads see it, a crash loses it unless a durable
+    /// commit came after (`service::group_commit` logs what it writes so).
+    pub fn write_blocking_as<T>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
         if self.write_fault.load(Ordering::Relaxed) {
             return Err(Error::Io {
                 what: format!("cannot write {}", self.path.display()),
                 source: std::io::Error::from_raw_os_error(28), // ENOSPC
             });
         }
-        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+        }
         let out = f(&txn)?;
         let committed = txn.commit();
         // Also after a failed commit, which may have reached the file.

@@ -296,8 +296,12 @@ fn online_import_backup_and_restore_refused() {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     assert!(child.wait().unwrap().success());
-    // Stopped: the same backup restores offline.
+    // Stopped: the same backup restores offline, and the ingest log of the
+    // replaced database goes with it (never replayed into the restored one).
+    let ingest_log = data.join(sikker::store::ingest_log::LOG_FILE);
+    std::fs::write(&ingest_log, sikker::store::ingest_log::frame(b"old")).unwrap();
     ok(&data, &["restore", bak.to_str().unwrap()]);
+    assert!(!ingest_log.exists());
     assert_eq!(json(&data, &["sensor", "list"])[0]["events"], 2);
     // And compaction keeps every row.
     let kept = content(&data);
