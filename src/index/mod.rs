@@ -187,6 +187,11 @@ impl IpIndex {
     }
 
     /// The live summary of `ip`; nothing past its expiry is ever returned.
+    /// Whether `ip` has an entry, live or not yet swept.
+    pub fn contains(&self, ip: IpKey) -> bool {
+        self.map.contains_key(&ip.0)
+    }
+
     pub fn get(&self, ip: IpKey, now: UnixMillis) -> Option<&Summary> {
         self.map.get(&ip.0).filter(|s| s.live(now))
     }

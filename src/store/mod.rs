@@ -144,15 +144,16 @@ impl Store {
     /// A write transaction on the calling thread; committed when `f` succeeds,
     /// dropped (rolled back) when it fails.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        self.write_blocking_as(true, f)
+        self.write_blocking_as(|_| true, f)
     }
 
-    /// As `write_blocking`; when not `durable`, redb's non-durable commit
-    /// (no fsync): later reads see it, a crash loses it unless a durable
+    /// As `write_blocking`, the commit durable only if `durable` says so
+    /// of what `f` returned: otherwise redb's non-durable commit (no
+    /// fsync): later reads see it, a crash loses it unless a durable
     /// commit came after (`service::group_commit` logs what it writes so).
     pub fn write_blocking_as<T>(
         &self,
-        durable: bool,
+        durable: impl FnOnce(&T) -> bool,
         f: impl FnOnce(&WriteTransaction) -> Result<T>,
     ) -> Result<T> {
         if self.write_fault.load(Ordering::Relaxed) {
@@ -162,11 +163,11 @@ impl Store {
             });
         }
         let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
-        if !durable {
+        let out = f(&txn)?;
+        if !durable(&out) {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| Error::Corrupt(e.to_string()))?;
         }
-        let out = f(&txn)?;
         let committed = txn.commit();
         // Also after a failed commit, which may have reached the file.
         self.snapshots.committed();
