@@ -89,6 +89,34 @@ fn spawn(data: &Path, log: &Path) -> Server {
     }
 }
 
+/// An unlimited API key and a sensor token, both named `name`.
+fn key_and_sensor(data: &Path, name: &str) -> (String, String) {
+    let (ok, out) = admin(
+        data,
+        &[
+            "key",
+            "create",
+            "--name",
+            name,
+            "--tier",
+            "unlimited",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}");
+    let key = serde_json::from_str::<Value>(&out).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, out) = admin(data, &["sensor", "add", name, "--json"]);
+    assert!(ok, "{out}");
+    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (key, token)
+}
+
 fn admin(data: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
         .args(["admin", "--data-dir", data.to_str().unwrap()])
@@ -406,29 +434,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let mut s = spawn(&data, &log);
-    let (ok, out) = admin(
-        &data,
-        &[
-            "key",
-            "create",
-            "--name",
-            "crash",
-            "--tier",
-            "unlimited",
-            "--json",
-        ],
-    );
-    assert!(ok, "{out}");
-    let key = serde_json::from_str::<Value>(&out).unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (ok, out) = admin(&data, &["sensor", "add", "crash", "--json"]);
-    assert!(ok, "{out}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, token) = key_and_sensor(&data, "crash");
     let c = crate::common::https_client(&std::fs::read(data.join("tls/self-signed.crt")).unwrap());
     let acked = Arc::new(Mutex::new(Acked::default()));
     let report_ips = Arc::new(AtomicU32::new(1));
@@ -521,29 +527,7 @@ async fn acknowledged_sensor_batches_survive_kill_9_through_the_ingest_log() {
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let mut s = spawn(&data, &log);
-    let (ok, out) = admin(
-        &data,
-        &[
-            "key",
-            "create",
-            "--name",
-            "log",
-            "--tier",
-            "unlimited",
-            "--json",
-        ],
-    );
-    assert!(ok, "{out}");
-    let key = serde_json::from_str::<Value>(&out).unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (ok, out) = admin(&data, &["sensor", "add", "log", "--json"]);
-    assert!(ok, "{out}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (key, token) = key_and_sensor(&data, "log");
     let c = crate::common::https_client(&std::fs::read(data.join("tls/self-signed.crt")).unwrap());
     let acked = Arc::new(Mutex::new(Acked::default()));
     let next = Arc::new(AtomicU32::new(1));
