@@ -262,6 +262,10 @@ fn spawn_maintenance(
         "jwt-rotation",
         tokio::spawn(crate::jobs::jwt_rotation(services.clone(), rx.clone())),
     ));
+    tasks.push((
+        "ingest-checkpoint",
+        tokio::spawn(crate::jobs::checkpoint_ingest(services.clone(), rx.clone())),
+    ));
 }
 
 fn spawn_alert_jobs(
@@ -469,7 +473,7 @@ impl AppHandle {
             .is_err()
         {
             tracing::warn!("a write was still running at shutdown");
-        } else if let Err(e) = self.services.checkpoint_ingest().await {
+        } else if let Err(e) = self.services.checkpoint_ingest(Duration::ZERO).await {
             // Nothing is lost: the next start replays the ingest log.
             tracing::warn!(error = %e, "no checkpoint of the ingest log at shutdown");
         }

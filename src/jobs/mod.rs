@@ -56,6 +56,25 @@ pub async fn flush_usage(services: Arc<Services>, mut stop: watch::Receiver<bool
     }
 }
 
+/// Makes the sensor batches of the ingest log durable in the database and
+/// empties the log once ingest pauses (while batches arrive, their groups
+/// do it every `CHECKPOINT_EVERY`): a log replayed long after, its events'
+/// de-duplication keys swept meanwhile, would count them again.
+pub async fn checkpoint_ingest(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    let every = crate::service::group_commit::CHECKPOINT_EVERY;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = services.checkpoint_ingest(every).await {
+            tracing::error!(error = %e, "checkpoint of the ingest log failed");
+        }
+    }
+}
+
 /// Checks hourly whether the JWT signing key is due for rotation, and
 /// rotates it (opening the services checks once at start).
 pub async fn jwt_rotation(services: Arc<Services>, mut stop: watch::Receiver<bool>) {

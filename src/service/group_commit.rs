@@ -97,11 +97,15 @@ impl<T> Default for GroupCommit<T> {
 
 impl<T> GroupCommit<T> {
     /// A durable commit of everything committed so far, then the log is
-    /// emptied (at shutdown, so the next start replays nothing). Runs on
-    /// the writer thread, after the drains queued before it.
-    pub fn checkpoint(&self, store: &Store) -> Result<()> {
+    /// emptied, when it holds batches and the last checkpoint is at least
+    /// `older_than` old (at shutdown, any: the next start replays
+    /// nothing). Runs on the writer thread, after the drains queued
+    /// before it.
+    pub fn checkpoint(&self, store: &Store, older_than: Duration) -> Result<()> {
         if let Some(side) = &self.log
-            && side.log.end() > side.since().1
+            && let (at, from) = side.since()
+            && side.log.end() > from
+            && at.elapsed() >= older_than
         {
             store.write_blocking(|_| Ok(()))?;
             side.checkpointed();
@@ -548,7 +552,12 @@ mod tests {
         assert_eq!(log.end(), end);
         // A checkpoint makes it all durable in the database and empties
         // the log.
-        gc.checkpoint(&store).unwrap();
+        gc.checkpoint(&store, CHECKPOINT_EVERY).unwrap();
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 0,
+            "the last one is recent"
+        );
+        gc.checkpoint(&store, Duration::ZERO).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert_eq!(log.synced(), end);
     }

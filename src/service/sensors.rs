@@ -325,8 +325,9 @@ impl Services {
     }
 
     /// Makes every sensor batch written so far durable in the database
-    /// and empties the ingest log (at shutdown).
-    pub async fn checkpoint_ingest(&self) -> Result<()> {
+    /// and empties the ingest log, unless the last checkpoint is younger
+    /// than `older_than` (zero at shutdown).
+    pub async fn checkpoint_ingest(&self, older_than: std::time::Duration) -> Result<()> {
         let (commits, store) = (self.sensor_commits.clone(), self.store.clone());
         let threat = self.threat.clone();
         self.threat
@@ -334,7 +335,7 @@ impl Services {
             .run(move || {
                 // Ordered with every other writer, as a drain is.
                 let _guard = threat.ingest.lock();
-                commits.checkpoint(&store)
+                commits.checkpoint(&store, older_than)
             })
             .await?
     }

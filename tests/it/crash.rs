@@ -585,6 +585,32 @@ async fn acknowledged_sensor_batches_survive_kill_9_through_the_ingest_log() {
     }
     // Replayed, then emptied: a clean stop and start replays nothing.
     assert_eq!(std::fs::metadata(&ingest_log).unwrap().len(), 0);
+    // Once batches stop coming, a checkpoint empties the log within
+    // `CHECKPOINT_EVERY` (a log replayed long after would meet swept
+    // de-duplication keys).
+    // Two batches at least: the second follows the first closely, so it
+    // is no checkpoint and stays in the log.
+    let last = Arc::new(Mutex::new(Acked::default()));
+    let more = tokio::spawn(sensor(
+        c.clone(),
+        s.base.clone(),
+        token.clone(),
+        next.clone(),
+        last.clone(),
+    ));
+    while last.lock().unwrap().sensor_events < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    more.abort();
+    assert!(std::fs::metadata(&ingest_log).unwrap().len() > 0);
+    let deadline = Instant::now() + sikker::service::group_commit::CHECKPOINT_EVERY * 3;
+    while std::fs::metadata(&ingest_log).unwrap().len() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the ingest log stayed after ingest paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     eprintln!(
         "{} sensor events acknowledged; {held} bytes of ingest log at the kill",
         snapshot.sensor_events
