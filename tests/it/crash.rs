@@ -44,6 +44,14 @@ struct Server {
     base: String,
 }
 
+/// A test that fails leaves no server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(data: &Path, log: &Path) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
