@@ -16,7 +16,9 @@
 //! longer waits for the database's fsync on every group. The database file
 //! is synced in the background meanwhile, and a
 //! durable commit (a checkpoint: then the log is emptied) follows at most
-//! `CHECKPOINT_EVERY` or `CHECKPOINT_BYTES` of log later. After a crash the
+//! `CHECKPOINT_EVERY` or `CHECKPOINT_BYTES` of log later, at once for a
+//! group adding `CHECKPOINT_NEW_ADDRESSES`, and from a job once batches
+//! stop coming (`jobs::checkpoint_ingest`). After a crash the
 //! log is replayed at start-up (`Services::open`); a record already in the
 //! database changes nothing there (sensor events are de-duplicated).
 //!
