@@ -509,22 +509,34 @@ pub(super) fn replay_ingest_log(
                 events,
             }) => {
                 let keys = events.iter().map(|ev| EventKeys::of(secret, ev)).collect();
-                jobs.push(ingest_job(sensor, UnixMillis(now), retention, events, keys));
+                jobs.push((
+                    i,
+                    ingest_job(sensor, UnixMillis(now), retention, events, keys),
+                ));
             }
             Err(e) => {
                 tracing::error!(record = i, error = %e, "skipping an unreadable ingest log record");
             }
         }
     }
+    if jobs.is_empty() {
+        // Nothing to write: no commit (and no fsync) at every start.
+        if !held.is_empty() {
+            log.checkpointed().map_err(|e| Error::Internal {
+                detail: format!("cannot empty {}: {e}", log.path().display()),
+            })?;
+        }
+        return Ok(0);
+    }
     let together = store.write_blocking(|txn| {
-        for job in &jobs {
+        for (_, job) in &jobs {
             job(txn)?;
         }
         Ok(())
     });
     let mut written = jobs.len();
     if together.is_err() {
-        for (i, job) in jobs.iter().enumerate() {
+        for (i, job) in &jobs {
             if let Err(e) = store.write_blocking(|txn| job(txn).map(|_| ())) {
                 tracing::error!(record = i, error = %e, "skipping an ingest log record that cannot be written");
                 written -= 1;
