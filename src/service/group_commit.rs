@@ -98,16 +98,22 @@ impl<T> Default for GroupCommit<T> {
 }
 
 impl<T> GroupCommit<T> {
+    /// Whether the log holds batches and the last checkpoint is at least
+    /// `older_than` old.
+    pub fn checkpoint_due(&self, older_than: Duration) -> bool {
+        self.log.as_ref().is_some_and(|side| {
+            let (at, from) = side.since();
+            side.log.end() > from && at.elapsed() >= older_than
+        })
+    }
+
     /// A durable commit of everything committed so far, then the log is
-    /// emptied, when it holds batches and the last checkpoint is at least
-    /// `older_than` old (at shutdown, any: the next start replays
-    /// nothing). Runs on the writer thread, after the drains queued
-    /// before it.
+    /// emptied, when `checkpoint_due(older_than)` (at shutdown, any age:
+    /// the next start replays nothing). Runs on the writer thread, after
+    /// the drains queued before it.
     pub fn checkpoint(&self, store: &Store, older_than: Duration) -> Result<()> {
         if let Some(side) = &self.log
-            && let (at, from) = side.since()
-            && side.log.end() > from
-            && at.elapsed() >= older_than
+            && self.checkpoint_due(older_than)
         {
             store.write_blocking(|_| Ok(()))?;
             side.checkpointed();

@@ -328,6 +328,11 @@ impl Services {
     /// and empties the ingest log, unless the last checkpoint is younger
     /// than `older_than` (zero at shutdown).
     pub async fn checkpoint_ingest(&self, older_than: std::time::Duration) -> Result<()> {
+        // Asked first, so an idle server does not start its writer thread
+        // (which ends when idle, giving its heap back) for nothing.
+        if !self.sensor_commits.checkpoint_due(older_than) {
+            return Ok(());
+        }
         let (commits, store) = (self.sensor_commits.clone(), self.store.clone());
         let threat = self.threat.clone();
         self.threat
@@ -519,32 +524,28 @@ pub(super) fn replay_ingest_log(
             }
         }
     }
-    if jobs.is_empty() {
-        // Nothing to write: no commit (and no fsync) at every start.
-        if !held.is_empty() {
-            log.checkpointed().map_err(|e| Error::Internal {
-                detail: format!("cannot empty {}: {e}", log.path().display()),
-            })?;
-        }
-        return Ok(0);
-    }
-    let together = store.write_blocking(|txn| {
-        for (_, job) in &jobs {
-            job(txn)?;
-        }
-        Ok(())
-    });
     let mut written = jobs.len();
-    if together.is_err() {
-        for (i, job) in &jobs {
-            if let Err(e) = store.write_blocking(|txn| job(txn).map(|_| ())) {
-                tracing::error!(record = i, error = %e, "skipping an ingest log record that cannot be written");
-                written -= 1;
+    // Nothing to write: no commit (and no fsync) at every start.
+    if !jobs.is_empty() {
+        let together = store.write_blocking(|txn| {
+            for (_, job) in &jobs {
+                job(txn)?;
+            }
+            Ok(())
+        });
+        if together.is_err() {
+            for (i, job) in &jobs {
+                if let Err(e) = store.write_blocking(|txn| job(txn).map(|_| ())) {
+                    tracing::error!(record = i, error = %e, "skipping an ingest log record that cannot be written");
+                    written -= 1;
+                }
             }
         }
     }
-    log.checkpointed().map_err(|e| Error::Internal {
-        detail: format!("cannot empty {}: {e}", log.path().display()),
-    })?;
+    if !held.is_empty() {
+        log.checkpointed().map_err(|e| Error::Internal {
+            detail: format!("cannot empty {}: {e}", log.path().display()),
+        })?;
+    }
     Ok(written)
 }

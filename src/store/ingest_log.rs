@@ -33,6 +33,8 @@ const HEAD: usize = 12;
 pub struct IngestLog {
     path: PathBuf,
     file: Mutex<Tail>,
+    /// The same file, synced without holding the tail's lock.
+    sync_handle: File,
     /// Everything before this logical position is durable.
     synced: AtomicU64,
 }
@@ -96,6 +98,7 @@ impl IngestLog {
         file.seek(SeekFrom::Start(0))?;
         let log = Self {
             path: path.to_path_buf(),
+            sync_handle: file.try_clone()?,
             file: Mutex::new(Tail {
                 file,
                 base: 0,
@@ -147,14 +150,11 @@ impl IngestLog {
     /// Makes everything appended so far durable; returns the position
     /// it reached.
     pub fn sync(&self) -> std::io::Result<u64> {
-        let (end, file) = {
-            let t = self.tail();
-            (t.end, t.file.try_clone()?)
-        };
+        let end = self.end();
         if self.synced() >= end {
             return Ok(end);
         }
-        file.sync_data()?;
+        self.sync_handle.sync_data()?;
         self.synced.fetch_max(end, Ordering::SeqCst);
         Ok(end)
     }
