@@ -60,34 +60,41 @@ pub async fn flush_usage(services: Arc<Services>, mut stop: watch::Receiver<bool
 /// empties the log once ingest pauses (while batches arrive, their groups
 /// do it every `CHECKPOINT_EVERY`): a log replayed long after, its events'
 /// de-duplication keys swept meanwhile, would count them again.
-pub async fn checkpoint_ingest(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+pub async fn checkpoint_ingest(services: Arc<Services>, stop: watch::Receiver<bool>) {
     let every = crate::service::group_commit::CHECKPOINT_EVERY;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
+    each_after(every, stop, || async {
         if let Err(e) = services.checkpoint_ingest(every).await {
             tracing::error!(error = %e, "checkpoint of the ingest log failed");
         }
-    }
+    })
+    .await;
 }
 
 /// Checks hourly whether the JWT signing key is due for rotation, and
 /// rotates it (opening the services checks once at start).
-pub async fn jwt_rotation(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-    let hour = Duration::from_secs(3600);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+pub async fn jwt_rotation(services: Arc<Services>, stop: watch::Receiver<bool>) {
+    each_after(Duration::from_secs(3600), stop, || async {
+        if let Err(e) = services.rotate_jwt_key_if_due().await {
+            tracing::error!(error = %e, "JWT signing-key rotation failed");
+        }
+    })
+    .await;
+}
+
+/// Runs `f` every `period`, the first time one `period` from now, until
+/// stopped.
+async fn each_after<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = services.rotate_jwt_key_if_due().await {
-            tracing::error!(error = %e, "JWT signing-key rotation failed");
-        }
+        f().await;
     }
 }
