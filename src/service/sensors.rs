@@ -549,3 +549,58 @@ pub(super) fn replay_ingest_log(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ingest_log::{self, IngestLog};
+
+    #[test]
+    fn a_replay_writes_what_it_can_read_and_names_the_rest() {
+        let (dir, store) = crate::store::temp_store();
+        let path = dir.path().join(ingest_log::LOG_FILE);
+        let secret = crate::crypto::SecretKey::from_bytes([3; 32]);
+        let ip = IpKey::from_ip("198.51.100.9".parse().unwrap());
+        let now = UnixMillis(1_700_000_000_000);
+        let event = SensorEvent {
+            ts: now,
+            src_ip: ip,
+            protocol: Protocol::Ssh,
+            dst_port: Some(22),
+            session_id: "s1".into(),
+            kind: EventKind::Auth,
+            username: Some("root".into()),
+            email: None,
+            command: None,
+            http_path: None,
+            user_agent: None,
+            credential_hash: None,
+            http_method: None,
+        };
+        let batch = log_record(7, now, &[event]);
+        let write = |records: &[Vec<u8>]| {
+            let (log, _) = IngestLog::open(&path).unwrap();
+            log.append(records).unwrap();
+            log.sync().unwrap();
+        };
+        let replay = || {
+            let (log, held) = IngestLog::open(&path).unwrap();
+            let retention = super::super::Retention::default();
+            let written = replay_ingest_log(&store, &secret, retention, &log, &held).unwrap();
+            let ind = store
+                .read_blocking(|txn| store::indicators::get(txn, ip))
+                .unwrap()
+                .expect("the batch's address is stored");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "emptied");
+            (written, ind.events)
+        };
+        // A framed record that is no batch, then a batch: the batch is
+        // written, the other skipped.
+        write(&[ingest_log::frame(b"not a batch"), batch.clone()]);
+        assert_eq!(replay(), (1, 1));
+        // Replayed again (a crash before the log was emptied): its event
+        // is known, nothing is counted twice.
+        write(&[batch]);
+        assert_eq!(replay(), (1, 1));
+    }
+}
