@@ -469,7 +469,7 @@ fn ingest_job(
                         .add(ev.protocol, ev.ts.0);
                 }
             }
-            drop(dedup);
+            dedup.finish()?;
             for (kind, tally) in [
                 (names::Kind::Username, usernames),
                 (names::Kind::Email, emails),

@@ -53,8 +53,8 @@ pub fn oldest_days(txn: &ReadTransaction) -> Result<Vec<(&'static str, Option<i6
                 .map(|(k, _)| k.value().0),
         ),
         (
-            "day_sensor_event",
-            txn.open_table(tables::DAY_SENSOR_EVENT)?
+            "day_sensor_seen",
+            txn.open_table(tables::DAY_SENSOR_SEEN)?
                 .first()?
                 .map(|(k, _)| k.value().0),
         ),

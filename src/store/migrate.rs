@@ -8,7 +8,7 @@ use super::meta;
 use super::{Error, Result};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 7;
+pub const CURRENT: u32 = 8;
 
 type Step = fn(&WriteTransaction) -> Result<()>;
 
@@ -26,6 +26,8 @@ const STEPS: &[Step] = &[
     super::sensors::move_session_keys,
     // 6 → 7: feed positions move into the indicator records.
     super::feed::fold_positions,
+    // 7 → 8: de-duplication keys become one fingerprint row per session and day.
+    super::sensors::fold_dedup_keys,
 ];
 
 /// Indicators stored before version 3 enter the TAXII feed dated by their

@@ -1,12 +1,14 @@
 //! Sensors (token stored only as a keyed hash) and the de-duplication keys
 //! of their events and sessions.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, hash_map};
 
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::tables::{DAY_SENSOR_EVENT, DAY_SENSOR_SESSION, SENSORID_SENSOR, TOKENHASH_SENSORID};
+use super::tables::{
+    DAY_SENSOR_EVENT, DAY_SENSOR_SEEN, DAY_SENSOR_SESSION, SENSORID_SENSOR, TOKENHASH_SENSORID,
+};
 use super::{Result, codec, meta};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,41 +92,129 @@ pub fn list(txn: &ReadTransaction) -> Result<Vec<Sensor>> {
     Ok(out)
 }
 
-/// Where a session's row sits in the event table: under this `ts`, which
-/// no event has (events are validated against the retention window), so
-/// the row shares the page of the session's events.
+/// Where a session's row sat in `day_sensor_event` (schema 6 and 7): under
+/// this `ts`, which no event has.
 const SESSION_ROW: i64 = i64::MIN;
 
-/// The de-duplication table of one ingest transaction, opened once: the
-/// events already counted, and under `SESSION_ROW` the sessions (and
-/// session × name pairs) already counted.
+/// Fingerprints per `day_sensor_seen` row: a long session's rows stay
+/// small, and a batch rewrites only the last.
+pub const CHUNK: usize = 256;
+
+/// The fingerprints of a session itself and of its names have the top
+/// bit set; an event's has it clear.
+const NAMED: u64 = 1 << 63;
+
+/// An event's fingerprint: its time and content hash (itself a keyed
+/// hash), mixed.
+fn event_fp(ts: i64, content: u64) -> u64 {
+    (content
+        ^ ts.cast_unsigned()
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29))
+        & !NAMED
+}
+
+/// A session's (`name` 0) or a session × name pair's fingerprint.
+fn name_fp(name: u64) -> u64 {
+    name | NAMED
+}
+
+/// Row format version of `day_sensor_seen` values.
+const SEEN_V1: u8 = 1;
+
+fn encode_seen(fps: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 * fps.len());
+    out.push(SEEN_V1);
+    for fp in fps {
+        out.extend_from_slice(&fp.to_le_bytes());
+    }
+    out
+}
+
+fn decode_seen(b: &[u8], out: &mut Vec<u64>) -> Result<()> {
+    match b.split_first() {
+        Some((&SEEN_V1, fps)) if fps.len() % 8 == 0 => {
+            out.extend(fps.chunks_exact(8).map(|c| {
+                let mut b = [0; 8];
+                b.copy_from_slice(c);
+                u64::from_le_bytes(b)
+            }));
+            Ok(())
+        }
+        _ => Err(super::Error::Corrupt(
+            "day_sensor_seen: not a fingerprint row".into(),
+        )),
+    }
+}
+
+/// The de-duplication state of one ingest transaction: per session and
+/// day asked, what it had counted (read once), and what this transaction
+/// adds (written by `finish`).
 pub struct Dedup<'t> {
-    keys: Table<'t, (i64, u64, u64, i64, u64), ()>,
-    /// Session keys already asked in this transaction: asked again, each
-    /// is not the first (it is in the table now, or was found the day
-    /// before), so the B-tree is not walked twice. Most events of a batch
-    /// belong to a session another event of it opened.
-    asked: HashSet<(i64, u64, u64, u64)>,
+    seen: Table<'t, (i64, u64, u64, u32), &'static [u8]>,
+    days: HashMap<(i64, u64, u64), SessionDay>,
+}
+
+/// One session's day.
+#[derive(Default)]
+struct SessionDay {
+    /// Stored fingerprints, sorted.
+    stored: Vec<u64>,
+    /// The last stored row: its chunk number and fingerprints.
+    last: Option<(u32, Vec<u64>)>,
+    /// Counted in this transaction.
+    added: HashSet<u64>,
+}
+
+impl SessionDay {
+    fn has(&self, fp: u64) -> bool {
+        self.added.contains(&fp) || self.stored.binary_search(&fp).is_ok()
+    }
 }
 
 impl<'t> Dedup<'t> {
     pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Self {
-            keys: txn.open_table(DAY_SENSOR_EVENT)?,
-            asked: HashSet::new(),
+            seen: txn.open_table(DAY_SENSOR_SEEN)?,
+            days: HashMap::new(),
         })
     }
 
-    /// Records an event key (day, sensor, session, ts, content); false
-    /// when it was already there.
-    pub fn first_event(&mut self, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
-        debug_assert_ne!(key.3, SESSION_ROW);
-        Ok(self.keys.insert(key, ())?.is_none())
+    /// The session's `day`, read on first use.
+    fn day(&mut self, key: (i64, u64, u64)) -> Result<&mut SessionDay> {
+        match self.days.entry(key) {
+            hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
+            hash_map::Entry::Vacant(v) => {
+                let (day, sensor, session) = key;
+                let mut d = SessionDay::default();
+                for row in self
+                    .seen
+                    .range((day, sensor, session, 0)..=(day, sensor, session, u32::MAX))?
+                {
+                    let (k, val) = row?;
+                    let mut fps = Vec::new();
+                    decode_seen(val.value(), &mut fps)?;
+                    d.stored.extend_from_slice(&fps);
+                    d.last = Some((k.value().3, fps));
+                }
+                d.stored.sort_unstable();
+                Ok(v.insert(d))
+            }
+        }
     }
 
-    /// Records a session (or session × name) on `day`; false when it was
-    /// seen that day or the day before (sessions spanning midnight count
-    /// once).
+    /// Counts an event (day, sensor, session, ts, content hash); false
+    /// when it was counted before.
+    pub fn first_event(&mut self, key: (i64, u64, u64, i64, u64)) -> Result<bool> {
+        let (day, sensor, session, ts, content) = key;
+        let fp = event_fp(ts, content);
+        let d = self.day((day, sensor, session))?;
+        Ok(!d.has(fp) && d.added.insert(fp))
+    }
+
+    /// Counts a session (`name` 0) or session × name on `day`; false when
+    /// it was counted that day or the day before (sessions spanning
+    /// midnight count once).
     pub fn first_session(
         &mut self,
         day: i64,
@@ -132,28 +222,53 @@ impl<'t> Dedup<'t> {
         session: u64,
         name: u64,
     ) -> Result<bool> {
-        if !self.asked.insert((day, sensor, session, name)) {
-            return Ok(false);
-        }
-        if self
-            .keys
-            .get((day - 1, sensor, session, SESSION_ROW, name))?
-            .is_some()
+        let fp = name_fp(name);
+        if self.day((day, sensor, session))?.has(fp)
+            || self.day((day - 1, sensor, session))?.has(fp)
         {
             return Ok(false);
         }
-        Ok(self
-            .keys
-            .insert((day, sensor, session, SESSION_ROW, name), ())?
-            .is_none())
+        Ok(self.day((day, sensor, session))?.added.insert(fp))
+    }
+
+    /// Writes what this transaction counted: the last row of each session
+    /// day filled up to `CHUNK`, then new rows.
+    pub fn finish(mut self) -> Result<()> {
+        for ((day, sensor, session), d) in self.days.drain() {
+            if d.added.is_empty() {
+                continue;
+            }
+            let mut added: Vec<u64> = d.added.into_iter().collect();
+            added.sort_unstable();
+            let (mut chunk, mut row) = match d.last {
+                Some((n, fps)) if fps.len() < CHUNK => (n, fps),
+                Some((n, _)) => (n + 1, Vec::new()),
+                None => (0, Vec::new()),
+            };
+            let mut rest = added.as_slice();
+            loop {
+                let take = rest.len().min(CHUNK - row.len());
+                row.extend_from_slice(&rest[..take]);
+                row.sort_unstable();
+                rest = &rest[take..];
+                self.seen
+                    .insert((day, sensor, session, chunk), encode_seen(&row).as_slice())?;
+                if rest.is_empty() {
+                    break;
+                }
+                chunk += 1;
+                row.clear();
+            }
+        }
+        Ok(())
     }
 }
 
-/// Drops up to `max` de-duplication keys of days before `day`; returns how many.
+/// Drops up to `max` de-duplication rows of days before `day`; returns how many.
 pub fn delete_dedup_before(txn: &WriteTransaction, day: i64, max: usize) -> Result<usize> {
-    let mut t = txn.open_table(DAY_SENSOR_EVENT)?;
+    let mut t = txn.open_table(DAY_SENSOR_SEEN)?;
     let keys: Vec<_> = t
-        .range((i64::MIN, 0, 0, i64::MIN, 0)..(day, 0, 0, i64::MIN, 0))?
+        .range((i64::MIN, 0, 0, 0)..(day, 0, 0, 0))?
         .take(max)
         .map(|r| r.map(|(k, _)| k.value()))
         .collect::<Result<_, _>>()?;
@@ -161,6 +276,54 @@ pub fn delete_dedup_before(txn: &WriteTransaction, day: i64, max: usize) -> Resu
         t.remove(k)?;
     }
     Ok(keys.len())
+}
+
+/// Schema 7 → 8: the de-duplication keys of `day_sensor_event`, one row
+/// per event, session and session × name, become one fingerprint row per
+/// session and day (and `CHUNK` fingerprints) in `day_sensor_seen`: an
+/// ingest transaction writes one row per session instead of one per
+/// event. The old table stays, empty, so backups of older schemas still
+/// restore (and migrate).
+pub(super) fn fold_dedup_keys(txn: &WriteTransaction) -> Result<()> {
+    super::tables::create_all(txn)?;
+    {
+        let old = txn.open_table(DAY_SENSOR_EVENT)?;
+        let mut seen = txn.open_table(DAY_SENSOR_SEEN)?;
+        let mut flush = |key: (i64, u64, u64), fps: &mut Vec<u64>| -> Result<()> {
+            fps.sort_unstable();
+            fps.dedup();
+            for (n, chunk) in fps.chunks(CHUNK).enumerate() {
+                let n = u32::try_from(n).map_err(|_| {
+                    super::Error::Corrupt("day_sensor_event: session too long".into())
+                })?;
+                seen.insert((key.0, key.1, key.2, n), encode_seen(chunk).as_slice())?;
+            }
+            fps.clear();
+            Ok(())
+        };
+        let mut current: Option<(i64, u64, u64)> = None;
+        let mut fps = Vec::new();
+        for row in old.iter()? {
+            let (day, sensor, session, ts, last) = row?.0.value();
+            if current != Some((day, sensor, session)) {
+                if let Some(key) = current {
+                    flush(key, &mut fps)?;
+                }
+                current = Some((day, sensor, session));
+            }
+            fps.push(if ts == SESSION_ROW {
+                name_fp(last)
+            } else {
+                event_fp(ts, last)
+            });
+        }
+        if let Some(key) = current {
+            flush(key, &mut fps)?;
+        }
+    }
+    txn.delete_table(DAY_SENSOR_EVENT)?;
+    txn.open_table(DAY_SENSOR_EVENT)?;
+    Ok(())
 }
 
 /// Schema 5 → 6: the session keys of `day_sensor_session` move into the
@@ -182,22 +345,45 @@ pub(super) fn move_session_keys(txn: &WriteTransaction) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Runs `f` on a `Dedup` of one transaction, then writes it.
+    fn with_dedup<T>(store: &crate::store::Store, f: impl FnOnce(&mut Dedup) -> Result<T>) -> T {
+        store
+            .write_blocking(|txn| {
+                let mut d = Dedup::open(txn)?;
+                let out = f(&mut d)?;
+                d.finish()?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    fn rows(store: &crate::store::Store) -> Vec<((i64, u64, u64, u32), usize)> {
+        store
+            .read_blocking(|txn| {
+                let t = txn.open_table(DAY_SENSOR_SEEN)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    out.push((k.value(), (v.value().len() - 1) / 8));
+                }
+                Ok(out)
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_session_is_first_once_across_writers_and_midnight() {
         let (_dir, store) = crate::store::temp_store();
         let first = |day: i64, name: u64| {
-            store
-                .write_blocking(|txn| {
-                    let mut d = Dedup::open(txn)?;
-                    let a = d.first_session(day, 1, 7, name)?;
-                    // Asked again through the same writer: seen.
-                    let b = d.first_session(day, 1, 7, name)?;
-                    Ok((a, b))
-                })
-                .unwrap()
+            with_dedup(&store, |d| {
+                let a = d.first_session(day, 1, 7, name)?;
+                // Asked again in the same transaction: seen.
+                let b = d.first_session(day, 1, 7, name)?;
+                Ok((a, b))
+            })
         };
         assert_eq!(first(10, 0), (true, false));
-        // Another writer, same day: stored.
+        // Another transaction, same day: stored.
         assert_eq!(first(10, 0), (false, false));
         // The next day: a session spanning midnight counts once.
         assert_eq!(first(11, 0), (false, false));
@@ -205,22 +391,125 @@ mod tests {
         assert_eq!(first(10, 5), (true, false));
         // Two days on, the session is new again.
         assert_eq!(first(12, 0), (true, false));
-        let events = store
-            .write_blocking(|txn| {
-                let mut d = Dedup::open(txn)?;
-                Ok((
-                    d.first_event((10, 1, 7, 99, 3))?,
-                    d.first_event((10, 1, 7, 99, 3))?,
-                ))
-            })
-            .unwrap();
-        assert_eq!(events, (true, false));
-        // Sessions and events of day 10 go with the day; later ones stay.
+        let events = with_dedup(&store, |d| {
+            Ok((
+                d.first_event((10, 1, 7, 99, 3))?,
+                d.first_event((10, 1, 7, 99, 3))?,
+                // Same content at another time, or in another session.
+                d.first_event((10, 1, 7, 98, 3))?,
+                d.first_event((10, 1, 8, 99, 3))?,
+            ))
+        });
+        assert_eq!(events, (true, false, true, true));
+        assert!(!with_dedup(&store, |d| d.first_event((10, 1, 7, 99, 3))));
+        // An event's fingerprint never stands for a session or a name.
+        assert!(with_dedup(&store, |d| d.first_session(10, 1, 8, 0)));
+        // One row per session and day, whatever it counted.
+        assert_eq!(
+            rows(&store),
+            vec![((10, 1, 7, 0), 4), ((10, 1, 8, 0), 2), ((12, 1, 7, 0), 1)]
+        );
+        // Day 10 goes with the day; later ones stay.
         let dropped = store
             .write_blocking(|txn| delete_dedup_before(txn, 11, 100))
             .unwrap();
-        assert_eq!(dropped, 3, "two session rows and one event of day 10");
+        assert_eq!(dropped, 2, "the rows of day 10");
         assert_eq!(first(12, 0), (false, false), "day 12's row is kept");
+    }
+
+    #[test]
+    fn a_long_session_fills_rows_of_chunk_fingerprints() {
+        let (_dir, store) = crate::store::temp_store();
+        let n = i64::try_from(CHUNK).unwrap();
+        // One transaction of 1.5 chunks, then half a chunk more.
+        let counted = with_dedup(&store, |d| {
+            (0..n + n / 2).try_fold(0, |c, ts| {
+                Ok(c + usize::from(d.first_event((10, 1, 7, ts, 1))?))
+            })
+        });
+        assert_eq!(counted, CHUNK + CHUNK / 2);
+        assert_eq!(
+            rows(&store),
+            vec![((10, 1, 7, 0), CHUNK), ((10, 1, 7, 1), CHUNK / 2)]
+        );
+        let counted = with_dedup(&store, |d| {
+            (0..2 * n).try_fold(0, |c, ts| {
+                Ok(c + usize::from(d.first_event((10, 1, 7, ts, 1))?))
+            })
+        });
+        assert_eq!(counted, CHUNK / 2, "only the new half");
+        assert_eq!(
+            rows(&store),
+            vec![((10, 1, 7, 0), CHUNK), ((10, 1, 7, 1), CHUNK)]
+        );
+        assert!(with_dedup(&store, |d| d.first_event((10, 1, 7, 2 * n, 1))));
+        assert_eq!(rows(&store).len(), 3);
+        // Every one of them is still known.
+        let again = with_dedup(&store, |d| {
+            (0..=2 * n).try_fold(0, |c, ts| {
+                Ok(c + usize::from(d.first_event((10, 1, 7, ts, 1))?))
+            })
+        });
+        assert_eq!(again, 0);
+    }
+
+    #[test]
+    fn events_out_of_order_across_midnight_in_one_transaction() {
+        let (_dir, store) = crate::store::temp_store();
+        let got = with_dedup(&store, |d| {
+            Ok((
+                d.first_session(13, 1, 9, 3)?,
+                d.first_session(12, 1, 9, 4)?,
+                d.first_session(13, 1, 9, 4)?,
+            ))
+        });
+        assert_eq!(got, (true, true, false), "name 4 was seen on day 12");
+    }
+
+    #[test]
+    fn the_keys_of_schema_7_fold_into_fingerprint_rows() {
+        let (_dir, store) = crate::store::temp_store();
+        let long = i64::try_from(CHUNK).unwrap() + 10;
+        store
+            .write_blocking(|txn| {
+                let mut old = txn.open_table(DAY_SENSOR_EVENT)?;
+                old.insert((10, 1, 7, SESSION_ROW, 0), ())?;
+                old.insert((10, 1, 7, SESSION_ROW, 5), ())?;
+                old.insert((10, 1, 7, 1_000, 42), ())?;
+                for ts in 0..long {
+                    old.insert((11, 2, 8, ts, 1), ())?;
+                }
+                drop(old);
+                fold_dedup_keys(txn)
+            })
+            .unwrap();
+        assert_eq!(
+            rows(&store),
+            vec![
+                ((10, 1, 7, 0), 3),
+                ((11, 2, 8, 0), CHUNK),
+                ((11, 2, 8, 1), 10)
+            ]
+        );
+        let seen = with_dedup(&store, |d| {
+            Ok([
+                d.first_session(10, 1, 7, 0)?,
+                d.first_session(11, 1, 7, 5)?,
+                d.first_event((10, 1, 7, 1_000, 42))?,
+                d.first_event((11, 2, 8, 0, 1))?,
+                d.first_event((11, 2, 8, long - 1, 1))?,
+            ])
+        });
+        assert_eq!(seen, [false; 5], "everything stored before is known");
+        assert!(with_dedup(&store, |d| d.first_event((10, 1, 7, 1_001, 42))));
+        let left = store
+            .read_blocking(|txn| {
+                Ok(redb::ReadableTableMetadata::len(
+                    &txn.open_table(DAY_SENSOR_EVENT)?,
+                )?)
+            })
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]
@@ -233,6 +522,7 @@ mod tests {
                 old.insert((10, 1, 7, 5), ())?;
                 drop(old);
                 move_session_keys(txn)?;
+                fold_dedup_keys(txn)?;
                 let mut d = Dedup::open(txn)?;
                 let seen = (d.first_session(10, 1, 7, 0)?, d.first_session(11, 1, 7, 5)?);
                 let left = redb::ReadableTableMetadata::len(&txn.open_table(DAY_SENSOR_SESSION)?)?;
@@ -240,5 +530,15 @@ mod tests {
             })
             .unwrap();
         assert_eq!(moved, ((false, false), 0));
+    }
+
+    #[test]
+    fn a_row_that_is_no_fingerprint_row_is_an_error() {
+        let mut out = Vec::new();
+        assert!(decode_seen(&[2, 0, 0, 0, 0, 0, 0, 0, 0], &mut out).is_err());
+        assert!(decode_seen(&[SEEN_V1, 1, 2, 3], &mut out).is_err());
+        assert!(decode_seen(&[], &mut out).is_err());
+        decode_seen(&encode_seen(&[7, u64::MAX]), &mut out).unwrap();
+        assert_eq!(out, vec![7, u64::MAX]);
     }
 }

@@ -36,15 +36,23 @@ pub const SENSORID_SENSOR: TableDefinition<u64, &[u8]> = TableDefinition::new("s
 /// Keyed hash of a sensor token → sensor id.
 pub const TOKENHASH_SENSORID: TableDefinition<[u8; 32], u64> =
     TableDefinition::new("tokenhash_sensorid");
-/// (day, sensor, session hash, ts, event hash) → (): events already
-/// counted; with `ts = i64::MIN` and a name hash (0 for the session
-/// itself) in the last place, the sessions and session × name pairs
-/// already counted (`store::sensors::Dedup`).
+/// (day, sensor, session hash, chunk) → what a sensor's session had
+/// counted that day: the sorted 64-bit fingerprints of its events, of
+/// itself and of its names (`store::sensors::Dedup`), at most
+/// `store::sensors::CHUNK` per row.
+pub const DAY_SENSOR_SEEN: TableDefinition<(i64, u64, u64, u32), &[u8]> =
+    TableDefinition::new("day_sensor_seen");
+/// Schema 6 and 7: (day, sensor, session hash, ts, event hash) → (), one
+/// row per event counted, and with `ts = i64::MIN` and a name hash (0 for
+/// the session itself) per session and session × name pair counted.
+/// Emptied by the migration to 8 (into `day_sensor_seen`); kept so that
+/// backups of older schemas restore.
 pub const DAY_SENSOR_EVENT: TableDefinition<(i64, u64, u64, i64, u64), ()> =
     TableDefinition::new("day_sensor_event");
 /// Schema ≤ 5: (day, sensor, session hash, name hash) → (). Emptied by the
-/// migration to 6 (its keys live in `day_sensor_event` now); kept so that
-/// backups of older schemas restore.
+/// migration to 6 (its keys moved to `day_sensor_event`, and with the
+/// migration to 8 to `day_sensor_seen`); kept so that backups of older
+/// schemas restore.
 pub const DAY_SENSOR_SESSION: TableDefinition<(i64, u64, u64, u64), ()> =
     TableDefinition::new("day_sensor_session");
 
@@ -164,6 +172,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(TOKENHASH_SENSORID)?;
     txn.open_table(DAY_SENSOR_EVENT)?;
     txn.open_table(DAY_SENSOR_SESSION)?;
+    txn.open_table(DAY_SENSOR_SEEN)?;
     txn.open_table(KEYHASH_APIKEY)?;
     txn.open_table(KEYID_KEYHASH)?;
     txn.open_table(KEYDAY_USAGE)?;
@@ -229,6 +238,7 @@ pub fn visit_all(v: &mut impl TableVisitor) -> Result<()> {
     v.visit(TOKENHASH_SENSORID)?;
     v.visit(DAY_SENSOR_EVENT)?;
     v.visit(DAY_SENSOR_SESSION)?;
+    v.visit(DAY_SENSOR_SEEN)?;
     v.visit(KEYHASH_APIKEY)?;
     v.visit(KEYID_KEYHASH)?;
     v.visit(KEYDAY_USAGE)?;
@@ -284,6 +294,7 @@ pub const ALL_NAMES: &[&str] = &[
     "tokenhash_sensorid",
     "day_sensor_event",
     "day_sensor_session",
+    "day_sensor_seen",
     "keyhash_apikey",
     "keyid_keyhash",
     "keyday_usage",

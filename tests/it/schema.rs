@@ -231,27 +231,39 @@ async fn schema_v4_fixture_migrates_and_serves_its_data() {
     stopped_at_current_schema(s).await;
 }
 
+/// The de-duplication rows of a migrated fixture: `day_sensor_seen`'s
+/// rows with their fingerprint counts, and whether the older tables are
+/// empty.
+fn dedup_rows(data: &Path) -> (Vec<usize>, bool) {
+    use sikker::store::tables::{DAY_SENSOR_EVENT, DAY_SENSOR_SEEN, DAY_SENSOR_SESSION};
+    let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let empty = redb::ReadableTableMetadata::is_empty(&txn.open_table(DAY_SENSOR_SESSION).unwrap())
+        .unwrap()
+        && redb::ReadableTableMetadata::is_empty(&txn.open_table(DAY_SENSOR_EVENT).unwrap())
+            .unwrap();
+    let rows = redb::ReadableTable::iter(&txn.open_table(DAY_SENSOR_SEEN).unwrap())
+        .unwrap()
+        .map(|r| (r.unwrap().1.value().len() - 1) / 8)
+        .collect();
+    (rows, empty)
+}
+
 #[tokio::test]
 async fn schema_v5_fixture_moves_its_session_keys_beside_their_events() {
     let s = on_fixture(5).await;
     serves_indicator_and_whitelist(&s).await;
     let (_dir, data) = stopped_at_current_schema(s).await;
-    let db = redb::Database::create(data.join(sikker::store::DB_FILE)).unwrap();
-    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    let legacy = txn
-        .open_table(sikker::store::tables::DAY_SENSOR_SESSION)
-        .unwrap();
-    assert!(redb::ReadableTableMetadata::is_empty(&legacy).unwrap());
-    let keys: Vec<_> = redb::ReadableTable::iter(
-        &txn.open_table(sikker::store::tables::DAY_SENSOR_EVENT)
-            .unwrap(),
-    )
-    .unwrap()
-    .map(|r| r.unwrap().0.value())
-    .collect();
-    // Two events; the session and its two usernames, under ts = i64::MIN.
-    let sessions = keys.iter().filter(|k| k.3 == i64::MIN).count();
-    assert_eq!((keys.len() - sessions, sessions), (2, 3), "{keys:?}");
+    // Two events, the session and its two usernames: one session's row.
+    assert_eq!(dedup_rows(&data), (vec![5], true));
+}
+
+#[tokio::test]
+async fn schema_v7_fixture_folds_its_dedup_keys_into_one_row_per_session() {
+    let s = on_fixture(7).await;
+    serves_indicator_and_whitelist(&s).await;
+    let (_dir, data) = stopped_at_current_schema(s).await;
+    assert_eq!(dedup_rows(&data), (vec![5], true));
 }
 
 #[tokio::test]
