@@ -91,6 +91,28 @@ pub struct SensorEvent {
     pub http_method: Option<String>,
 }
 
+#[cfg(test)]
+impl SensorEvent {
+    /// An SSH login attempt as root from `src_ip`, for tests.
+    pub(crate) fn ssh_auth(src_ip: IpKey, session: impl Into<String>, ts: UnixMillis) -> Self {
+        Self {
+            ts,
+            src_ip,
+            protocol: Protocol::Ssh,
+            dst_port: Some(22),
+            session_id: session.into(),
+            kind: EventKind::Auth,
+            username: Some("root".into()),
+            email: None,
+            command: None,
+            http_path: None,
+            user_agent: None,
+            credential_hash: None,
+            http_method: None,
+        }
+    }
+}
+
 fn bump(map: &mut BTreeMap<String, u64>, key: &str, by: u64) {
     *map.entry(key.to_owned()).or_default() += by;
 }
@@ -333,19 +355,9 @@ mod tests {
 
     fn ev(kind: EventKind, session: &str, ts: i64) -> SensorEvent {
         SensorEvent {
-            ts: UnixMillis(ts),
-            src_ip: "1.2.3.4".parse().unwrap(),
-            protocol: Protocol::Ssh,
-            dst_port: Some(22),
-            session_id: session.into(),
             kind,
-            username: Some("root".into()),
-            email: None,
-            command: None,
-            http_path: None,
-            user_agent: None,
             credential_hash: Some("h1".into()),
-            http_method: None,
+            ..SensorEvent::ssh_auth("1.2.3.4".parse().unwrap(), session, UnixMillis(ts))
         }
     }
 

@@ -409,21 +409,7 @@ mod tests {
                 }
             }
             for n in 0..auths {
-                let ev = crate::domain::indicator::SensorEvent {
-                    ts: t0,
-                    src_ip: ip,
-                    protocol: Protocol::Ssh,
-                    dst_port: Some(22),
-                    session_id: format!("s{}", n / 7),
-                    kind: crate::domain::indicator::EventKind::Auth,
-                    username: Some("root".into()),
-                    email: None,
-                    command: None,
-                    http_path: None,
-                    user_agent: None,
-                    credential_hash: None,
-                    http_method: None,
-                };
+                let ev = crate::domain::indicator::SensorEvent::ssh_auth(ip, format!("s{}", n / 7), t0);
                 ind.apply_event(1, &ev, n % 7 == 0);
             }
             let now = UnixMillis(ind.last_seen.0 + age_h * 3_600_000);

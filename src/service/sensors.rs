@@ -562,21 +562,7 @@ mod tests {
         let secret = crate::crypto::SecretKey::from_bytes([3; 32]);
         let ip = IpKey::from_ip("198.51.100.9".parse().unwrap());
         let now = UnixMillis(1_700_000_000_000);
-        let event = SensorEvent {
-            ts: now,
-            src_ip: ip,
-            protocol: Protocol::Ssh,
-            dst_port: Some(22),
-            session_id: "s1".into(),
-            kind: EventKind::Auth,
-            username: Some("root".into()),
-            email: None,
-            command: None,
-            http_path: None,
-            user_agent: None,
-            credential_hash: None,
-            http_method: None,
-        };
+        let event = SensorEvent::ssh_auth(ip, "s1", now);
         let batch = log_record(7, now, &[event]);
         let write = |records: &[Vec<u8>]| {
             let (log, _) = IngestLog::open(&path).unwrap();
