@@ -3,6 +3,7 @@
 //! transaction: it is stored completely, durably, or not at all.
 
 use std::collections::{BTreeMap, HashMap, btree_map};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -367,7 +368,14 @@ impl Services {
                 (events, keys, record)
             })
             .await?;
-        let job = ingest_job(sensor_id, now, self.retention, events, keys);
+        let job = ingest_job(
+            sensor_id,
+            now,
+            self.retention,
+            self.store.long_sessions(),
+            events,
+            keys,
+        );
         let (out, evidence) = self
             .sensor_commits
             .submit_logged(&self.store, &self.threat, job, record)
@@ -414,6 +422,7 @@ fn ingest_job(
     sensor_id: u64,
     now: UnixMillis,
     retentions: super::Retention,
+    long: Arc<store::long_sessions::LongSessions>,
     events: Vec<SensorEvent>,
     keys: Vec<EventKeys>,
 ) -> super::group_commit::Job<Ingested> {
@@ -427,7 +436,7 @@ fn ingest_job(
             let mut evidence = super::alerts::Evidence::default();
             // Written in address order once the batch is tallied.
             let mut touched: BTreeMap<IpKey, (Indicator, Option<i64>)> = BTreeMap::new();
-            let mut dedup = store::sensors::Dedup::open(txn)?;
+            let mut dedup = store::sensors::Dedup::open(txn, &long)?;
             let mut usernames: HashMap<String, names::NameStats> = HashMap::new();
             let mut emails: HashMap<String, names::NameStats> = HashMap::new();
             for (ev, k) in events.iter().zip(&keys) {
@@ -516,7 +525,14 @@ pub(super) fn replay_ingest_log(
                 let keys = events.iter().map(|ev| EventKeys::of(secret, ev)).collect();
                 jobs.push((
                     i,
-                    ingest_job(sensor, UnixMillis(now), retention, events, keys),
+                    ingest_job(
+                        sensor,
+                        UnixMillis(now),
+                        retention,
+                        store.long_sessions(),
+                        events,
+                        keys,
+                    ),
                 ));
             }
             Err(e) => {

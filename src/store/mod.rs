@@ -16,6 +16,7 @@ pub mod indicators;
 pub mod ingest_log;
 pub mod inventory;
 pub mod jwtkeys;
+pub mod long_sessions;
 pub mod meta;
 pub mod migrate;
 pub mod names;
@@ -60,6 +61,8 @@ pub struct Store {
     write_fault: Arc<AtomicBool>,
     /// The indicator table shared by point reads until the next commit.
     snapshots: Arc<snapshot::Snapshots>,
+    /// Long sensor sessions' de-duplication state between transactions.
+    long_sessions: Arc<long_sessions::LongSessions>,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,6 +113,7 @@ impl Store {
             path: Arc::new(path.to_path_buf()),
             write_fault: Arc::new(AtomicBool::new(false)),
             snapshots: Arc::default(),
+            long_sessions: Arc::default(),
         };
         let migrated_from = store.write_blocking(|txn| {
             migrate::refuse_foreign(txn)?;
@@ -179,6 +183,12 @@ impl Store {
     /// (`snapshot`).
     pub fn indicator_table(&self) -> Result<Arc<snapshot::IndicatorTable>> {
         self.snapshots.indicators(&self.db)
+    }
+
+    /// Long sensor sessions' de-duplication state, kept between ingest
+    /// transactions (`sensors::Dedup`).
+    pub fn long_sessions(&self) -> Arc<long_sessions::LongSessions> {
+        self.long_sessions.clone()
     }
 
     /// A read transaction on the blocking pool.

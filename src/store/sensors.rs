@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, hash_map};
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::long_sessions::{Kept, LongSessions};
 use super::tables::{
     DAY_SENSOR_EVENT, DAY_SENSOR_SEEN, DAY_SENSOR_SESSION, SENSORID_SENSOR, TOKENHASH_SENSORID,
 };
@@ -152,6 +153,8 @@ fn decode_seen(b: &[u8], out: &mut Vec<u64>) -> Result<()> {
 /// adds (written by `finish`).
 pub struct Dedup<'t> {
     seen: Table<'t, (i64, u64, u64, u32), &'static [u8]>,
+    /// Long sessions' states kept between transactions.
+    long: &'t LongSessions,
     days: HashMap<(i64, u64, u64), SessionDay>,
 }
 
@@ -160,6 +163,9 @@ pub struct Dedup<'t> {
 struct SessionDay {
     /// Stored fingerprints, sorted.
     stored: Vec<u64>,
+    /// Stored fingerprints not in `stored` yet (a long session's
+    /// newest, kept between transactions; `Kept`).
+    recent: HashSet<u64>,
     /// The last stored row: its chunk number and fingerprints.
     last: Option<(u32, Vec<u64>)>,
     /// Counted in this transaction.
@@ -168,16 +174,50 @@ struct SessionDay {
 
 impl SessionDay {
     fn has(&self, fp: u64) -> bool {
-        self.added.contains(&fp) || self.stored.binary_search(&fp).is_ok()
+        self.added.contains(&fp)
+            || self.recent.contains(&fp)
+            || self.stored.binary_search(&fp).is_ok()
     }
 }
 
 impl<'t> Dedup<'t> {
-    pub fn open(txn: &'t WriteTransaction) -> Result<Self> {
+    /// `long` is the store's (`Store::long_sessions`).
+    pub fn open(txn: &'t WriteTransaction, long: &'t LongSessions) -> Result<Self> {
         Ok(Self {
             seen: txn.open_table(DAY_SENSOR_SEEN)?,
+            long,
             days: HashMap::new(),
         })
+    }
+
+    /// The state kept for the session's `day` if its last row is still
+    /// the one kept.
+    fn kept_in(
+        seen: &Table<'t, (i64, u64, u64, u32), &'static [u8]>,
+        long: &LongSessions,
+        key: (i64, u64, u64),
+    ) -> Result<Option<SessionDay>> {
+        let Some(kept) = long.take(key) else {
+            return Ok(None);
+        };
+        let (day, sensor, session) = key;
+        let last = seen
+            .range((day, sensor, session, 0)..=(day, sensor, session, u32::MAX))?
+            .next_back()
+            .transpose()?;
+        let Some((k, val)) = last else {
+            return Ok(None);
+        };
+        let mut fps = Vec::new();
+        decode_seen(val.value(), &mut fps)?;
+        Ok(
+            (k.value().3 == kept.last.0 && fps == kept.last.1).then(|| SessionDay {
+                stored: kept.stored,
+                recent: kept.recent,
+                last: Some(kept.last),
+                added: HashSet::new(),
+            }),
+        )
     }
 
     /// The session's `day`, read on first use.
@@ -185,6 +225,9 @@ impl<'t> Dedup<'t> {
         match self.days.entry(key) {
             hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
             hash_map::Entry::Vacant(v) => {
+                if let Some(d) = Self::kept_in(&self.seen, self.long, key)? {
+                    return Ok(v.insert(d));
+                }
                 let (day, sensor, session) = key;
                 let mut d = SessionDay::default();
                 for row in self
@@ -233,14 +276,36 @@ impl<'t> Dedup<'t> {
 
     /// Writes what this transaction counted: the last row of each session
     /// day filled up to `CHUNK`, then new rows.
+    ///
+    /// A session of more than one row is then kept in memory for the
+    /// next transaction (`long_sessions`).
     pub fn finish(mut self) -> Result<()> {
-        for ((day, sensor, session), d) in self.days.drain() {
-            if d.added.is_empty() {
+        for (key, d) in self.days.drain() {
+            let (day, sensor, session) = key;
+            let SessionDay {
+                stored,
+                recent,
+                last,
+                added,
+            } = d;
+            if added.is_empty() {
+                if let Some(last) = last
+                    && stored.len() + recent.len() > CHUNK
+                {
+                    self.long.keep(
+                        key,
+                        Kept {
+                            stored,
+                            recent,
+                            last,
+                        },
+                    );
+                }
                 continue;
             }
-            let mut added: Vec<u64> = d.added.into_iter().collect();
+            let mut added: Vec<u64> = added.into_iter().collect();
             added.sort_unstable();
-            let (mut chunk, mut row) = match d.last {
+            let (mut chunk, mut row) = match last {
                 Some((n, fps)) if fps.len() < CHUNK => (n, fps),
                 Some((n, _)) => (n + 1, Vec::new()),
                 None => (0, Vec::new()),
@@ -258,6 +323,10 @@ impl<'t> Dedup<'t> {
                 }
                 chunk += 1;
                 row.clear();
+            }
+            if stored.len() + recent.len() + added.len() > CHUNK {
+                self.long
+                    .keep(key, Kept::grown(stored, recent, &added, (chunk, row)));
             }
         }
         Ok(())
@@ -347,9 +416,18 @@ mod tests {
 
     /// Runs `f` on a `Dedup` of one transaction, then writes it.
     fn with_dedup<T>(store: &crate::store::Store, f: impl FnOnce(&mut Dedup) -> Result<T>) -> T {
+        with_long(store, &store.long_sessions(), f)
+    }
+
+    /// `with_dedup` with the long sessions of `long`.
+    fn with_long<T>(
+        store: &crate::store::Store,
+        long: &LongSessions,
+        f: impl FnOnce(&mut Dedup) -> Result<T>,
+    ) -> T {
         store
             .write_blocking(|txn| {
-                let mut d = Dedup::open(txn)?;
+                let mut d = Dedup::open(txn, long)?;
                 let out = f(&mut d)?;
                 d.finish()?;
                 Ok(out)
@@ -453,6 +531,122 @@ mod tests {
         assert_eq!(again, 0);
     }
 
+    /// Counts events `ts` in `range` (content 1) of session 7 on day 10.
+    fn count(
+        store: &crate::store::Store,
+        long: &LongSessions,
+        range: std::ops::Range<i64>,
+    ) -> usize {
+        with_long(store, long, |d| {
+            range.clone().try_fold(0, |c, ts| {
+                Ok(c + usize::from(d.first_event((10, 1, 7, ts, 1))?))
+            })
+        })
+    }
+
+    /// Writes row `chunk` of session 7 on day 10 without `Dedup`.
+    fn put_row(store: &crate::store::Store, chunk: u32, fps: &[u64]) {
+        store
+            .write_blocking(|txn| {
+                txn.open_table(DAY_SENSOR_SEEN)?
+                    .insert((10, 1, 7, chunk), encode_seen(fps).as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_long_session_is_kept_between_transactions_while_its_last_row_matches() {
+        let (_dir, store) = crate::store::temp_store();
+        let long = LongSessions::default();
+        assert_eq!(count(&store, &long, 0..600), 600);
+        assert_eq!(long.held(), (1, 600), "three rows: kept");
+        // A short session is not kept.
+        assert!(with_long(&store, &long, |d| d.first_event((10, 1, 8, 0, 1))));
+        assert_eq!(long.held(), (1, 600));
+        // Row 0 (the 256 smallest fingerprints) replaced behind `Dedup`'s
+        // back by other events': the kept state still answers, so the
+        // rows were not read again.
+        let mut other: Vec<u64> = (0..256).map(|ts| event_fp(ts, 2)).collect();
+        other.sort_unstable();
+        put_row(&store, 0, &other);
+        assert_eq!(count(&store, &long, 0..600), 0);
+        let other_known =
+            |long: &LongSessions| !with_long(&store, long, |d| d.first_event((10, 1, 7, 5, 2)));
+        // A reader without it sees the replaced row (and writes again
+        // what it lost).
+        assert_eq!(count(&store, &LongSessions::default(), 0..600), 256);
+        // The last row is no longer the kept one: read again.
+        assert!(other_known(&long));
+        assert_eq!(count(&store, &long, 0..600), 0);
+        // Same when a row is added behind its back.
+        put_row(&store, 100, &[event_fp(700, 1)]);
+        assert_eq!(count(&store, &long, 700..701), 0, "row 100 was read");
+    }
+
+    #[test]
+    fn a_state_kept_by_a_failed_transaction_is_not_trusted() {
+        let (_dir, store) = crate::store::temp_store();
+        let long = LongSessions::default();
+        assert_eq!(count(&store, &long, 0..600), 600);
+        for extra in [10, 300] {
+            let failed = store.write_blocking(|txn| {
+                let mut d = Dedup::open(txn, &long)?;
+                for ts in 600..600 + extra {
+                    d.first_event((10, 1, 7, ts, 1))?;
+                }
+                d.finish()?;
+                Err::<(), _>(crate::store::Error::Corrupt("rolled back".into()))
+            });
+            assert!(failed.is_err());
+            assert_eq!(long.held(), (1, 600 + usize::try_from(extra).unwrap()));
+            assert_eq!(
+                count(&store, &long, 600..600 + extra),
+                usize::try_from(extra).unwrap(),
+                "the rolled-back events are new"
+            );
+            assert_eq!(count(&store, &long, 0..600 + extra), 0);
+            // Back to 600 stored for the next round.
+            store
+                .write_blocking(|txn| {
+                    let mut t = txn.open_table(DAY_SENSOR_SEEN)?;
+                    let keys: Vec<_> = t
+                        .range((10, 1, 7, 0)..=(10, 1, 7, u32::MAX))?
+                        .map(|r| r.map(|(k, _)| k.value()))
+                        .collect::<Result<_, _>>()?;
+                    for k in keys {
+                        t.remove(k)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(count(&store, &LongSessions::default(), 0..600), 600);
+        }
+    }
+
+    #[test]
+    fn kept_sessions_are_bounded_and_recent() {
+        let (_dir, store) = crate::store::temp_store();
+        let long = LongSessions::with_max_fingerprints(700);
+        let fill = |day: i64, session: u64| {
+            with_long(&store, &long, |d| {
+                (0..300).try_for_each(|ts| d.first_event((day, 1, session, ts, 1)).map(drop))
+            });
+        };
+        fill(10, 1);
+        fill(10, 2);
+        assert_eq!(long.held(), (2, 600));
+        fill(11, 3);
+        assert_eq!(long.held(), (2, 600), "one of day 10 made room");
+        fill(14, 4);
+        assert_eq!(long.held(), (1, 300), "days 10 and 11 are too old");
+        // A session larger than the bound is not kept, and still counts.
+        let big = LongSessions::with_max_fingerprints(100);
+        assert_eq!(count(&store, &big, 0..300), 300);
+        assert_eq!(big.held(), (0, 0));
+        assert_eq!(count(&store, &big, 0..300), 0);
+    }
+
     #[test]
     fn events_out_of_order_across_midnight_in_one_transaction() {
         let (_dir, store) = crate::store::temp_store();
@@ -523,7 +717,8 @@ mod tests {
                 drop(old);
                 move_session_keys(txn)?;
                 fold_dedup_keys(txn)?;
-                let mut d = Dedup::open(txn)?;
+                let long = LongSessions::default();
+                let mut d = Dedup::open(txn, &long)?;
                 let seen = (d.first_session(10, 1, 7, 0)?, d.first_session(11, 1, 7, 5)?);
                 let left = redb::ReadableTableMetadata::len(&txn.open_table(DAY_SENSOR_SESSION)?)?;
                 Ok((seen, left))

@@ -458,6 +458,52 @@ async fn bulk_reports_accept_good_rows_and_list_bad_ones() {
     assert_eq!(a.json("/v1/key/check/30.1.1.1").await["found"], false);
 }
 
+/// Events `range` of one session, `ms` apart from `t`.
+fn long_session(t: UnixMillis, range: std::ops::Range<i64>) -> String {
+    range
+        .map(|i| {
+            event(
+                "45.2.2.2",
+                "long",
+                "auth",
+                UnixMillis(t.0 + i),
+                json!({"username": format!("u{}", i % 50)}),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_long_session_counts_each_event_once_across_batches() {
+    let a = Api::start().await;
+    let token = a.sensor("hp-1").await;
+    let t = a.now();
+    let post = |range: std::ops::Range<i64>| {
+        let (a, token) = (&a, &token);
+        async move {
+            let r = a.events(token, long_session(t, range)).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let v: Value = r.json().await.unwrap();
+            (
+                v["accepted"].as_u64().unwrap(),
+                v["duplicates"].as_u64().unwrap(),
+            )
+        }
+    };
+    // 600 events and 51 names: more than one row of fingerprints, so the
+    // session's state is kept between batches.
+    for start in [0, 200, 400] {
+        assert_eq!(post(start..start + 200).await, (200, 0));
+    }
+    assert_eq!(post(0..200).await, (0, 200), "a retried batch");
+    assert_eq!(post(500..700).await, (100, 100));
+    assert_eq!(post(650..750).await, (50, 50));
+    let v = a.json("/v1/key/check/45.2.2.2").await;
+    assert_eq!(v["totalEvents"], 750);
+    assert_eq!(v["totalSessions"], 1);
+}
+
 #[tokio::test]
 async fn sensor_events_build_behaviours_and_lookups() {
     let a = Api::start().await;
