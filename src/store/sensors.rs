@@ -148,6 +148,12 @@ fn decode_seen(b: &[u8], out: &mut Vec<u64>) -> Result<()> {
     }
 }
 
+/// The keys of a session's rows of a day, (day, sensor, session).
+fn session_rows(key: (i64, u64, u64)) -> std::ops::RangeInclusive<(i64, u64, u64, u32)> {
+    let (day, sensor, session) = key;
+    (day, sensor, session, 0)..=(day, sensor, session, u32::MAX)
+}
+
 /// The de-duplication state of one ingest transaction: per session and
 /// day asked, what it had counted (read once), and what this transaction
 /// adds (written by `finish`).
@@ -200,11 +206,7 @@ impl<'t> Dedup<'t> {
         let Some(kept) = long.take(key) else {
             return Ok(None);
         };
-        let (day, sensor, session) = key;
-        let last = seen
-            .range((day, sensor, session, 0)..=(day, sensor, session, u32::MAX))?
-            .next_back()
-            .transpose()?;
+        let last = seen.range(session_rows(key))?.next_back().transpose()?;
         let Some((k, val)) = last else {
             return Ok(None);
         };
@@ -228,12 +230,8 @@ impl<'t> Dedup<'t> {
                 if let Some(d) = Self::kept_in(&self.seen, self.long, key)? {
                     return Ok(v.insert(d));
                 }
-                let (day, sensor, session) = key;
                 let mut d = SessionDay::default();
-                for row in self
-                    .seen
-                    .range((day, sensor, session, 0)..=(day, sensor, session, u32::MAX))?
-                {
+                for row in self.seen.range(session_rows(key))? {
                     let (k, val) = row?;
                     let mut fps = Vec::new();
                     decode_seen(val.value(), &mut fps)?;
@@ -611,7 +609,7 @@ mod tests {
                 .write_blocking(|txn| {
                     let mut t = txn.open_table(DAY_SENSOR_SEEN)?;
                     let keys: Vec<_> = t
-                        .range((10, 1, 7, 0)..=(10, 1, 7, u32::MAX))?
+                        .range(session_rows((10, 1, 7)))?
                         .map(|r| r.map(|(k, _)| k.value()))
                         .collect::<Result<_, _>>()?;
                     for k in keys {
